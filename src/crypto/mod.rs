@@ -1,0 +1,1 @@
+//! SOPS codec

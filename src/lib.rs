@@ -1,0 +1,6 @@
+//! valuesfs: a FUSE view of a git values repo with SOPS files shown decrypted.
+//!
+//! Layout: `crypto` is the pure SOPS codec (bytes in, bytes out); `repo` owns every git
+//! repository (the master); `fs` is the filesystem on top of both.
+
+pub mod crypto;
