@@ -1,0 +1,334 @@
+//! Command line: sops-like `decrypt`, `encrypt` and `edit` over the codec.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use valuesfs::crypto::{self, sops, CreationParams, Format, Keyring, Selector, SopsConfig};
+use zeroize::Zeroizing;
+
+#[derive(Parser)]
+#[command(name = "valuesfs", version, about = "A git values repo with SOPS files shown decrypted")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print the plaintext of a SOPS file (`-` reads stdin).
+    Decrypt {
+        file: String,
+        #[command(flatten)]
+        types: Types,
+    },
+    /// Encrypt a plaintext file, to stdout or in place.
+    Encrypt {
+        file: String,
+        #[command(flatten)]
+        types: Types,
+        /// Recipients, comma separated (default: the nearest .sops.yaml creation rule).
+        #[arg(long, value_delimiter = ',')]
+        age: Vec<String>,
+        /// Write the result over FILE instead of stdout.
+        #[arg(short = 'i', long)]
+        in_place: bool,
+        #[command(flatten)]
+        sel: SelectorArgs,
+        /// Hash only encrypted values into the MAC.
+        #[arg(long)]
+        mac_only_encrypted: bool,
+    },
+    /// Edit a SOPS file in $EDITOR; re-encrypts with stable ciphertext.
+    Edit {
+        file: String,
+        #[command(flatten)]
+        types: Types,
+    },
+}
+
+#[derive(Args)]
+struct Types {
+    /// Store of the input: yaml, json, dotenv or binary (default: from the file name).
+    #[arg(long)]
+    input_type: Option<String>,
+    /// Store of the output (default: same as the input).
+    #[arg(long)]
+    output_type: Option<String>,
+}
+
+#[derive(Args, Default)]
+struct SelectorArgs {
+    #[arg(long)]
+    unencrypted_suffix: Option<String>,
+    #[arg(long)]
+    encrypted_suffix: Option<String>,
+    #[arg(long)]
+    unencrypted_regex: Option<String>,
+    #[arg(long)]
+    encrypted_regex: Option<String>,
+    #[arg(long)]
+    unencrypted_comment_regex: Option<String>,
+    #[arg(long)]
+    encrypted_comment_regex: Option<String>,
+}
+
+impl SelectorArgs {
+    fn selector(&self) -> Result<Option<Selector>> {
+        let all = [
+            ("unencrypted_suffix", &self.unencrypted_suffix),
+            ("encrypted_suffix", &self.encrypted_suffix),
+            ("unencrypted_regex", &self.unencrypted_regex),
+            ("encrypted_regex", &self.encrypted_regex),
+            ("unencrypted_comment_regex", &self.unencrypted_comment_regex),
+            ("encrypted_comment_regex", &self.encrypted_comment_regex),
+        ];
+        let set: Vec<_> = all.iter().filter(|(_, v)| v.is_some()).collect();
+        if set.len() > 1 {
+            bail!("only one of the selector flags may be given");
+        }
+        match set.first() {
+            Some((f, Some(v))) => Ok(Some(Selector::new(f, v)?)),
+            _ => Ok(None),
+        }
+    }
+}
+
+impl Types {
+    fn formats(&self, file: &str) -> Result<(Format, Format)> {
+        let parse = |t: &Option<String>| -> Result<Option<Format>> {
+            t.as_deref()
+                .map(|n| Format::from_name(n).ok_or_else(|| anyhow!("unknown store type {n:?}")))
+                .transpose()
+        };
+        let input = parse(&self.input_type)?.unwrap_or_else(|| Format::from_path(file));
+        let output = parse(&self.output_type)?.unwrap_or(input);
+        Ok((input, output))
+    }
+}
+
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    let file = match &cli.cmd {
+        Cmd::Decrypt { file, .. } | Cmd::Encrypt { file, .. } | Cmd::Edit { file, .. } => {
+            file.clone()
+        }
+    };
+    match dispatch(cli.cmd) {
+        Ok(()) => 0,
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("valuesfs: {file}: {}", chain.join(": "));
+            1
+        }
+    }
+}
+
+fn read_input(file: &str) -> Result<Vec<u8>> {
+    if file == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf)?;
+        Ok(buf)
+    } else {
+        std::fs::read(file).with_context(|| "cannot read file".to_string())
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Decrypt { file, types } => {
+            let (input, output) = types.formats(&file)?;
+            let data = read_input(&file)?;
+            let keys = Keyring::from_env()?;
+            let opened = crypto::decrypt(&data, input, &keys)?;
+            let out: Zeroizing<Vec<u8>> = if output == input
+                || input == Format::Binary
+                || output == Format::Binary
+            {
+                Zeroizing::new(opened.plaintext.to_vec())
+            } else {
+                Zeroizing::new(sops::render_plain(output, opened.documents()).into_bytes())
+            };
+            std::io::stdout().write_all(&out)?;
+            Ok(())
+        }
+        Cmd::Encrypt {
+            file,
+            types,
+            age,
+            in_place,
+            sel,
+            mac_only_encrypted,
+        } => {
+            let (input, _) = types.formats(&file)?;
+            let data = Zeroizing::new(read_input(&file)?);
+            if crypto::is_sops(&data, input) {
+                bail!("already encrypted (use `valuesfs edit` to change it)");
+            }
+            let mut params = if age.is_empty() {
+                rule_params(&file)?
+            } else {
+                CreationParams {
+                    recipients: age,
+                    ..Default::default()
+                }
+            };
+            if let Some(s) = sel.selector()? {
+                params.selector = Some(s);
+            }
+            params.mac_only_encrypted |= mac_only_encrypted;
+            let out = crypto::encrypt(&data, input, &params)?;
+            if in_place {
+                write_atomic(Path::new(&file), &out)?;
+            } else {
+                std::io::stdout().write_all(&out)?;
+            }
+            Ok(())
+        }
+        Cmd::Edit { file, types } => edit(&file, &types),
+    }
+}
+
+/// Creation parameters from the nearest `.sops.yaml` for `file`.
+fn rule_params(file: &str) -> Result<CreationParams> {
+    let abs = std::path::absolute(file)?;
+    let start = abs.parent().map(Path::to_path_buf).unwrap_or_default();
+    let cfg_path = crypto::config::find_config(&start).ok_or(crypto::Error::NoRecipients)?;
+    let cfg = SopsConfig::load(&cfg_path)?;
+    let rel = abs
+        .strip_prefix(&cfg.dir)
+        .unwrap_or(&abs)
+        .to_string_lossy()
+        .into_owned();
+    cfg.params_for(&rel)?.ok_or_else(|| {
+        anyhow!(
+            "no creation rule in {} matches this path",
+            cfg_path.display()
+        )
+    })
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| anyhow!("not a file path"))?;
+    let tmp = dir.join(format!(".{}.valuesfs-{}", name.to_string_lossy(), std::process::id()));
+    let mode = std::fs::metadata(path)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))
+        .unwrap_or(0o644);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    Ok(())
+}
+
+/// A 0600 file in memory-backed storage, removed (after zeroing) on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn create(name: &str, content: &[u8]) -> Result<Scratch> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(|| PathBuf::from("/dev/shm"));
+        let dir = base.join(format!("valuesfs-edit-{}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&dir)?;
+        let path = dir.join(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(content)?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::metadata(&self.0) {
+            let _ = std::fs::write(&self.0, vec![0u8; meta.len() as usize]);
+        }
+        let _ = std::fs::remove_file(&self.0);
+        if let Some(d) = self.0.parent() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+fn run_editor(path: &Path) -> Result<()> {
+    let editor = std::env::var("EDITOR")
+        .or_else(|_| std::env::var("VISUAL"))
+        .unwrap_or_else(|_| "vi".into());
+    let mut parts = editor.split_whitespace();
+    let prog = parts.next().ok_or_else(|| anyhow!("$EDITOR is empty"))?;
+    let status = std::process::Command::new(prog)
+        .args(parts)
+        .arg(path)
+        .status()
+        .with_context(|| format!("cannot run editor {prog:?}"))?;
+    if !status.success() {
+        bail!("editor exited with {status}");
+    }
+    Ok(())
+}
+
+fn edit(file: &str, types: &Types) -> Result<()> {
+    let (format, _) = types.formats(file)?;
+    let existing = match std::fs::read(file) {
+        Ok(d) => Some(d),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).context("cannot read file"),
+    };
+    let opened = match &existing {
+        Some(d) => Some(crypto::decrypt(d, format, &Keyring::from_env()?)?),
+        None => None,
+    };
+    let original: Zeroizing<Vec<u8>> = opened
+        .as_ref()
+        .map(|o| Zeroizing::new(o.plaintext.to_vec()))
+        .unwrap_or_default();
+    let name = Path::new(file)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let scratch = Scratch::create(&name, &original)?;
+    loop {
+        run_editor(&scratch.0)?;
+        // Editors may replace the file: read the path again, not an open handle.
+        let edited = Zeroizing::new(std::fs::read(&scratch.0).context("edited file vanished")?);
+        if edited.as_slice() == original.as_slice() && existing.is_some() {
+            eprintln!("valuesfs: {file}: no changes");
+            return Ok(());
+        }
+        let result = match &opened {
+            Some(o) => o.reencrypt(&edited),
+            None => {
+                let params = rule_params(file)?;
+                crypto::encrypt(&edited, format, &params)
+            }
+        };
+        match result {
+            Ok(out) => {
+                write_atomic(Path::new(file), &out)?;
+                return Ok(());
+            }
+            Err(e) if std::io::stdin().is_terminal() => {
+                eprintln!("valuesfs: {file}: {e}\nPress Enter to edit again, Ctrl-C to abort.");
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! sops's value cipher: AES-256-GCM with a 32-byte IV, the tag kept apart, and the
+//! path of keys as additional data. `ENC[AES256_GCM,data:..,iv:..,tag:..,type:..]`.
+
+use aes_gcm::aead::consts::U32;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aes::Aes256;
+use aes_gcm::AesGcm;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use rand::RngCore;
+
+type Gcm32 = AesGcm<Aes256, U32>;
+
+/// The pieces of an `ENC[...]` string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub data: Vec<u8>,
+    pub iv: Vec<u8>,
+    pub tag: Vec<u8>,
+    pub kind: String,
+}
+
+/// Does this string look like a sops envelope (`ENC[AES256_GCM,`)?
+pub fn is_envelope(s: &str) -> bool {
+    s.starts_with("ENC[AES256_GCM,")
+}
+
+/// Parse an envelope strictly: every field present, valid base64, a 32-byte IV and a
+/// 16-byte tag, nothing after the closing bracket.
+pub fn parse_envelope(s: &str) -> Result<Envelope, String> {
+    let inner = s
+        .strip_prefix("ENC[AES256_GCM,")
+        .and_then(|r| r.strip_suffix(']'))
+        .ok_or("not an ENC[AES256_GCM,...] value")?;
+    let mut data = None;
+    let mut iv = None;
+    let mut tag = None;
+    let mut kind = None;
+    for part in inner.split(',') {
+        let (k, v) = part.split_once(':').ok_or("envelope field without ':'")?;
+        let slot = match k {
+            "data" => &mut data,
+            "iv" => &mut iv,
+            "tag" => &mut tag,
+            "type" => &mut kind,
+            _ => return Err(format!("unknown envelope field {k:?}")),
+        };
+        if slot.replace(v).is_some() {
+            return Err(format!("duplicate envelope field {k:?}"));
+        }
+    }
+    let dec = |name: &str, v: Option<&str>| -> Result<Vec<u8>, String> {
+        let v = v.ok_or_else(|| format!("envelope without {name}"))?;
+        B64.decode(v).map_err(|_| format!("envelope {name} is not base64"))
+    };
+    let env = Envelope {
+        data: dec("data", data)?,
+        iv: dec("iv", iv)?,
+        tag: dec("tag", tag)?,
+        kind: kind.ok_or("envelope without type")?.to_string(),
+    };
+    if env.iv.len() != 32 {
+        return Err(format!("envelope IV is {} bytes, expected 32", env.iv.len()));
+    }
+    if env.tag.len() != 16 {
+        return Err(format!("envelope tag is {} bytes, expected 16", env.tag.len()));
+    }
+    Ok(env)
+}
+
+/// Encrypt `plain` under `key` with additional data `aad`; a fresh random IV.
+pub fn seal(key: &[u8; 32], plain: &[u8], aad: &str, kind: &str) -> String {
+    let mut iv = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut iv);
+    seal_with_iv(key, &iv, plain, aad, kind)
+}
+
+fn seal_with_iv(key: &[u8; 32], iv: &[u8; 32], plain: &[u8], aad: &str, kind: &str) -> String {
+    let gcm = Gcm32::new(key.into());
+    let out = gcm
+        .encrypt(
+            iv.into(),
+            Payload {
+                msg: plain,
+                aad: aad.as_bytes(),
+            },
+        )
+        .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+    let (data, tag) = out.split_at(out.len() - 16);
+    format!(
+        "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{}]",
+        B64.encode(data),
+        B64.encode(iv),
+        B64.encode(tag),
+        kind
+    )
+}
+
+/// Decrypt and authenticate an envelope; returns (plaintext, type).
+pub fn open(key: &[u8; 32], env: &Envelope, aad: &str) -> Option<Vec<u8>> {
+    let gcm = Gcm32::new(key.into());
+    let mut ct = Vec::with_capacity(env.data.len() + 16);
+    ct.extend_from_slice(&env.data);
+    ct.extend_from_slice(&env.tag);
+    let iv: &[u8; 32] = env.iv.as_slice().try_into().ok()?;
+    gcm.decrypt(
+        iv.into(),
+        Payload {
+            msg: &ct,
+            aad: aad.as_bytes(),
+        },
+    )
+    .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_aad_binding() {
+        let key = [7u8; 32];
+        let s = seal(&key, b"hello", "a:b:", "str");
+        let env = parse_envelope(&s).expect("parses");
+        assert_eq!(open(&key, &env, "a:b:").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(open(&key, &env, "a:c:"), None);
+        assert_eq!(open(&[8u8; 32], &env, "a:b:"), None);
+    }
+
+    #[test]
+    fn strict_envelope_parsing() {
+        assert!(parse_envelope("ENC[AES256_GCM,data:AA==,iv:AA==,tag:AA==,type:str]").is_err());
+        assert!(parse_envelope("ENC[AES256_GCM,data:AA==]").is_err());
+        assert!(parse_envelope("nope").is_err());
+    }
+}

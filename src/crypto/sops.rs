@@ -1,0 +1,1244 @@
+//! Reading and writing SOPS files: the four stores, the MAC, stable re-encryption and the
+//! lossless plaintext copy.
+//!
+//! Invariants:
+//! - `decrypt` verifies every value and the MAC before returning anything; a failure
+//!   returns an error and no partial plaintext.
+//! - `Opened::reencrypt` reuses the data key, keeps the `sops` block's text byte for byte
+//!   except `lastmodified`, `mac` and `valuesfs_source`, and keeps the ciphertext of every
+//!   value whose position and plaintext are unchanged.
+//! - Every file written is decrypted again before it is returned, and must give back
+//!   exactly the plaintext bytes that were encrypted (`Error::Internal` otherwise).
+//! - The `valuesfs_source` metadata field holds the exact plaintext bytes, encrypted with
+//!   the data key and bound to this version's `lastmodified` and `mac`. sops ignores it;
+//!   it is only written when sops's own formatting would not reproduce the bytes.
+
+use regex::Regex;
+use sha2::{Digest, Sha512};
+use zeroize::Zeroizing;
+
+use super::cipher::{is_envelope, open, parse_envelope, seal};
+use super::error::{Error, Result};
+use super::json;
+use super::keys::{wrap_data_key, Keyring};
+use super::value::{Key, Value};
+use super::yaml::{self, Limits};
+
+/// The sops version string written into new files.
+pub const SOPS_VERSION: &str = "3.11.0";
+/// Metadata field carrying the exact plaintext bytes (encrypted).
+pub const SOURCE_FIELD: &str = "valuesfs_source";
+/// Largest input the codec accepts, by default.
+pub const DEFAULT_MAX_SIZE: usize = 64 << 20;
+
+/// sops's `MACOnlyEncryptedInitialization`: sha256("sops").
+const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
+    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe,
+    0x0b, 0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2,
+    0x7d, 0x69,
+];
+
+/// Which store a file uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+    Dotenv,
+    Binary,
+}
+
+impl Format {
+    /// The store sops picks from a file name.
+    pub fn from_path(path: &str) -> Format {
+        let lower = path.to_ascii_lowercase();
+        if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+            Format::Yaml
+        } else if lower.ends_with(".json") {
+            Format::Json
+        } else if lower.ends_with(".env") {
+            Format::Dotenv
+        } else {
+            Format::Binary
+        }
+    }
+
+    /// `--input-type`/`--output-type` names.
+    pub fn from_name(name: &str) -> Option<Format> {
+        match name {
+            "yaml" => Some(Format::Yaml),
+            "json" => Some(Format::Json),
+            "dotenv" => Some(Format::Dotenv),
+            "binary" => Some(Format::Binary),
+            _ => None,
+        }
+    }
+}
+
+/// What decides which values are encrypted: at most one per file.
+#[derive(Debug, Clone)]
+pub enum Selector {
+    UnencryptedSuffix(String),
+    EncryptedSuffix(String),
+    UnencryptedRegex(Regex),
+    EncryptedRegex(Regex),
+    UnencryptedCommentRegex(Regex),
+    EncryptedCommentRegex(Regex),
+}
+
+pub const SELECTOR_FIELDS: [&str; 6] = [
+    "unencrypted_suffix",
+    "encrypted_suffix",
+    "unencrypted_regex",
+    "encrypted_regex",
+    "unencrypted_comment_regex",
+    "encrypted_comment_regex",
+];
+
+impl Selector {
+    pub fn new(field: &str, value: &str) -> Result<Selector> {
+        let re = || {
+            Regex::new(value).map_err(|e| Error::Config(format!("{field}: invalid regex: {e}")))
+        };
+        Ok(match field {
+            "unencrypted_suffix" => Selector::UnencryptedSuffix(value.to_string()),
+            "encrypted_suffix" => Selector::EncryptedSuffix(value.to_string()),
+            "unencrypted_regex" => Selector::UnencryptedRegex(re()?),
+            "encrypted_regex" => Selector::EncryptedRegex(re()?),
+            "unencrypted_comment_regex" => Selector::UnencryptedCommentRegex(re()?),
+            "encrypted_comment_regex" => Selector::EncryptedCommentRegex(re()?),
+            other => return Err(Error::Config(format!("unknown selector {other}"))),
+        })
+    }
+
+    pub fn field(&self) -> &'static str {
+        match self {
+            Selector::UnencryptedSuffix(_) => "unencrypted_suffix",
+            Selector::EncryptedSuffix(_) => "encrypted_suffix",
+            Selector::UnencryptedRegex(_) => "unencrypted_regex",
+            Selector::EncryptedRegex(_) => "encrypted_regex",
+            Selector::UnencryptedCommentRegex(_) => "unencrypted_comment_regex",
+            Selector::EncryptedCommentRegex(_) => "encrypted_comment_regex",
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            Selector::UnencryptedSuffix(s) | Selector::EncryptedSuffix(s) => s,
+            Selector::UnencryptedRegex(r)
+            | Selector::EncryptedRegex(r)
+            | Selector::UnencryptedCommentRegex(r)
+            | Selector::EncryptedCommentRegex(r) => r.as_str(),
+        }
+    }
+
+    /// sops's `shouldBeEncrypted`.
+    fn should_encrypt(&self, path: &[String], stack: &[Vec<String>], is_comment: bool) -> bool {
+        match self {
+            Selector::UnencryptedSuffix(s) => !path.iter().any(|p| p.ends_with(s.as_str())),
+            Selector::EncryptedSuffix(s) => path.iter().any(|p| p.ends_with(s.as_str())),
+            Selector::UnencryptedRegex(r) => !path.iter().any(|p| r.is_match(p)),
+            Selector::EncryptedRegex(r) => path.iter().any(|p| r.is_match(p)),
+            Selector::UnencryptedCommentRegex(r) => {
+                !stack.iter().flatten().any(|c| r.is_match(c))
+            }
+            Selector::EncryptedCommentRegex(r) => {
+                let last = stack.len().saturating_sub(1);
+                stack.iter().enumerate().any(|(i, cs)| {
+                    cs.iter().enumerate().any(|(j, c)| {
+                        // The matching comment line itself stays readable.
+                        let itself = is_comment && i == last && j + 1 == cs.len();
+                        !itself && r.is_match(c)
+                    })
+                })
+            }
+        }
+    }
+}
+
+/// What a new file is encrypted for.
+#[derive(Debug, Clone, Default)]
+pub struct CreationParams {
+    pub recipients: Vec<String>,
+    pub selector: Option<Selector>,
+    pub mac_only_encrypted: bool,
+}
+
+/// The typed view of the `sops` metadata block.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    /// (recipient, armored encrypted data key), from `age` and from `key_groups`.
+    pub age: Vec<(String, String)>,
+    pub lastmodified: String,
+    pub mac: String,
+    pub selector: Option<Selector>,
+    pub mac_only_encrypted: bool,
+    pub version: String,
+    /// Key services present that valuesfs cannot use (kept untouched).
+    pub other_services: Vec<String>,
+    pub source: Option<String>,
+}
+
+const OTHER_SERVICES: [&str; 6] = ["pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms"];
+
+impl Metadata {
+    fn from_value(v: &Value) -> Result<Metadata> {
+        let Value::Map(_) = v else {
+            return Err(Error::Malformed("`sops` is not a mapping".into()));
+        };
+        let text = |k: &str| -> Option<String> {
+            match v.get(k)? {
+                Value::Str(s) | Value::Time(s) => Some(s.clone()),
+                _ => None,
+            }
+        };
+        let mut age = Vec::new();
+        let mut other = Vec::new();
+        let mut collect = |group: &Value| -> Result<()> {
+            if let Some(Value::Seq(entries)) = group.get("age") {
+                for e in entries {
+                    let r = e.get("recipient").and_then(Value::as_str).unwrap_or("");
+                    let enc = e
+                        .get("enc")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| Error::Malformed("age entry without `enc`".into()))?;
+                    age.push((r.to_string(), enc.to_string()));
+                }
+            }
+            for s in OTHER_SERVICES {
+                if matches!(group.get(s), Some(Value::Seq(e)) if !e.is_empty())
+                    && !other.iter().any(|o| o == s)
+                {
+                    other.push(s.to_string());
+                }
+            }
+            Ok(())
+        };
+        collect(v)?;
+        if let Some(Value::Seq(groups)) = v.get("key_groups") {
+            for g in groups {
+                collect(g)?;
+            }
+        }
+        let mut selector = None;
+        for f in SELECTOR_FIELDS {
+            if let Some(val) = text(f).filter(|s| !s.is_empty()) {
+                if selector.is_some() {
+                    return Err(Error::Malformed("more than one selector in metadata".into()));
+                }
+                selector = Some(Selector::new(f, &val).map_err(|e| Error::Malformed(e.to_string()))?);
+            }
+        }
+        let mac_only_encrypted = match v.get("mac_only_encrypted") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Str(s)) => s == "true",
+            _ => false,
+        };
+        if let Some(Value::Int(t)) = v.get("shamir_threshold") {
+            if *t > 1 {
+                return Err(Error::Unsupported(
+                    "Shamir secret sharing (shamir_threshold > 1) is not supported".into(),
+                ));
+            }
+        }
+        Ok(Metadata {
+            age,
+            lastmodified: text("lastmodified")
+                .ok_or_else(|| Error::Malformed("metadata without lastmodified".into()))?,
+            mac: text("mac").ok_or_else(|| Error::Malformed("metadata without mac".into()))?,
+            selector,
+            mac_only_encrypted,
+            version: text("version").unwrap_or_default(),
+            other_services: other,
+            source: text(SOURCE_FIELD),
+        })
+    }
+
+    fn selector_or_default(&self) -> Selector {
+        self.selector
+            .clone()
+            .unwrap_or_else(|| Selector::UnencryptedSuffix("_unencrypted".into()))
+    }
+}
+
+/// The text of the `sops` block as found in the file, kept for byte-exact rewrites.
+#[derive(Debug, Clone)]
+enum RawMeta {
+    /// From the `sops:` line to the end of the block, ending in a newline.
+    Yaml(String),
+    /// The JSON value of the `"sops"` member.
+    Json(String),
+    /// The `sops_...=` lines, in order, without newlines.
+    Dotenv(Vec<String>),
+}
+
+/// A decrypted SOPS file, with what is needed to re-encrypt it stably.
+pub struct Opened {
+    pub format: Format,
+    /// The plaintext to show: the exact bytes last encrypted, or sops's rendering.
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub metadata: Metadata,
+    key: Zeroizing<[u8; 32]>,
+    raw: RawMeta,
+    enc_docs: Vec<Value>,
+    plain_docs: Vec<Value>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Opened({:?}, {} bytes)", self.format, self.plaintext.len())
+    }
+}
+
+impl Opened {
+    /// The decrypted documents (comments included).
+    pub fn documents(&self) -> &[Value] {
+        &self.plain_docs
+    }
+
+    /// Encrypt new plaintext for this file: same data key, recipients and selector, stable
+    /// ciphertext for unchanged values, metadata text kept.
+    pub fn reencrypt(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let ctx = Ctx {
+            key: &self.key,
+            selector: self.metadata.selector_or_default(),
+            mac_only: self.metadata.mac_only_encrypted,
+        };
+        let base = Some((&self.plain_docs[..], &self.enc_docs[..]));
+        build(self.format, plaintext, &ctx, base, &MetaSource::Raw(&self.raw))
+    }
+}
+
+/// Is this content a SOPS file of this format (has a `sops` metadata block)?
+pub fn is_sops(input: &[u8], format: Format) -> bool {
+    parse_encrypted(input, format).is_ok()
+}
+
+/// Decrypt a SOPS file with the identities in `keys`.
+pub fn decrypt(input: &[u8], format: Format, keys: &Keyring) -> Result<Opened> {
+    if input.len() > DEFAULT_MAX_SIZE {
+        return Err(Error::TooLarge {
+            size: input.len(),
+            limit: DEFAULT_MAX_SIZE,
+        });
+    }
+    let (enc_docs, meta_value, raw) = parse_encrypted(input, format)?;
+    let metadata = Metadata::from_value(&meta_value)?;
+    if metadata.age.is_empty() {
+        if metadata.other_services.is_empty() {
+            return Err(Error::Malformed("no key recipients in metadata".into()));
+        }
+        return Err(Error::UnsupportedKeyServices {
+            services: metadata.other_services.join(", "),
+        });
+    }
+    let key = metadata
+        .age
+        .iter()
+        .find_map(|(_, enc)| keys.unwrap_data_key(enc))
+        .ok_or_else(|| Error::NoMatchingIdentity {
+            recipients: metadata
+                .age
+                .iter()
+                .map(|(r, _)| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    open_with_key(format, enc_docs, metadata, raw, key)
+}
+
+/// Encrypt a new file (no previous version) for `params`.
+pub fn encrypt(plaintext: &[u8], format: Format, params: &CreationParams) -> Result<Vec<u8>> {
+    if params.recipients.is_empty() {
+        return Err(Error::NoRecipients);
+    }
+    let mut key = Zeroizing::new([0u8; 32]);
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), key.as_mut());
+    let mut age = Vec::new();
+    for r in &params.recipients {
+        age.push((r.trim().to_string(), wrap_data_key(&key, r)?));
+    }
+    let selector = params
+        .selector
+        .clone()
+        .unwrap_or_else(|| Selector::UnencryptedSuffix("_unencrypted".into()));
+    let ctx = Ctx {
+        key: &key,
+        selector: selector.clone(),
+        mac_only: params.mac_only_encrypted,
+    };
+    build(
+        format,
+        plaintext,
+        &ctx,
+        None,
+        &MetaSource::New {
+            age: &age,
+            selector: &selector,
+            mac_only: params.mac_only_encrypted,
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Parsing files
+// ---------------------------------------------------------------------------------------
+
+fn utf8(input: &[u8]) -> Result<&str> {
+    std::str::from_utf8(input).map_err(|_| Error::NotUtf8)
+}
+
+/// Parse plaintext into documents for a store.
+fn parse_plain(input: &[u8], format: Format) -> Result<Vec<Value>> {
+    match format {
+        Format::Yaml => Ok(yaml::parse_mappings(utf8(input)?, Limits::default())?),
+        Format::Json => Ok(vec![json::parse(utf8(input)?, 128)?.root]),
+        Format::Dotenv => Ok(vec![parse_dotenv(utf8(input)?)?.0]),
+        Format::Binary => Err(Error::Internal("binary has no tree".into())),
+    }
+}
+
+fn parse_dotenv(text: &str) -> Result<(Value, Vec<String>)> {
+    let mut items = Vec::new();
+    let mut sops_lines = Vec::new();
+    for (n, line) in text.split('\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(c) = line.strip_prefix('#') {
+            items.push((Key::Comment(c.to_string()), Value::Null));
+            continue;
+        }
+        let (k, v) = line.split_once('=').ok_or_else(|| {
+            Error::Dotenv(format!("line {}: expected KEY=value", n + 1))
+        })?;
+        if k.starts_with("sops_") {
+            sops_lines.push(line.to_string());
+        }
+        items.push((Key::Name(k.to_string()), Value::Str(v.replace("\\n", "\n"))));
+    }
+    Ok((Value::Map(items), sops_lines))
+}
+
+/// Split an encrypted file into its data documents, its metadata and the metadata's text.
+fn parse_encrypted(input: &[u8], format: Format) -> Result<(Vec<Value>, Value, RawMeta)> {
+    let text = utf8(input)?;
+    match format {
+        Format::Yaml => {
+            let mut docs = yaml::parse_mappings(text, Limits::default())?;
+            let meta = docs
+                .first()
+                .and_then(|d| d.get("sops"))
+                .cloned()
+                .ok_or(Error::NotSops)?;
+            for d in docs.iter_mut() {
+                remove_key(d, "sops");
+            }
+            let raw = yaml_sops_block(text).ok_or(Error::NotSops)?;
+            Ok((docs, meta, RawMeta::Yaml(raw)))
+        }
+        Format::Json | Format::Binary => {
+            let parsed = json::parse(text, 128)?;
+            let mut root = parsed.root;
+            let meta = root.get("sops").cloned().ok_or(Error::NotSops)?;
+            let (s, e) = parsed.sops_value_span.ok_or(Error::NotSops)?;
+            remove_key(&mut root, "sops");
+            if format == Format::Binary && !matches!(root.get("data"), Some(Value::Str(_))) {
+                return Err(Error::Malformed("binary file without a `data` string".into()));
+            }
+            Ok((vec![root], meta, RawMeta::Json(text[s..e].to_string())))
+        }
+        Format::Dotenv => {
+            let (mut root, sops_lines) = parse_dotenv(text)?;
+            if sops_lines.is_empty() {
+                return Err(Error::NotSops);
+            }
+            let mut flat = Vec::new();
+            if let Value::Map(items) = &mut root {
+                items.retain(|(k, v)| match k {
+                    Key::Name(n) if n.starts_with("sops_") => {
+                        flat.push((n["sops_".len()..].to_string(), v.clone()));
+                        false
+                    }
+                    _ => true,
+                });
+            }
+            Ok((vec![root], unflatten(&flat)?, RawMeta::Dotenv(sops_lines)))
+        }
+    }
+}
+
+fn remove_key(doc: &mut Value, key: &str) {
+    if let Value::Map(items) = doc {
+        items.retain(|(k, _)| !matches!(k, Key::Name(n) if n == key));
+    }
+}
+
+/// The `sops:` block of the first YAML document, as text.
+fn yaml_sops_block(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.split_inclusive('\n') {
+        if inside {
+            let first = line.as_bytes().first().copied();
+            let ends = match first {
+                None | Some(b'\n' | b'\r') => false,
+                Some(b' ' | b'\t') => false,
+                _ => true,
+            };
+            if ends {
+                break;
+            }
+            out.push_str(line);
+        } else if line.trim_end() == "sops:" {
+            inside = true;
+            out.push_str(line);
+        } else if line.starts_with("---") && !out.is_empty() {
+            break;
+        }
+    }
+    if !inside {
+        return None;
+    }
+    // Blank lines at the end belong to what follows.
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Some(out)
+}
+
+/// Rebuild the metadata map from dotenv's flattened `sops_` keys.
+fn unflatten(flat: &[(String, Value)]) -> Result<Value> {
+    let mut top: Vec<(Key, Value)> = Vec::new();
+    for (k, v) in flat {
+        if let Some((service, rest)) = k.split_once("__list_") {
+            let (idx, field) = rest
+                .split_once("__map_")
+                .ok_or_else(|| Error::Malformed(format!("bad flattened key sops_{k}")))?;
+            let idx: usize = idx
+                .parse()
+                .map_err(|_| Error::Malformed(format!("bad flattened key sops_{k}")))?;
+            if idx > 1000 {
+                return Err(Error::Malformed("too many key entries".into()));
+            }
+            let pos = match top.iter().position(|(kk, _)| kk == &Key::Name(service.into())) {
+                Some(p) => p,
+                None => {
+                    top.push((Key::Name(service.into()), Value::Seq(Vec::new())));
+                    top.len() - 1
+                }
+            };
+            if let Value::Seq(list) = &mut top[pos].1 {
+                while list.len() <= idx {
+                    list.push(Value::Map(Vec::new()));
+                }
+                if let Value::Map(m) = &mut list[idx] {
+                    m.push((Key::Name(field.into()), v.clone()));
+                }
+            }
+        } else {
+            let v = match (k.as_str(), v) {
+                ("mac_only_encrypted", Value::Str(s)) => Value::Bool(s == "true"),
+                ("shamir_threshold", Value::Str(s)) => {
+                    Value::Int(s.parse().map_err(|_| Error::Malformed("bad shamir_threshold".into()))?)
+                }
+                _ => v.clone(),
+            };
+            top.push((Key::Name(k.clone()), v));
+        }
+    }
+    Ok(Value::Map(top))
+}
+
+// ---------------------------------------------------------------------------------------
+// Walking trees
+// ---------------------------------------------------------------------------------------
+
+struct Ctx<'a> {
+    key: &'a [u8; 32],
+    selector: Selector,
+    mac_only: bool,
+}
+
+fn aad(path: &[String]) -> String {
+    let mut s = path.join(":");
+    s.push(':');
+    s
+}
+
+fn new_hasher(mac_only: bool) -> Sha512 {
+    let mut h = Sha512::new();
+    if mac_only {
+        h.update(MAC_ONLY_ENCRYPTED_INIT);
+    }
+    h
+}
+
+struct Decrypter<'a> {
+    ctx: &'a Ctx<'a>,
+    mac: Sha512,
+}
+
+impl Decrypter<'_> {
+    fn comment(&mut self, c: &str, path: &[String], stack: &[Vec<String>]) -> Result<String> {
+        if !self.ctx.selector.should_encrypt(path, stack, true) {
+            return Ok(c.to_string());
+        }
+        // sops passes unauthenticated comments through; we refuse them.
+        let env = parse_envelope(c).map_err(|_| Error::Tampered {
+            path: format!("{}#comment", aad(path)),
+        })?;
+        if env.kind != "comment" {
+            return Err(Error::Tampered {
+                path: format!("{}#comment", aad(path)),
+            });
+        }
+        let plain = open(self.ctx.key, &env, &aad(path)).ok_or_else(|| Error::Tampered {
+            path: format!("{}#comment", aad(path)),
+        })?;
+        String::from_utf8(plain).map_err(|_| Error::Malformed("comment is not UTF-8".into()))
+    }
+
+    fn value(
+        &mut self,
+        v: &Value,
+        path: &mut Vec<String>,
+        stack: &mut Vec<Vec<String>>,
+    ) -> Result<Value> {
+        match v {
+            Value::Map(items) => {
+                stack.push(Vec::new());
+                let mut out = Vec::with_capacity(items.len());
+                for (k, val) in items {
+                    match k {
+                        Key::Comment(c) => {
+                            let level = stack.len() - 1;
+                            stack[level].push(c.clone());
+                            let plain = self.comment(c, path, stack)?;
+                            if let Some(last) = stack[level].last_mut() {
+                                last.clone_from(&plain);
+                            }
+                            out.push((Key::Comment(plain), Value::Null));
+                        }
+                        Key::Name(n) => {
+                            path.push(n.clone());
+                            let d = self.value(val, path, stack)?;
+                            path.pop();
+                            out.push((k.clone(), d));
+                            let level = stack.len() - 1;
+                            stack[level].clear();
+                        }
+                    }
+                }
+                stack.pop();
+                Ok(Value::Map(out))
+            }
+            Value::Seq(items) => {
+                stack.push(Vec::new());
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    if let Value::Comment(c) = item {
+                        let level = stack.len() - 1;
+                        stack[level].push(c.clone());
+                        let plain = self.comment(c, path, stack)?;
+                        if let Some(last) = stack[level].last_mut() {
+                            last.clone_from(&plain);
+                        }
+                        out.push(Value::Comment(plain));
+                    } else {
+                        out.push(self.value(item, path, stack)?);
+                        let level = stack.len() - 1;
+                        stack[level].clear();
+                    }
+                }
+                stack.pop();
+                Ok(Value::Seq(out))
+            }
+            Value::Null => Ok(Value::Null),
+            leaf => {
+                let encrypted = self.ctx.selector.should_encrypt(path, stack, false);
+                let plain = if encrypted {
+                    match leaf {
+                        Value::Str(s) if s.is_empty() => Value::Str(String::new()),
+                        Value::Str(s) => {
+                            let tampered = || Error::Tampered { path: aad(path) };
+                            let env = parse_envelope(s).map_err(|e| {
+                                if is_envelope(s) {
+                                    Error::Malformed(format!("value at {:?}: {e}", aad(path)))
+                                } else {
+                                    Error::Malformed(format!(
+                                        "value at {:?} should be encrypted but is not",
+                                        aad(path)
+                                    ))
+                                }
+                            })?;
+                            let bytes = open(self.ctx.key, &env, &aad(path)).ok_or_else(tampered)?;
+                            Value::from_leaf(&env.kind, &bytes).map_err(|e| {
+                                Error::Malformed(format!("value at {:?}: {e}", aad(path)))
+                            })?
+                        }
+                        _ => {
+                            return Err(Error::Malformed(format!(
+                                "value at {:?} should be encrypted but is not",
+                                aad(path)
+                            )))
+                        }
+                    }
+                } else {
+                    leaf.clone()
+                };
+                if !self.ctx.mac_only || encrypted {
+                    if let Some(b) = plain.leaf_bytes() {
+                        self.mac.update(&b);
+                    }
+                }
+                Ok(plain)
+            }
+        }
+    }
+}
+
+struct Encrypter<'a> {
+    ctx: &'a Ctx<'a>,
+    mac: Sha512,
+}
+
+/// Same plaintext at the same position? Numbers compare by text (int 5 == float 5).
+fn same_leaf(a: &Value, b: &Value) -> bool {
+    let numeric = |v: &Value| matches!(v, Value::Int(_) | Value::Float(_));
+    (a.type_tag() == b.type_tag() || numeric(a) && numeric(b))
+        && a.leaf_bytes().is_some()
+        && a.leaf_bytes() == b.leaf_bytes()
+}
+
+impl Encrypter<'_> {
+    fn comment(
+        &mut self,
+        c: &str,
+        base: Option<(&str, &str)>,
+        path: &[String],
+        stack: &[Vec<String>],
+    ) -> String {
+        if !self.ctx.selector.should_encrypt(path, stack, true) || c.is_empty() {
+            return c.to_string();
+        }
+        if let Some((bp, be)) = base {
+            if bp == c && is_envelope(be) {
+                return be.to_string();
+            }
+        }
+        seal(self.ctx.key, c.as_bytes(), &aad(path), "comment")
+    }
+
+    fn value(
+        &mut self,
+        v: &Value,
+        base: Option<(&Value, &Value)>,
+        path: &mut Vec<String>,
+        stack: &mut Vec<Vec<String>>,
+    ) -> Value {
+        match v {
+            Value::Map(items) => {
+                let (bp, be) = match base {
+                    Some((Value::Map(p), Value::Map(e))) if p.len() == e.len() => {
+                        (&p[..], &e[..])
+                    }
+                    _ => (&[][..], &[][..]),
+                };
+                let base_comments: Vec<(&str, &str)> = bp
+                    .iter()
+                    .zip(be)
+                    .filter_map(|((pk, _), (ek, _))| match (pk, ek) {
+                        (Key::Comment(p), Key::Comment(e)) => Some((p.as_str(), e.as_str())),
+                        _ => None,
+                    })
+                    .collect();
+                stack.push(Vec::new());
+                let mut out = Vec::with_capacity(items.len());
+                let mut ci = 0;
+                for (k, val) in items {
+                    match k {
+                        Key::Comment(c) => {
+                            let level = stack.len() - 1;
+                            stack[level].push(c.clone());
+                            let e = self.comment(c, base_comments.get(ci).copied(), path, stack);
+                            ci += 1;
+                            out.push((Key::Comment(e), Value::Null));
+                        }
+                        Key::Name(n) => {
+                            let b = bp.iter().zip(be).find_map(|((pk, pv), (_, ev))| match pk {
+                                Key::Name(bn) if bn == n => Some((pv, ev)),
+                                _ => None,
+                            });
+                            path.push(n.clone());
+                            let e = self.value(val, b, path, stack);
+                            path.pop();
+                            out.push((k.clone(), e));
+                            let level = stack.len() - 1;
+                            stack[level].clear();
+                        }
+                    }
+                }
+                stack.pop();
+                Value::Map(out)
+            }
+            Value::Seq(items) => {
+                let (bp, be) = match base {
+                    Some((Value::Seq(p), Value::Seq(e))) if p.len() == e.len() => {
+                        (&p[..], &e[..])
+                    }
+                    _ => (&[][..], &[][..]),
+                };
+                stack.push(Vec::new());
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let b = bp.get(i).zip(be.get(i));
+                    if let Value::Comment(c) = item {
+                        let level = stack.len() - 1;
+                        stack[level].push(c.clone());
+                        let bc = match b {
+                            Some((Value::Comment(p), Value::Comment(e))) => {
+                                Some((p.as_str(), e.as_str()))
+                            }
+                            _ => None,
+                        };
+                        out.push(Value::Comment(self.comment(c, bc, path, stack)));
+                    } else {
+                        out.push(self.value(item, b, path, stack));
+                        let level = stack.len() - 1;
+                        stack[level].clear();
+                    }
+                }
+                stack.pop();
+                Value::Seq(out)
+            }
+            Value::Null => Value::Null,
+            leaf => {
+                let encrypted = self.ctx.selector.should_encrypt(path, stack, false);
+                if !self.ctx.mac_only || encrypted {
+                    if let Some(b) = leaf.leaf_bytes() {
+                        self.mac.update(&b);
+                    }
+                }
+                if !encrypted || matches!(leaf, Value::Str(s) if s.is_empty()) {
+                    return leaf.clone();
+                }
+                if let Some((bp, Value::Str(be))) = base {
+                    if same_leaf(bp, leaf) && is_envelope(be) {
+                        return Value::Str(be.clone());
+                    }
+                }
+                let bytes = leaf.leaf_bytes().unwrap_or_default();
+                let tag = leaf.type_tag().unwrap_or("str");
+                Value::Str(seal(self.ctx.key, &bytes, &aad(path), tag))
+            }
+        }
+    }
+}
+
+fn mac_hex(h: Sha512) -> String {
+    h.finalize().iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Decrypt trees with a known data key and verify the MAC; pick the plaintext to show.
+fn open_with_key(
+    format: Format,
+    enc_docs: Vec<Value>,
+    metadata: Metadata,
+    raw: RawMeta,
+    key: Zeroizing<[u8; 32]>,
+) -> Result<Opened> {
+    let ctx = Ctx {
+        key: &key,
+        selector: metadata.selector_or_default(),
+        mac_only: metadata.mac_only_encrypted,
+    };
+    let mut dec = Decrypter {
+        ctx: &ctx,
+        mac: new_hasher(ctx.mac_only),
+    };
+    let (plain_docs, binary) = if format == Format::Binary {
+        let data = enc_docs[0].get("data").and_then(Value::as_str).unwrap_or("");
+        let env = parse_envelope(data).map_err(|e| Error::Malformed(format!("data: {e}")))?;
+        let bytes = open(&key, &env, "data:").ok_or(Error::Tampered {
+            path: "data:".into(),
+        })?;
+        if ctx.selector.should_encrypt(&["data".to_string()], &[], false) || !ctx.mac_only {
+            dec.mac.update(&bytes);
+        }
+        (Vec::new(), Some(bytes))
+    } else {
+        let mut docs = Vec::with_capacity(enc_docs.len());
+        for d in &enc_docs {
+            docs.push(dec.value(d, &mut Vec::new(), &mut Vec::new())?);
+        }
+        (docs, None)
+    };
+    let computed = mac_hex(dec.mac);
+    let mac_env = parse_envelope(&metadata.mac).map_err(|e| Error::Malformed(format!("mac: {e}")))?;
+    let stored = open(&key, &mac_env, &metadata.lastmodified).ok_or(Error::MacMismatch)?;
+    if stored != computed.as_bytes() {
+        return Err(Error::MacMismatch);
+    }
+    let plaintext = match binary {
+        Some(b) => b,
+        None => {
+            let source = metadata.source.as_deref().and_then(|s| {
+                let env = parse_envelope(s).ok()?;
+                let bytes = open(&key, &env, &source_aad(&metadata.lastmodified, &metadata.mac))?;
+                // The copy must describe exactly the authenticated data; else it is stale.
+                let again = parse_plain(&bytes, format).ok()?;
+                (again == plain_docs).then_some(bytes)
+            });
+            match source {
+                Some(b) => b,
+                None => render_plain(format, &plain_docs).into_bytes(),
+            }
+        }
+    };
+    Ok(Opened {
+        format,
+        plaintext: Zeroizing::new(plaintext),
+        metadata,
+        key,
+        raw,
+        enc_docs,
+        plain_docs,
+    })
+}
+
+fn source_aad(lastmodified: &str, mac: &str) -> String {
+    format!("{SOURCE_FIELD}:{lastmodified}:{mac}")
+}
+
+/// sops's rendering of decrypted documents (what `sops -d` prints).
+pub fn render_plain(format: Format, docs: &[Value]) -> String {
+    match format {
+        Format::Yaml => yaml::emit(docs),
+        Format::Json => {
+            let mut s = json::emit(&docs[0], None);
+            s.push('\n');
+            s
+        }
+        Format::Dotenv => render_dotenv(&docs[0], &[]),
+        Format::Binary => String::new(),
+    }
+}
+
+fn render_dotenv(root: &Value, tail: &[String]) -> String {
+    let mut out = String::new();
+    if let Value::Map(items) = root {
+        for (k, v) in items {
+            match k {
+                Key::Comment(c) => {
+                    out.push('#');
+                    out.push_str(c);
+                }
+                Key::Name(n) => {
+                    out.push_str(n);
+                    out.push('=');
+                    let text = match v {
+                        Value::Str(s) => s.clone(),
+                        other => yaml::scalar_text(other),
+                    };
+                    out.push_str(&text.replace('\n', "\\n"));
+                }
+            }
+            out.push('\n');
+        }
+    }
+    for l in tail {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing files
+// ---------------------------------------------------------------------------------------
+
+enum MetaSource<'a> {
+    Raw(&'a RawMeta),
+    New {
+        age: &'a [(String, String)],
+        selector: &'a Selector,
+        mac_only: bool,
+    },
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Encrypt `plaintext`, assemble the file, and check it decrypts back to the same bytes.
+fn build(
+    format: Format,
+    plaintext: &[u8],
+    ctx: &Ctx,
+    base: Option<(&[Value], &[Value])>,
+    meta: &MetaSource,
+) -> Result<Vec<u8>> {
+    if plaintext.len() > DEFAULT_MAX_SIZE {
+        return Err(Error::TooLarge {
+            size: plaintext.len(),
+            limit: DEFAULT_MAX_SIZE,
+        });
+    }
+    let mut enc = Encrypter {
+        ctx,
+        mac: new_hasher(ctx.mac_only),
+    };
+    let enc_docs = if format == Format::Binary {
+        if ctx.selector.should_encrypt(&["data".to_string()], &[], false) || !ctx.mac_only {
+            enc.mac.update(plaintext);
+        }
+        let reuse = base.and_then(|(_, e)| e.first()).and_then(|d| d.get("data"));
+        let _ = reuse; // binary data is re-sealed: plaintext is not kept per position
+        vec![Value::Map(vec![(
+            Key::Name("data".into()),
+            Value::Str(seal(ctx.key, plaintext, "data:", "str")),
+        )])]
+    } else {
+        let docs = parse_plain(plaintext, format)?;
+        let mut out = Vec::with_capacity(docs.len());
+        for (i, d) in docs.iter().enumerate() {
+            let b = base.and_then(|(p, e)| p.get(i).zip(e.get(i)));
+            out.push(enc.value(d, b, &mut Vec::new(), &mut Vec::new()));
+        }
+        out
+    };
+    let lastmodified = now_rfc3339();
+    let mac = seal(ctx.key, mac_hex(enc.mac).as_bytes(), &lastmodified, "str");
+    for with_source in [false, true] {
+        let source = with_source.then(|| {
+            seal(
+                ctx.key,
+                plaintext,
+                &source_aad(&lastmodified, &mac),
+                "bytes",
+            )
+        });
+        let file = assemble(format, &enc_docs, meta, &lastmodified, &mac, source.as_deref())?;
+        // Read what we wrote, with the same key: it must give back exactly `plaintext`.
+        let (docs, mv, raw) = parse_encrypted(file.as_bytes(), format)?;
+        let md = Metadata::from_value(&mv)?;
+        let check = open_with_key(format, docs, md, raw, Zeroizing::new(*ctx.key))?;
+        if check.plaintext.as_slice() == plaintext {
+            return Ok(file.into_bytes());
+        }
+        if format == Format::Binary {
+            break;
+        }
+    }
+    Err(Error::Internal(
+        "encrypted file does not decrypt back to its plaintext".into(),
+    ))
+}
+
+fn assemble(
+    format: Format,
+    enc_docs: &[Value],
+    meta: &MetaSource,
+    lastmodified: &str,
+    mac: &str,
+    source: Option<&str>,
+) -> Result<String> {
+    match format {
+        Format::Yaml => {
+            let block = match meta {
+                MetaSource::Raw(RawMeta::Yaml(raw)) => {
+                    patch_yaml_block(raw, lastmodified, mac, source)
+                }
+                MetaSource::Raw(_) => return Err(Error::Internal("metadata store mismatch".into())),
+                MetaSource::New {
+                    age,
+                    selector,
+                    mac_only,
+                } => yaml::emit_entry(
+                    "sops",
+                    &new_meta_value(age, selector, *mac_only, lastmodified, mac, source),
+                    0,
+                ),
+            };
+            let mut out = String::new();
+            for (i, d) in enc_docs.iter().enumerate() {
+                if i > 0 {
+                    out.push_str("---\n");
+                }
+                out.push_str(&yaml::emit_doc_body(d));
+                out.push_str(&block);
+            }
+            Ok(out)
+        }
+        Format::Json | Format::Binary => {
+            let tail = match meta {
+                MetaSource::Raw(RawMeta::Json(raw)) => patch_json_block(raw, lastmodified, mac, source)?,
+                MetaSource::Raw(_) => return Err(Error::Internal("metadata store mismatch".into())),
+                MetaSource::New {
+                    age,
+                    selector,
+                    mac_only,
+                } => {
+                    let mut s = String::new();
+                    json::emit_value(
+                        &mut s,
+                        &new_meta_value(age, selector, *mac_only, lastmodified, mac, source),
+                        1,
+                    );
+                    s
+                }
+            };
+            let mut out = json::emit(&enc_docs[0], Some(&tail));
+            out.push('\n');
+            Ok(out)
+        }
+        Format::Dotenv => {
+            let lines = match meta {
+                MetaSource::Raw(RawMeta::Dotenv(lines)) => {
+                    let mut out = Vec::new();
+                    for l in lines.iter() {
+                        if l.starts_with("sops_lastmodified=") {
+                            out.push(format!("sops_lastmodified={lastmodified}"));
+                        } else if l.starts_with("sops_mac=") {
+                            out.push(format!("sops_mac={mac}"));
+                            if let Some(s) = source {
+                                out.push(format!("sops_{SOURCE_FIELD}={s}"));
+                            }
+                        } else if !l.starts_with(&format!("sops_{SOURCE_FIELD}=")) {
+                            out.push(l.clone());
+                        }
+                    }
+                    out
+                }
+                MetaSource::Raw(_) => return Err(Error::Internal("metadata store mismatch".into())),
+                MetaSource::New {
+                    age,
+                    selector,
+                    mac_only,
+                } => {
+                    let mut out = Vec::new();
+                    for (i, (r, e)) in age.iter().enumerate() {
+                        out.push(format!("sops_age__list_{i}__map_enc={}", e.replace('\n', "\\n")));
+                        out.push(format!("sops_age__list_{i}__map_recipient={r}"));
+                    }
+                    out.push(format!("sops_lastmodified={lastmodified}"));
+                    out.push(format!("sops_mac={mac}"));
+                    if *mac_only {
+                        out.push("sops_mac_only_encrypted=true".into());
+                    }
+                    out.push(format!("sops_{}={}", selector.field(), selector.value()));
+                    if let Some(s) = source {
+                        out.push(format!("sops_{SOURCE_FIELD}={s}"));
+                    }
+                    out.push(format!("sops_version={SOPS_VERSION}"));
+                    out.sort();
+                    out
+                }
+            };
+            Ok(render_dotenv(&enc_docs[0], &lines))
+        }
+    }
+}
+
+fn new_meta_value(
+    age: &[(String, String)],
+    selector: &Selector,
+    mac_only: bool,
+    lastmodified: &str,
+    mac: &str,
+    source: Option<&str>,
+) -> Value {
+    let s = |v: &str| Value::Str(v.to_string());
+    let n = |k: &str| Key::Name(k.to_string());
+    let mut items = vec![
+        (
+            n("age"),
+            Value::Seq(
+                age.iter()
+                    .map(|(r, e)| Value::Map(vec![(n("recipient"), s(r)), (n("enc"), s(e))]))
+                    .collect(),
+            ),
+        ),
+        (n("lastmodified"), s(lastmodified)),
+        (n("mac"), s(mac)),
+    ];
+    if let Some(src) = source {
+        items.push((n(SOURCE_FIELD), s(src)));
+    }
+    items.push((n(selector.field()), s(selector.value())));
+    if mac_only {
+        items.push((n("mac_only_encrypted"), Value::Bool(true)));
+    }
+    items.push((n("version"), s(SOPS_VERSION)));
+    Value::Map(items)
+}
+
+/// Replace `lastmodified`, `mac` and the source copy in a YAML `sops:` block's text.
+fn patch_yaml_block(raw: &str, lastmodified: &str, mac: &str, source: Option<&str>) -> String {
+    let indent = raw
+        .lines()
+        .skip(1)
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .unwrap_or(4);
+    let pad = " ".repeat(indent);
+    let child = |l: &str, key: &str| {
+        l.len() > indent
+            && l.starts_with(&pad)
+            && !l[indent..].starts_with(' ')
+            && l[indent..].starts_with(key)
+            && l[indent + key.len()..].starts_with(':')
+    };
+    let mut out = String::with_capacity(raw.len() + 256);
+    let mut skipping = false;
+    for line in raw.split_inclusive('\n') {
+        let l = line.trim_end_matches(['\n', '\r']);
+        if skipping {
+            // Continuation lines of a replaced multi-line value.
+            if l.len() > indent && l.starts_with(&pad) && l[indent..].starts_with(' ') {
+                continue;
+            }
+            skipping = false;
+        }
+        if child(l, "lastmodified") {
+            out.push_str(&format!("{pad}lastmodified: \"{lastmodified}\"\n"));
+            skipping = true;
+        } else if child(l, "mac") {
+            out.push_str(&format!("{pad}mac: {mac}\n"));
+            if let Some(s) = source {
+                out.push_str(&format!("{pad}{SOURCE_FIELD}: {s}\n"));
+            }
+            skipping = true;
+        } else if child(l, SOURCE_FIELD) {
+            skipping = true;
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// Replace `lastmodified`, `mac` and the source copy in a JSON `"sops"` value's text.
+fn patch_json_block(raw: &str, lastmodified: &str, mac: &str, source: Option<&str>) -> Result<String> {
+    let lm = Regex::new(r#""lastmodified"(\s*):(\s*)"[^"]*""#).expect("static regex");
+    let mc = Regex::new(r#"(\n?[ \t]*)"mac"(\s*):(\s*)"[^"]*""#).expect("static regex");
+    let src = Regex::new(&format!(r#",\s*"{SOURCE_FIELD}"\s*:\s*"[^"]*""#)).expect("static regex");
+    let cleaned = src.replace_all(raw, "");
+    if !lm.is_match(&cleaned) || !mc.is_match(&cleaned) {
+        return Err(Error::Malformed("sops block without lastmodified or mac".into()));
+    }
+    let step = lm.replacen(&cleaned, 1, |c: &regex::Captures| {
+        format!("\"lastmodified\"{}:{}\"{lastmodified}\"", &c[1], &c[2])
+    });
+    let out = mc.replacen(&step, 1, |c: &regex::Captures| {
+        let mut s = format!("{}\"mac\"{}:{}\"{mac}\"", &c[1], &c[2], &c[3]);
+        if let Some(sv) = source {
+            s.push_str(&format!(",{}\"{SOURCE_FIELD}\"{}:{}\"{sv}\"", &c[1], &c[2], &c[3]));
+        }
+        s
+    });
+    Ok(out.into_owned())
+}
