@@ -118,7 +118,13 @@ pub fn run() -> i32 {
     match dispatch(cli.cmd) {
         Ok(()) => 0,
         Err(e) => {
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            // thiserror sources repeat in their parent's message: print each text once.
+            let mut chain: Vec<String> = Vec::new();
+            for c in e.chain().map(|c| c.to_string()) {
+                if !chain.last().is_some_and(|l| l.contains(&c)) {
+                    chain.push(c);
+                }
+            }
             eprintln!("valuesfs: {file}: {}", chain.join(": "));
             1
         }

@@ -21,7 +21,7 @@ use super::cipher::{is_envelope, open, parse_envelope, seal};
 use super::error::{Error, Result};
 use super::json;
 use super::keys::{wrap_data_key, Keyring};
-use super::value::{Key, Value};
+use super::value::{same_docs, Key, Value};
 use super::yaml::{self, Limits};
 
 /// The sops version string written into new files.
@@ -890,7 +890,7 @@ fn open_with_key(
                 let bytes = open(&key, &env, &source_aad(&metadata.lastmodified, &metadata.mac))?;
                 // The copy must describe exactly the authenticated data; else it is stale.
                 let again = parse_plain(&bytes, format).ok()?;
-                (again == plain_docs).then_some(bytes)
+                same_docs(&again, &plain_docs).then_some(bytes)
             });
             match source {
                 Some(b) => b,

@@ -100,6 +100,21 @@ impl Value {
         }
     }
 
+    /// Structural equality where NaN equals NaN (floats compare by their bits).
+    pub fn same(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits() || a == b,
+            (Value::Map(a), Value::Map(b)) => {
+                a.len() == b.len()
+                    && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && va.same(vb))
+            }
+            (Value::Seq(a), Value::Seq(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same(y))
+            }
+            (a, b) => a == b,
+        }
+    }
+
     /// Look a key up in a mapping.
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
@@ -117,6 +132,11 @@ impl Value {
             _ => None,
         }
     }
+}
+
+/// Documents equal under `Value::same`.
+pub fn same_docs(a: &[Value], b: &[Value]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same(y))
 }
 
 /// Go's `strconv.FormatFloat(f, 'f', -1, 64)`: shortest round-trip digits, no exponent.

@@ -430,6 +430,29 @@ impl<'a> Parser<'a> {
             for c in inline {
                 items.push(Value::Comment(c));
             }
+            // Comments before the first entry of a nested collection belong to this
+            // sequence: a writer can only put them above the dash.
+            let value = match value {
+                Value::Map(mut m) => {
+                    let lead = m.iter().take_while(|(k, _)| matches!(k, Key::Comment(_))).count();
+                    if lead < m.len() {
+                        for (k, _) in m.drain(..lead) {
+                            if let Key::Comment(c) = k {
+                                items.push(Value::Comment(c));
+                            }
+                        }
+                    }
+                    Value::Map(m)
+                }
+                Value::Seq(mut v) => {
+                    let lead = v.iter().take_while(|x| matches!(x, Value::Comment(_))).count();
+                    if lead < v.len() {
+                        items.extend(v.drain(..lead));
+                    }
+                    Value::Seq(v)
+                }
+                other => other,
+            };
             self.count_node(1)?;
             items.push(value);
             self.skip_to_content();
