@@ -357,10 +357,11 @@ pub fn encrypt(plaintext: &[u8], format: Format, params: &CreationParams) -> Res
     for r in &params.recipients {
         age.push((r.trim().to_string(), wrap_data_key(&key, r)?));
     }
-    let selector = params
-        .selector
-        .clone()
-        .unwrap_or_else(|| Selector::UnencryptedSuffix("_unencrypted".into()));
+    // A binary file is one `data` value: a selector could only leave it in the clear.
+    let selector = match (&params.selector, format) {
+        (Some(s), f) if f != Format::Binary => s.clone(),
+        _ => Selector::UnencryptedSuffix("_unencrypted".into()),
+    };
     let ctx = Ctx {
         key: &key,
         selector: selector.clone(),

@@ -100,10 +100,12 @@ impl Value {
         }
     }
 
-    /// Structural equality where NaN equals NaN (floats compare by their bits).
+    /// Data equality as a reader of the printed file sees it: NaN equals NaN, and an
+    /// integral float equals the int it prints as (go-yaml prints 1000.0 as `1000`).
     pub fn same(&self, other: &Value) -> bool {
         match (self, other) {
             (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits() || a == b,
+            (Value::Float(f), Value::Int(i)) | (Value::Int(i), Value::Float(f)) => *f == *i as f64,
             (Value::Map(a), Value::Map(b)) => {
                 a.len() == b.len()
                     && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && va.same(vb))

@@ -1589,7 +1589,7 @@ fn emit_literal(out: &mut String, s: &str, indent: usize) {
 /// Can this multi-line string be printed as a literal block (as go-yaml would)?
 fn literal_ok(s: &str) -> bool {
     s.contains('\n')
-        && !s.chars().any(|c| is_special(c) && c != '\n')
+        && !s.chars().any(|c| is_special(c) && c != '\n' && c != '\t')
         && !s.split('\n').any(|l| l.ends_with(' ') || l.ends_with('\t'))
 }
 
