@@ -20,7 +20,11 @@ fn every_vector_decrypts_to_what_sops_prints() {
     let mut n = 0;
     for entry in std::fs::read_dir(&enc).expect("vectors") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         let opened = crypto::decrypt(&read(&path), Format::from_path(&name), &keys)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let expected = sops_decrypt(&path, &key, &sops_type_args(&name));
@@ -44,7 +48,10 @@ fn plain_vectors_match_their_encrypted_twins() {
             &keys,
         )
         .expect("decrypt");
-        assert_eq!(&opened.plaintext[..], &read(&vectors().join("plain").join(name))[..]);
+        assert_eq!(
+            &opened.plaintext[..],
+            &read(&vectors().join("plain").join(name))[..]
+        );
     }
 }
 
@@ -168,13 +175,19 @@ fn editing_a_sops_file_changes_only_the_edited_value_lastmodified_and_mac() {
     let again = crypto::decrypt(&out, Format::Yaml, &keys).expect("decrypt");
     let same = again.reencrypt(edited.as_bytes()).expect("reencrypt");
     let diff = changed_lines(&out_s, &String::from_utf8(same).expect("utf8"));
-    assert!(diff.iter().all(|k| k == "lastmodified" || k == "mac"), "{diff:?}");
+    assert!(
+        diff.iter().all(|k| k == "lastmodified" || k == "mac"),
+        "{diff:?}"
+    );
 }
 
 #[test]
 fn json_and_dotenv_edits_are_minimal_too() {
     let keys = keyring();
-    for (name, from, to) in [("config.json", "8080", "9090"), ("app.env", "abc123", "zzz")] {
+    for (name, from, to) in [
+        ("config.json", "8080", "9090"),
+        ("app.env", "abc123", "zzz"),
+    ] {
         let orig = read(&vectors().join("enc").join(name));
         let format = Format::from_path(name);
         let opened = crypto::decrypt(&orig, format, &keys).expect("decrypt");
@@ -224,10 +237,15 @@ fn corpus_round_trips_byte_for_byte_and_sops_reads_it() {
     };
     for entry in std::fs::read_dir(corpus()).expect("corpus") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         let plain = read(&path);
         let format = Format::from_path(&name);
-        let enc = crypto::encrypt(&plain, format, &params).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let enc =
+            crypto::encrypt(&plain, format, &params).unwrap_or_else(|e| panic!("{name}: {e}"));
         let opened = crypto::decrypt(&enc, format, &keys).expect("decrypt");
         assert_eq!(&opened.plaintext[..], &plain[..], "{name}");
         // And again after an edit cycle with no change: still exact.
@@ -266,9 +284,16 @@ fn tamper(enc: &str, f: impl Fn(&str) -> String) -> Vec<u8> {
 /// Flip one base64 character of the field `field:` in the first line containing `needle`.
 fn flip_field(enc: &str, needle: &str, field: &str) -> String {
     let mut lines: Vec<String> = enc.lines().map(String::from).collect();
-    let i = lines.iter().position(|l| l.contains(needle)).expect("needle");
+    let i = lines
+        .iter()
+        .position(|l| l.contains(needle))
+        .expect("needle");
     let line = &lines[i];
-    let start = line.find(needle).expect("needle") + line[line.find(needle).expect("n")..].find(field).expect("field") + field.len();
+    let start = line.find(needle).expect("needle")
+        + line[line.find(needle).expect("n")..]
+            .find(field)
+            .expect("field")
+        + field.len();
     let mut bytes = line.clone().into_bytes();
     bytes[start] = if bytes[start] == b'A' { b'B' } else { b'A' };
     lines[i] = String::from_utf8(bytes).expect("utf8");
@@ -282,18 +307,54 @@ fn tampering_is_refused() {
     let keys = keyring();
     let enc = String::from_utf8(read(&vectors().join("enc/values.yaml"))).expect("utf8");
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("data", tamper(&enc, |e| flip_field(e, "password: ENC", "data:"))),
-        ("iv", tamper(&enc, |e| flip_field(e, "password: ENC", "iv:"))),
-        ("tag", tamper(&enc, |e| flip_field(e, "password: ENC", "tag:"))),
+        (
+            "data",
+            tamper(&enc, |e| flip_field(e, "password: ENC", "data:")),
+        ),
+        (
+            "iv",
+            tamper(&enc, |e| flip_field(e, "password: ENC", "iv:")),
+        ),
+        (
+            "tag",
+            tamper(&enc, |e| flip_field(e, "password: ENC", "tag:")),
+        ),
         ("mac", tamper(&enc, |e| flip_field(e, "mac: ENC", "data:"))),
         ("comment", tamper(&enc, |e| flip_field(e, "#ENC", "data:"))),
-        ("swap", tamper(&enc, |e| {
-            let cpu = e.lines().find(|l| l.contains("cpu: ENC")).expect("cpu").split("cpu: ").nth(1).expect("v").to_string();
-            let mem = e.lines().find(|l| l.contains("memory: ENC")).expect("mem").split("memory: ").nth(1).expect("v").to_string();
-            e.replace(&cpu, "@@").replace(&mem, &cpu).replace("@@", &mem)
-        })),
-        ("plain comment", tamper(&enc, |e| e.replacen("image:", "# injected\nimage:", 1))),
-        ("lastmodified", tamper(&enc, |e| e.replace("2026-11-22T01:26:58Z", "2026-11-22T01:26:59Z"))),
+        (
+            "swap",
+            tamper(&enc, |e| {
+                let cpu = e
+                    .lines()
+                    .find(|l| l.contains("cpu: ENC"))
+                    .expect("cpu")
+                    .split("cpu: ")
+                    .nth(1)
+                    .expect("v")
+                    .to_string();
+                let mem = e
+                    .lines()
+                    .find(|l| l.contains("memory: ENC"))
+                    .expect("mem")
+                    .split("memory: ")
+                    .nth(1)
+                    .expect("v")
+                    .to_string();
+                e.replace(&cpu, "@@")
+                    .replace(&mem, &cpu)
+                    .replace("@@", &mem)
+            }),
+        ),
+        (
+            "plain comment",
+            tamper(&enc, |e| e.replacen("image:", "# injected\nimage:", 1)),
+        ),
+        (
+            "lastmodified",
+            tamper(&enc, |e| {
+                e.replace("2026-11-22T01:26:58Z", "2026-11-22T01:26:59Z")
+            }),
+        ),
     ];
     for (what, bytes) in cases {
         let r = crypto::decrypt(&bytes, Format::Yaml, &keys);
@@ -309,10 +370,9 @@ fn tampering_is_refused() {
 fn typed_errors_for_bad_input() {
     let keys = keyring();
     let enc = read(&vectors().join("enc/values.yaml"));
-    let other = Keyring::parse(
-        &age::secrecy::ExposeSecret::expose_secret(&age::x25519::Identity::generate().to_string())
-            .to_string(),
-    )
+    let other = Keyring::parse(age::secrecy::ExposeSecret::expose_secret(
+        &age::x25519::Identity::generate().to_string(),
+    ))
     .expect("ring");
     assert!(matches!(
         crypto::decrypt(&enc, Format::Yaml, &other),
@@ -374,12 +434,20 @@ fn a_file_sops_edits_after_us_reads_as_sops_left_it() {
     std::fs::write(&path, &enc).expect("write");
     let st = sops()
         .env("SOPS_AGE_KEY_FILE", &key)
-        .args(["set", path.to_str().expect("utf8"), "[\"app\"][\"neg\"]", "7"])
+        .args([
+            "set",
+            path.to_str().expect("utf8"),
+            "[\"app\"][\"neg\"]",
+            "7",
+        ])
         .status()
         .expect("sops set");
     assert!(st.success());
     let after = read(&path);
     let opened = crypto::decrypt(&after, Format::Yaml, &keys).expect("decrypt");
     let expected = sops_decrypt(&path, &key, &[]);
-    assert_eq!(String::from_utf8_lossy(&opened.plaintext), String::from_utf8_lossy(&expected));
+    assert_eq!(
+        String::from_utf8_lossy(&opened.plaintext),
+        String::from_utf8_lossy(&expected)
+    );
 }

@@ -9,7 +9,11 @@ use valuesfs::crypto::{self, sops, CreationParams, Format, Keyring, Selector, So
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
-#[command(name = "valuesfs", version, about = "A git values repo with SOPS files shown decrypted")]
+#[command(
+    name = "valuesfs",
+    version,
+    about = "A git values repo with SOPS files shown decrypted"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -144,18 +148,20 @@ fn read_input(file: &str) -> Result<Vec<u8>> {
 fn dispatch(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Decrypt { file, types } => {
-            let (input, output) = types.formats(&file)?;
+            let (mut input, output) = types.formats(&file)?;
+            // sops's `--input-type json --output-type binary` reads a binary envelope.
+            if output == Format::Binary {
+                input = Format::Binary;
+            }
             let data = read_input(&file)?;
             let keys = Keyring::from_env()?;
             let opened = crypto::decrypt(&data, input, &keys)?;
-            let out: Zeroizing<Vec<u8>> = if output == input
-                || input == Format::Binary
-                || output == Format::Binary
-            {
-                Zeroizing::new(opened.plaintext.to_vec())
-            } else {
-                Zeroizing::new(sops::render_plain(output, opened.documents()).into_bytes())
-            };
+            let out: Zeroizing<Vec<u8>> =
+                if output == input || input == Format::Binary || output == Format::Binary {
+                    Zeroizing::new(opened.plaintext.to_vec())
+                } else {
+                    Zeroizing::new(sops::render_plain(output, opened.documents()).into_bytes())
+                };
             std::io::stdout().write_all(&out)?;
             Ok(())
         }
@@ -216,9 +222,16 @@ fn rule_params(file: &str) -> Result<CreationParams> {
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| anyhow!("not a file path"))?;
-    let tmp = dir.join(format!(".{}.valuesfs-{}", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.valuesfs-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let mode = std::fs::metadata(path)
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))
         .unwrap_or(0o644);

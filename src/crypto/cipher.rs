@@ -51,7 +51,8 @@ pub fn parse_envelope(s: &str) -> Result<Envelope, String> {
     }
     let dec = |name: &str, v: Option<&str>| -> Result<Vec<u8>, String> {
         let v = v.ok_or_else(|| format!("envelope without {name}"))?;
-        B64.decode(v).map_err(|_| format!("envelope {name} is not base64"))
+        B64.decode(v)
+            .map_err(|_| format!("envelope {name} is not base64"))
     };
     let env = Envelope {
         data: dec("data", data)?,
@@ -60,10 +61,16 @@ pub fn parse_envelope(s: &str) -> Result<Envelope, String> {
         kind: kind.ok_or("envelope without type")?.to_string(),
     };
     if env.iv.len() != 32 {
-        return Err(format!("envelope IV is {} bytes, expected 32", env.iv.len()));
+        return Err(format!(
+            "envelope IV is {} bytes, expected 32",
+            env.iv.len()
+        ));
     }
     if env.tag.len() != 16 {
-        return Err(format!("envelope tag is {} bytes, expected 16", env.tag.len()));
+        return Err(format!(
+            "envelope tag is {} bytes, expected 16",
+            env.tag.len()
+        ));
     }
     Ok(env)
 }

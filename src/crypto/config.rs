@@ -102,11 +102,17 @@ impl SopsConfig {
                         selector = Some(Selector::new(f, v)?);
                     }
                 }
-                let unsupported = ["pgp", "kms", "gcp_kms", "azure_keyvault", "hc_vault_transit_uri"]
-                    .iter()
-                    .filter(|k| matches!(item.get(k), Some(Value::Str(s)) if !s.is_empty()))
-                    .map(|k| k.to_string())
-                    .collect();
+                let unsupported = [
+                    "pgp",
+                    "kms",
+                    "gcp_kms",
+                    "azure_keyvault",
+                    "hc_vault_transit_uri",
+                ]
+                .iter()
+                .filter(|k| matches!(item.get(k), Some(Value::Str(s)) if !s.is_empty()))
+                .map(|k| k.to_string())
+                .collect();
                 rules.push(CreationRule {
                     path_regex,
                     params: CreationParams {

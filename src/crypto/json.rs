@@ -403,7 +403,10 @@ mod tests {
     fn round_trip_sops_layout() {
         let src = "{\n\t\"a\": {\n\t\t\"b\": 1,\n\t\t\"c\": [\n\t\t\t\"x\",\n\t\t\t2.5\n\t\t]\n\t},\n\t\"e\": {},\n\t\"f\": \"<&>\"\n}";
         let p = parse(src, 64).expect("parses");
-        assert_eq!(emit(&p.root, None), src.replace("<&>", "\\u003c\\u0026\\u003e"));
+        assert_eq!(
+            emit(&p.root, None),
+            src.replace("<&>", "\\u003c\\u0026\\u003e")
+        );
     }
 
     #[test]
@@ -416,7 +419,15 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "[1]", "{", "{\"a\" 1}", "{\"a\": tru}", "{} x", "{\"a\":\"\\q\"}"] {
+        for bad in [
+            "",
+            "[1]",
+            "{",
+            "{\"a\" 1}",
+            "{\"a\": tru}",
+            "{} x",
+            "{\"a\":\"\\q\"}",
+        ] {
             assert!(parse(bad, 64).is_err(), "{bad:?}");
         }
     }

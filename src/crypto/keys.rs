@@ -132,8 +132,7 @@ pub fn wrap_data_key(key: &[u8; 32], recipient: &str) -> Result<String> {
     let enc = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
         .map_err(|e| Error::Internal(format!("age: {e}")))?;
     let mut out = Vec::new();
-    let armor =
-        age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)?;
+    let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)?;
     let mut w = enc.wrap_output(armor)?;
     w.write_all(key)?;
     w.finish()?.finish()?;

@@ -35,7 +35,11 @@ pub fn merge_documents(
     let multi = base.len() > 1;
     let mut out = Vec::with_capacity(base.len());
     for (i, ((b, o), t)) in base.iter().zip(ours).zip(theirs).enumerate() {
-        let prefix = if multi { format!("{i}/") } else { String::new() };
+        let prefix = if multi {
+            format!("{i}/")
+        } else {
+            String::new()
+        };
         out.push(merge_value(Some(b), Some(o), Some(t), &prefix)?.unwrap_or(Value::Null));
     }
     Ok(out)

@@ -33,9 +33,8 @@ pub const DEFAULT_MAX_SIZE: usize = 64 << 20;
 
 /// sops's `MACOnlyEncryptedInitialization`: sha256("sops").
 const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
-    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe,
-    0x0b, 0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2,
-    0x7d, 0x69,
+    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b,
+    0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
 ];
 
 /// Which store a file uses.
@@ -96,9 +95,8 @@ pub const SELECTOR_FIELDS: [&str; 6] = [
 
 impl Selector {
     pub fn new(field: &str, value: &str) -> Result<Selector> {
-        let re = || {
-            Regex::new(value).map_err(|e| Error::Config(format!("{field}: invalid regex: {e}")))
-        };
+        let re =
+            || Regex::new(value).map_err(|e| Error::Config(format!("{field}: invalid regex: {e}")));
         Ok(match field {
             "unencrypted_suffix" => Selector::UnencryptedSuffix(value.to_string()),
             "encrypted_suffix" => Selector::EncryptedSuffix(value.to_string()),
@@ -138,9 +136,7 @@ impl Selector {
             Selector::EncryptedSuffix(s) => path.iter().any(|p| p.ends_with(s.as_str())),
             Selector::UnencryptedRegex(r) => !path.iter().any(|p| r.is_match(p)),
             Selector::EncryptedRegex(r) => path.iter().any(|p| r.is_match(p)),
-            Selector::UnencryptedCommentRegex(r) => {
-                !stack.iter().flatten().any(|c| r.is_match(c))
-            }
+            Selector::UnencryptedCommentRegex(r) => !stack.iter().flatten().any(|c| r.is_match(c)),
             Selector::EncryptedCommentRegex(r) => {
                 let last = stack.len().saturating_sub(1);
                 stack.iter().enumerate().any(|(i, cs)| {
@@ -223,9 +219,12 @@ impl Metadata {
         for f in SELECTOR_FIELDS {
             if let Some(val) = text(f).filter(|s| !s.is_empty()) {
                 if selector.is_some() {
-                    return Err(Error::Malformed("more than one selector in metadata".into()));
+                    return Err(Error::Malformed(
+                        "more than one selector in metadata".into(),
+                    ));
                 }
-                selector = Some(Selector::new(f, &val).map_err(|e| Error::Malformed(e.to_string()))?);
+                selector =
+                    Some(Selector::new(f, &val).map_err(|e| Error::Malformed(e.to_string()))?);
             }
         }
         let mac_only_encrypted = match v.get("mac_only_encrypted") {
@@ -285,7 +284,12 @@ pub struct Opened {
 
 impl std::fmt::Debug for Opened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Opened({:?}, {} bytes)", self.format, self.plaintext.len())
+        write!(
+            f,
+            "Opened({:?}, {} bytes)",
+            self.format,
+            self.plaintext.len()
+        )
     }
 }
 
@@ -304,7 +308,13 @@ impl Opened {
             mac_only: self.metadata.mac_only_encrypted,
         };
         let base = Some((&self.plain_docs[..], &self.enc_docs[..]));
-        build(self.format, plaintext, &ctx, base, &MetaSource::Raw(&self.raw))
+        build(
+            self.format,
+            plaintext,
+            &ctx,
+            base,
+            &MetaSource::Raw(&self.raw),
+        )
     }
 }
 
@@ -409,9 +419,9 @@ fn parse_dotenv(text: &str) -> Result<(Value, Vec<String>)> {
             items.push((Key::Comment(c.to_string()), Value::Null));
             continue;
         }
-        let (k, v) = line.split_once('=').ok_or_else(|| {
-            Error::Dotenv(format!("line {}: expected KEY=value", n + 1))
-        })?;
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| Error::Dotenv(format!("line {}: expected KEY=value", n + 1)))?;
         if k.starts_with("sops_") {
             sops_lines.push(line.to_string());
         }
@@ -444,7 +454,9 @@ fn parse_encrypted(input: &[u8], format: Format) -> Result<(Vec<Value>, Value, R
             let (s, e) = parsed.sops_value_span.ok_or(Error::NotSops)?;
             remove_key(&mut root, "sops");
             if format == Format::Binary && !matches!(root.get("data"), Some(Value::Str(_))) {
-                return Err(Error::Malformed("binary file without a `data` string".into()));
+                return Err(Error::Malformed(
+                    "binary file without a `data` string".into(),
+                ));
             }
             Ok((vec![root], meta, RawMeta::Json(text[s..e].to_string())))
         }
@@ -481,11 +493,7 @@ fn yaml_sops_block(text: &str) -> Option<String> {
     for line in text.split_inclusive('\n') {
         if inside {
             let first = line.as_bytes().first().copied();
-            let ends = match first {
-                None | Some(b'\n' | b'\r') => false,
-                Some(b' ' | b'\t') => false,
-                _ => true,
-            };
+            let ends = !matches!(first, None | Some(b'\n' | b'\r' | b' ' | b'\t'));
             if ends {
                 break;
             }
@@ -524,7 +532,10 @@ fn unflatten(flat: &[(String, Value)]) -> Result<Value> {
             if idx > 1000 {
                 return Err(Error::Malformed("too many key entries".into()));
             }
-            let pos = match top.iter().position(|(kk, _)| kk == &Key::Name(service.into())) {
+            let pos = match top
+                .iter()
+                .position(|(kk, _)| kk == &Key::Name(service.into()))
+            {
                 Some(p) => p,
                 None => {
                     top.push((Key::Name(service.into()), Value::Seq(Vec::new())));
@@ -542,9 +553,10 @@ fn unflatten(flat: &[(String, Value)]) -> Result<Value> {
         } else {
             let v = match (k.as_str(), v) {
                 ("mac_only_encrypted", Value::Str(s)) => Value::Bool(s == "true"),
-                ("shamir_threshold", Value::Str(s)) => {
-                    Value::Int(s.parse().map_err(|_| Error::Malformed("bad shamir_threshold".into()))?)
-                }
+                ("shamir_threshold", Value::Str(s)) => Value::Int(
+                    s.parse()
+                        .map_err(|_| Error::Malformed("bad shamir_threshold".into()))?,
+                ),
                 _ => v.clone(),
             };
             top.push((Key::Name(k.clone()), v));
@@ -584,7 +596,7 @@ struct Decrypter<'a> {
 
 impl Decrypter<'_> {
     fn comment(&mut self, c: &str, path: &[String], stack: &[Vec<String>]) -> Result<String> {
-        if !self.ctx.selector.should_encrypt(path, stack, true) {
+        if !self.ctx.selector.should_encrypt(path, stack, true) || c.is_empty() {
             return Ok(c.to_string());
         }
         // sops passes unauthenticated comments through; we refuse them.
@@ -675,7 +687,8 @@ impl Decrypter<'_> {
                                     ))
                                 }
                             })?;
-                            let bytes = open(self.ctx.key, &env, &aad(path)).ok_or_else(tampered)?;
+                            let bytes =
+                                open(self.ctx.key, &env, &aad(path)).ok_or_else(tampered)?;
                             Value::from_leaf(&env.kind, &bytes).map_err(|e| {
                                 Error::Malformed(format!("value at {:?}: {e}", aad(path)))
                             })?
@@ -743,9 +756,7 @@ impl Encrypter<'_> {
         match v {
             Value::Map(items) => {
                 let (bp, be) = match base {
-                    Some((Value::Map(p), Value::Map(e))) if p.len() == e.len() => {
-                        (&p[..], &e[..])
-                    }
+                    Some((Value::Map(p), Value::Map(e))) if p.len() == e.len() => (&p[..], &e[..]),
                     _ => (&[][..], &[][..]),
                 };
                 let base_comments: Vec<(&str, &str)> = bp
@@ -787,9 +798,7 @@ impl Encrypter<'_> {
             }
             Value::Seq(items) => {
                 let (bp, be) = match base {
-                    Some((Value::Seq(p), Value::Seq(e))) if p.len() == e.len() => {
-                        (&p[..], &e[..])
-                    }
+                    Some((Value::Seq(p), Value::Seq(e))) if p.len() == e.len() => (&p[..], &e[..]),
                     _ => (&[][..], &[][..]),
                 };
                 stack.push(Vec::new());
@@ -861,12 +870,19 @@ fn open_with_key(
         mac: new_hasher(ctx.mac_only),
     };
     let (plain_docs, binary) = if format == Format::Binary {
-        let data = enc_docs[0].get("data").and_then(Value::as_str).unwrap_or("");
+        let data = enc_docs[0]
+            .get("data")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let env = parse_envelope(data).map_err(|e| Error::Malformed(format!("data: {e}")))?;
         let bytes = open(&key, &env, "data:").ok_or(Error::Tampered {
             path: "data:".into(),
         })?;
-        if ctx.selector.should_encrypt(&["data".to_string()], &[], false) || !ctx.mac_only {
+        if ctx
+            .selector
+            .should_encrypt(&["data".to_string()], &[], false)
+            || !ctx.mac_only
+        {
             dec.mac.update(&bytes);
         }
         (Vec::new(), Some(bytes))
@@ -878,7 +894,8 @@ fn open_with_key(
         (docs, None)
     };
     let computed = mac_hex(dec.mac);
-    let mac_env = parse_envelope(&metadata.mac).map_err(|e| Error::Malformed(format!("mac: {e}")))?;
+    let mac_env =
+        parse_envelope(&metadata.mac).map_err(|e| Error::Malformed(format!("mac: {e}")))?;
     let stored = open(&key, &mac_env, &metadata.lastmodified).ok_or(Error::MacMismatch)?;
     if stored != computed.as_bytes() {
         return Err(Error::MacMismatch);
@@ -888,7 +905,11 @@ fn open_with_key(
         None => {
             let source = metadata.source.as_deref().and_then(|s| {
                 let env = parse_envelope(s).ok()?;
-                let bytes = open(&key, &env, &source_aad(&metadata.lastmodified, &metadata.mac))?;
+                let bytes = open(
+                    &key,
+                    &env,
+                    &source_aad(&metadata.lastmodified, &metadata.mac),
+                )?;
                 // The copy must describe exactly the authenticated data; else it is stale.
                 let again = parse_plain(&bytes, format).ok()?;
                 same_docs(&again, &plain_docs).then_some(bytes)
@@ -993,10 +1014,16 @@ fn build(
         mac: new_hasher(ctx.mac_only),
     };
     let enc_docs = if format == Format::Binary {
-        if ctx.selector.should_encrypt(&["data".to_string()], &[], false) || !ctx.mac_only {
+        if ctx
+            .selector
+            .should_encrypt(&["data".to_string()], &[], false)
+            || !ctx.mac_only
+        {
             enc.mac.update(plaintext);
         }
-        let reuse = base.and_then(|(_, e)| e.first()).and_then(|d| d.get("data"));
+        let reuse = base
+            .and_then(|(_, e)| e.first())
+            .and_then(|d| d.get("data"));
         let _ = reuse; // binary data is re-sealed: plaintext is not kept per position
         vec![Value::Map(vec![(
             Key::Name("data".into()),
@@ -1022,7 +1049,14 @@ fn build(
                 "bytes",
             )
         });
-        let file = assemble(format, &enc_docs, meta, &lastmodified, &mac, source.as_deref())?;
+        let file = assemble(
+            format,
+            &enc_docs,
+            meta,
+            &lastmodified,
+            &mac,
+            source.as_deref(),
+        )?;
         // Read what we wrote, with the same key: it must give back exactly `plaintext`.
         let (docs, mv, raw) = parse_encrypted(file.as_bytes(), format)?;
         let md = Metadata::from_value(&mv)?;
@@ -1053,7 +1087,9 @@ fn assemble(
                 MetaSource::Raw(RawMeta::Yaml(raw)) => {
                     patch_yaml_block(raw, lastmodified, mac, source)
                 }
-                MetaSource::Raw(_) => return Err(Error::Internal("metadata store mismatch".into())),
+                MetaSource::Raw(_) => {
+                    return Err(Error::Internal("metadata store mismatch".into()))
+                }
                 MetaSource::New {
                     age,
                     selector,
@@ -1076,8 +1112,12 @@ fn assemble(
         }
         Format::Json | Format::Binary => {
             let tail = match meta {
-                MetaSource::Raw(RawMeta::Json(raw)) => patch_json_block(raw, lastmodified, mac, source)?,
-                MetaSource::Raw(_) => return Err(Error::Internal("metadata store mismatch".into())),
+                MetaSource::Raw(RawMeta::Json(raw)) => {
+                    patch_json_block(raw, lastmodified, mac, source)?
+                }
+                MetaSource::Raw(_) => {
+                    return Err(Error::Internal("metadata store mismatch".into()))
+                }
                 MetaSource::New {
                     age,
                     selector,
@@ -1114,7 +1154,9 @@ fn assemble(
                     }
                     out
                 }
-                MetaSource::Raw(_) => return Err(Error::Internal("metadata store mismatch".into())),
+                MetaSource::Raw(_) => {
+                    return Err(Error::Internal("metadata store mismatch".into()))
+                }
                 MetaSource::New {
                     age,
                     selector,
@@ -1122,7 +1164,10 @@ fn assemble(
                 } => {
                     let mut out = Vec::new();
                     for (i, (r, e)) in age.iter().enumerate() {
-                        out.push(format!("sops_age__list_{i}__map_enc={}", e.replace('\n', "\\n")));
+                        out.push(format!(
+                            "sops_age__list_{i}__map_enc={}",
+                            e.replace('\n', "\\n")
+                        ));
                         out.push(format!("sops_age__list_{i}__map_recipient={r}"));
                     }
                     out.push(format!("sops_lastmodified={lastmodified}"));
@@ -1223,13 +1268,20 @@ fn patch_yaml_block(raw: &str, lastmodified: &str, mac: &str, source: Option<&st
 }
 
 /// Replace `lastmodified`, `mac` and the source copy in a JSON `"sops"` value's text.
-fn patch_json_block(raw: &str, lastmodified: &str, mac: &str, source: Option<&str>) -> Result<String> {
+fn patch_json_block(
+    raw: &str,
+    lastmodified: &str,
+    mac: &str,
+    source: Option<&str>,
+) -> Result<String> {
     let lm = Regex::new(r#""lastmodified"(\s*):(\s*)"[^"]*""#).expect("static regex");
     let mc = Regex::new(r#"(\n?[ \t]*)"mac"(\s*):(\s*)"[^"]*""#).expect("static regex");
     let src = Regex::new(&format!(r#",\s*"{SOURCE_FIELD}"\s*:\s*"[^"]*""#)).expect("static regex");
     let cleaned = src.replace_all(raw, "");
     if !lm.is_match(&cleaned) || !mc.is_match(&cleaned) {
-        return Err(Error::Malformed("sops block without lastmodified or mac".into()));
+        return Err(Error::Malformed(
+            "sops block without lastmodified or mac".into(),
+        ));
     }
     let step = lm.replacen(&cleaned, 1, |c: &regex::Captures| {
         format!("\"lastmodified\"{}:{}\"{lastmodified}\"", &c[1], &c[2])
@@ -1237,7 +1289,10 @@ fn patch_json_block(raw: &str, lastmodified: &str, mac: &str, source: Option<&st
     let out = mc.replacen(&step, 1, |c: &regex::Captures| {
         let mut s = format!("{}\"mac\"{}:{}\"{mac}\"", &c[1], &c[2], &c[3]);
         if let Some(sv) = source {
-            s.push_str(&format!(",{}\"{SOURCE_FIELD}\"{}:{}\"{sv}\"", &c[1], &c[2], &c[3]));
+            s.push_str(&format!(
+                ",{}\"{SOURCE_FIELD}\"{}:{}\"{sv}\"",
+                &c[1], &c[2], &c[3]
+            ));
         }
         s
     });

@@ -108,7 +108,9 @@ impl Value {
             (Value::Float(f), Value::Int(i)) | (Value::Int(i), Value::Float(f)) => *f == *i as f64,
             (Value::Map(a), Value::Map(b)) => {
                 a.len() == b.len()
-                    && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && va.same(vb))
+                    && a.iter()
+                        .zip(b)
+                        .all(|((ka, va), (kb, vb))| ka == kb && va.same(vb))
             }
             (Value::Seq(a), Value::Seq(b)) => {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same(y))
@@ -217,7 +219,10 @@ mod tests {
         assert_eq!(format_float_f(1e20), "100000000000000000000");
         assert_eq!(format_float_f(8080.0), "8080");
         assert_eq!(format_float_g(1000.0), "1000");
-        assert_eq!(format_float_g(1.2345678901234568e29), "1.2345678901234568e+29");
+        assert_eq!(
+            format_float_g(1.2345678901234568e29),
+            "1.2345678901234568e+29"
+        );
         assert_eq!(format_float_g(0.00001), "1e-05");
         assert_eq!(format_float_g(2.5), "2.5");
         assert_eq!(format_float_g(1e6), "1e+06");

@@ -89,6 +89,8 @@ struct Parser<'a> {
     limits: Limits,
 }
 
+const BLANKS: [char; 2] = [' ', '\t'];
+
 fn is_blank(c: u8) -> bool {
     c == b' ' || c == b'\t'
 }
@@ -268,7 +270,11 @@ impl<'a> Parser<'a> {
                 let trailing = std::mem::take(&mut self.pending);
                 match v {
                     Value::Map(mut items) => {
-                        items.extend(trailing.into_iter().map(|(_, t)| (Key::Comment(t), Value::Null)));
+                        items.extend(
+                            trailing
+                                .into_iter()
+                                .map(|(_, t)| (Key::Comment(t), Value::Null)),
+                        );
                         Value::Map(items)
                     }
                     Value::Null => comment_map(trailing),
@@ -344,9 +350,8 @@ impl<'a> Parser<'a> {
                 }
                 return line.get(i) == Some(&b':') && ends_key(line, i + 1);
             }
-            Some(b'[' | b'{' | b'#' | b'|' | b'>' | b'*' | b'&' | b'!' | b'%' | b'@' | b'`') | None => {
-                return false
-            }
+            Some(b'[' | b'{' | b'#' | b'|' | b'>' | b'*' | b'&' | b'!' | b'%' | b'@' | b'`')
+            | None => return false,
             _ => {}
         }
         while i < line.len() {
@@ -434,7 +439,10 @@ impl<'a> Parser<'a> {
             // sequence: a writer can only put them above the dash.
             let value = match value {
                 Value::Map(mut m) => {
-                    let lead = m.iter().take_while(|(k, _)| matches!(k, Key::Comment(_))).count();
+                    let lead = m
+                        .iter()
+                        .take_while(|(k, _)| matches!(k, Key::Comment(_)))
+                        .count();
                     if lead < m.len() {
                         for (k, _) in m.drain(..lead) {
                             if let Key::Comment(c) = k {
@@ -445,7 +453,10 @@ impl<'a> Parser<'a> {
                     Value::Map(m)
                 }
                 Value::Seq(mut v) => {
-                    let lead = v.iter().take_while(|x| matches!(x, Value::Comment(_))).count();
+                    let lead = v
+                        .iter()
+                        .take_while(|x| matches!(x, Value::Comment(_)))
+                        .count();
                     if lead < v.len() {
                         items.extend(v.drain(..lead));
                     }
@@ -502,7 +513,7 @@ impl<'a> Parser<'a> {
                     }
                     i += 1;
                 }
-                let raw = self.s[start..start + i].trim_end();
+                let raw = self.s[start..start + i].trim_end_matches(BLANKS);
                 self.pos = start + i;
                 match resolve_plain(raw) {
                     Value::Str(s) => Ok(s),
@@ -717,7 +728,9 @@ impl<'a> Parser<'a> {
             }
             i += 1;
         }
-        let text = std::str::from_utf8(&line[..i]).unwrap_or("").trim_end();
+        let text = std::str::from_utf8(&line[..i])
+            .unwrap_or("")
+            .trim_end_matches(BLANKS);
         self.pos += text.len();
         text.to_string()
     }
@@ -893,7 +906,7 @@ impl<'a> Parser<'a> {
         while !self.at_eof() {
             let line = self.rest_of_line();
             let spaces = line.len() - line.trim_start_matches(' ').len();
-            let blank = line.trim().is_empty();
+            let blank = line.trim_matches(BLANKS).is_empty();
             if self.at_doc_marker() {
                 break;
             }
@@ -1068,7 +1081,12 @@ impl<'a> Parser<'a> {
                             break;
                         }
                         if c == b':'
-                            && matches!(self.peek_at(1), None | Some(b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}' | b'[' | b'{'))
+                            && matches!(
+                                self.peek_at(1),
+                                None | Some(
+                                    b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}' | b'[' | b'{'
+                                )
+                            )
                         {
                             break;
                         }
@@ -1077,7 +1095,7 @@ impl<'a> Parser<'a> {
                         }
                         self.pos += 1;
                     }
-                    let piece = self.s[start..self.pos].trim();
+                    let piece = self.s[start..self.pos].trim_matches(BLANKS);
                     if !piece.is_empty() {
                         if !out.is_empty() {
                             out.push(' ');
@@ -1453,7 +1471,12 @@ pub fn emit_doc_body(d: &Value) -> String {
 /// A mapping entry `key:` plus its value at `indent`, as the writer would print it.
 pub fn emit_entry(key: &str, v: &Value, indent: usize) -> String {
     let mut out = String::new();
-    emit_map(&mut out, &[(Key::Name(key.to_string()), v.clone())], indent, indent);
+    emit_map(
+        &mut out,
+        &[(Key::Name(key.to_string()), v.clone())],
+        indent,
+        indent,
+    );
     out
 }
 
@@ -1485,17 +1508,18 @@ fn emit_map(out: &mut String, items: &[(Key, Value)], indent: usize, lit_base: u
 /// A value after `key:`: nested collections go below, scalars on the same line.
 fn emit_value_after(out: &mut String, v: &Value, indent: usize, lit_base: usize) {
     match v {
-        Value::Map(items) if !items.is_empty() => {
+        // A collection holding only comments prints empty: comments need an entry.
+        Value::Map(items) if items.iter().any(|(k, _)| matches!(k, Key::Name(_))) => {
             out.push('\n');
             emit_map(out, items, indent + INDENT, indent + INDENT);
         }
-        Value::Seq(items) if !items.is_empty() => {
+        Value::Seq(items) if items.iter().any(|v| !matches!(v, Value::Comment(_))) => {
             out.push('\n');
             emit_seq(out, items, indent + INDENT);
         }
         Value::Str(s) if literal_ok(s) => {
             out.push(' ');
-            emit_literal(out, s, lit_base + INDENT);
+            emit_literal(out, s, lit_base + INDENT, indent);
         }
         other => {
             out.push(' ');
@@ -1550,7 +1574,7 @@ fn emit_seq_item_value(out: &mut String, v: &Value, indent: usize, dash: &str) {
             pad(out, indent);
             out.push_str(dash.trim_end());
             out.push(' ');
-            emit_literal(out, s, indent + INDENT);
+            emit_literal(out, s, indent + INDENT, indent);
         }
         other => {
             pad(out, indent);
@@ -1561,10 +1585,12 @@ fn emit_seq_item_value(out: &mut String, v: &Value, indent: usize, dash: &str) {
     }
 }
 
-fn emit_literal(out: &mut String, s: &str, indent: usize) {
+/// A literal block scalar with content at `indent`; an indentation indicator, when the
+/// content starts with a space or a line break, counts from the parent's `parent` column.
+fn emit_literal(out: &mut String, s: &str, indent: usize, parent: usize) {
     out.push('|');
     if s.starts_with(' ') || s.starts_with('\n') {
-        out.push_str(&INDENT.to_string());
+        out.push_str(&(indent - parent).to_string());
     }
     let trailing = s.len() - s.trim_end_matches('\n').len();
     match trailing {
@@ -1695,8 +1721,21 @@ fn plain_allowed(s: &str) -> bool {
     let first = b[0];
     if matches!(
         first,
-        b'#' | b',' | b'[' | b']' | b'{' | b'}' | b'&' | b'*' | b'!' | b'|' | b'>' | b'\'' | b'"'
-            | b'%' | b'@' | b'`'
+        b'#' | b','
+            | b'['
+            | b']'
+            | b'{'
+            | b'}'
+            | b'&'
+            | b'*'
+            | b'!'
+            | b'|'
+            | b'>'
+            | b'\''
+            | b'"'
+            | b'%'
+            | b'@'
+            | b'`'
     ) {
         return false;
     }
@@ -1841,7 +1880,9 @@ mod tests {
 
     #[test]
     fn emit_matches_sops_style() {
-        let docs = p("a:\n  b: \"123\"\n  c: yes\nl:\n  - k: v\n    j: w\n  - x\nm: \"l1\\nl2\"\ne: {}\n");
+        let docs = p(
+            "a:\n  b: \"123\"\n  c: yes\nl:\n  - k: v\n    j: w\n  - x\nm: \"l1\\nl2\"\ne: {}\n",
+        );
         assert_eq!(
             emit(&docs),
             "a:\n    b: \"123\"\n    c: \"yes\"\nl:\n    - k: v\n      j: w\n    - x\nm: |-\n    l1\n    l2\ne: {}\n"

