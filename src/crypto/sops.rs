@@ -903,16 +903,16 @@ fn open_with_key(
     let plaintext = match binary {
         Some(b) => b,
         None => {
+            // The copy is bound to this version's authenticated `mac` envelope (fresh
+            // random IV at every write), so it cannot be stale or replayed from another
+            // version; `build` checked that it describes exactly this data when it was made.
             let source = metadata.source.as_deref().and_then(|s| {
                 let env = parse_envelope(s).ok()?;
-                let bytes = open(
+                open(
                     &key,
                     &env,
                     &source_aad(&metadata.lastmodified, &metadata.mac),
-                )?;
-                // The copy must describe exactly the authenticated data; else it is stale.
-                let again = parse_plain(&bytes, format).ok()?;
-                same_docs(&again, &plain_docs).then_some(bytes)
+                )
             });
             match source {
                 Some(b) => b,
@@ -1040,7 +1040,16 @@ fn build(
     };
     let lastmodified = now_rfc3339();
     let mac = seal(ctx.key, mac_hex(enc.mac).as_bytes(), &lastmodified, "str");
-    for with_source in [false, true] {
+    // Only carry the source copy when sops's rendering would not give the bytes back.
+    let plain_docs = match format {
+        Format::Binary => None,
+        _ => Some(parse_plain(plaintext, format)?),
+    };
+    let needs_source = match &plain_docs {
+        Some(d) => render_plain(format, d).as_bytes() != plaintext,
+        None => false,
+    };
+    for with_source in [needs_source, true] {
         let source = with_source.then(|| {
             seal(
                 ctx.key,
@@ -1061,7 +1070,11 @@ fn build(
         let (docs, mv, raw) = parse_encrypted(file.as_bytes(), format)?;
         let md = Metadata::from_value(&mv)?;
         let check = open_with_key(format, docs, md, raw, Zeroizing::new(*ctx.key))?;
-        if check.plaintext.as_slice() == plaintext {
+        // Same bytes back, and the authenticated data is what the plaintext says.
+        let same_data = plain_docs
+            .as_ref()
+            .is_none_or(|d| same_docs(d, &check.plain_docs));
+        if check.plaintext.as_slice() == plaintext && same_data {
             return Ok(file.into_bytes());
         }
         if format == Format::Binary {

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Codec benchmark: encrypt and decrypt 200 values files with valuesfs and with the sops
+# binary (one process per file for both, as a user or a script would run them), and decrypt
+# a 1 MiB values file. Prints a markdown table; ratios are against sops measured in this run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q
+bin=$PWD/target/release/valuesfs
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+install -m 600 ../shared/vectors/key.txt "$work/key.txt"
+export SOPS_AGE_KEY_FILE=$work/key.txt
+R=age152sv7x05g384vyqdpls08u3akqxgn29zcl53tfggnf2svku0tu7s0nzjql
+N=${N:-200}
+
+python3 - "$work" "$N" <<'PY'
+import os, random, sys
+work, n = sys.argv[1], int(sys.argv[2])
+random.seed(7)
+os.makedirs(f"{work}/plain", exist_ok=True)
+def values(i, keys):
+    out = [f"# values file {i}", "image:", f"  repository: registry.example.com/team/app{i}",
+           f"  tag: \"1.{i}.0\"", f"replicas: {i % 5 + 1}", "env:"]
+    for k in range(keys):
+        out.append(f"  KEY_{k}: \"{random.getrandbits(128):032x}\"  # setting {k}")
+    out += ["database:", "  host: db.internal", "  password: s3cr3t-" + str(i),
+            "  pool: {min: 2, max: 10}", "features: [a, b, c]"]
+    return "\n".join(out) + "\n"
+for i in range(n):
+    open(f"{work}/plain/v{i:03}.yaml", "w").write(values(i, 40))
+open(f"{work}/big.yaml", "w").write(values(9999, 14000))
+PY
+mkdir -p "$work/ours" "$work/sops"
+ms() { date +%s%N; }
+
+t0=$(ms); for f in "$work"/plain/*.yaml; do "$bin" encrypt --age $R "$f" > "$work/ours/$(basename "$f")"; done; t1=$(ms)
+for f in "$work"/plain/*.yaml; do sops -e --age $R "$f" > "$work/sops/$(basename "$f")"; done; t2=$(ms)
+for f in "$work"/ours/*.yaml; do "$bin" decrypt "$f" > /dev/null; done; t3=$(ms)
+for f in "$work"/sops/*.yaml; do sops -d "$f" > /dev/null; done; t4=$(ms)
+"$bin" encrypt --age $R "$work/big.yaml" > "$work/big.enc.yaml"
+size=$(stat -c %s "$work/big.yaml")
+best=999999999
+for _ in 1 2 3 4 5; do s=$(ms); "$bin" decrypt "$work/big.enc.yaml" > /dev/null; e=$(ms); [ $((e - s)) -lt $best ] && best=$((e - s)); done
+sbest=999999999
+for _ in 1 2 3; do s=$(ms); sops -d "$work/big.enc.yaml" > /dev/null; e=$(ms); [ $((e - s)) -lt $sbest ] && sbest=$((e - s)); done
+
+per() { awk -v a="$1" -v n="$N" 'BEGIN { printf "%.2f", a / n / 1e6 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", b / a }'; }
+echo "| operation ($N files of ~$(stat -c %s "$work/plain/v000.yaml") B) | valuesfs ms/file | sops ms/file | valuesfs speed-up |"
+echo "|---|---|---|---|"
+echo "| encrypt | $(per $((t1 - t0))) | $(per $((t2 - t1))) | $(ratio $((t1 - t0)) $((t2 - t1))) |"
+echo "| decrypt | $(per $((t3 - t2))) | $(per $((t4 - t3))) | $(ratio $((t3 - t2)) $((t4 - t3))) |"
+echo "| decrypt one $((size / 1024)) KiB file (best of 5 / 3) | $(awk -v a=$best 'BEGIN{printf "%.1f", a/1e6}') | $(awk -v a=$sbest 'BEGIN{printf "%.1f", a/1e6}') | $(ratio $best $sbest) |"
