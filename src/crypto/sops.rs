@@ -445,6 +445,15 @@ fn parse_encrypted(input: &[u8], format: Format) -> Result<(Vec<Value>, Value, R
                 remove_key(d, "sops");
             }
             let raw = yaml_sops_block(text).ok_or(Error::NotSops)?;
+            // The block's text is kept for rewrites: it must say exactly what was parsed.
+            let reparsed = yaml::parse_mappings(&raw, Limits::default())
+                .ok()
+                .and_then(|d| d.first().and_then(|d| d.get("sops")).cloned());
+            if !reparsed.is_some_and(|r| r.same(&meta)) {
+                return Err(Error::Malformed(
+                    "the sops block is not a plain top-level `sops:` mapping".into(),
+                ));
+            }
             Ok((docs, meta, RawMeta::Yaml(raw)))
         }
         Format::Json | Format::Binary => {

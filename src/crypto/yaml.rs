@@ -217,6 +217,21 @@ impl<'a> Parser<'a> {
     }
 
     fn stream(&mut self) -> Result<Vec<Value>, YamlError> {
+        // YAML streams hold printable characters only (as go-yaml enforces).
+        if let Some((i, c)) = self
+            .s
+            .char_indices()
+            .find(|&(_, c)| c != '\t' && c != '\n' && c != '\r' && is_special(c))
+        {
+            let line = self.s[..i].matches('\n').count() + 1;
+            return Err(YamlError {
+                line,
+                msg: format!(
+                    "control character U+{:04X} is not allowed in YAML",
+                    c as u32
+                ),
+            });
+        }
         let mut docs = Vec::new();
         if self.b.starts_with(b"\xEF\xBB\xBF") {
             self.pos = 3;
@@ -907,6 +922,11 @@ impl<'a> Parser<'a> {
             let line = self.rest_of_line();
             let spaces = line.len() - line.trim_start_matches(' ').len();
             let blank = line.trim_matches(BLANKS).is_empty();
+            // Trailing blanks with no line break after them are not a line.
+            if blank && !self.b[self.pos..].contains(&b'\n') {
+                self.pos = self.b.len();
+                break;
+            }
             if self.at_doc_marker() {
                 break;
             }
@@ -1446,6 +1466,13 @@ const INDENT: usize = 4;
 /// Print documents the way sops prints them.
 pub fn emit(docs: &[Value]) -> String {
     let mut out = String::new();
+    // Comments alone before the first `---` are not a document: mark it explicitly.
+    if docs.len() > 1
+        && matches!(&docs[0], Value::Map(items)
+            if !items.is_empty() && items.iter().all(|(k, _)| matches!(k, Key::Comment(_))))
+    {
+        out.push_str("---\n");
+    }
     for (i, d) in docs.iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
@@ -1615,6 +1642,7 @@ fn emit_literal(out: &mut String, s: &str, indent: usize, parent: usize) {
 /// Can this multi-line string be printed as a literal block (as go-yaml would)?
 fn literal_ok(s: &str) -> bool {
     s.contains('\n')
+        && !s.trim_end_matches('\n').is_empty()
         && !s.chars().any(|c| is_special(c) && c != '\n' && c != '\t')
         && !s.split('\n').any(|l| l.ends_with(' ') || l.ends_with('\t'))
 }
@@ -1894,5 +1922,29 @@ mod tests {
         let docs = p("a: 1\n---\nb: 2\n...\n---\nc: 3\n");
         assert_eq!(docs.len(), 3);
         assert_eq!(emit(&docs), "a: 1\n---\nb: 2\n---\nc: 3\n");
+    }
+}
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::*;
+
+    fn writer_round_trips(text: &str) {
+        let docs = parse(text, Limits::default()).expect("parses");
+        let out = emit(&docs);
+        let again = parse(&out, Limits::default()).expect("writer output parses");
+        let strip = |d: &[Value]| d.iter().map(Value::without_comments).collect::<Vec<_>>();
+        assert_eq!(strip(&again), strip(&docs), "{text:?} -> {out:?}");
+    }
+
+    #[test]
+    fn comment_only_documents() {
+        writer_round_trips("# a\n---\n# b\n");
+        writer_round_trips("# a\n---\n# b\n...\n");
+        writer_round_trips("a: 1\n---\n# only a comment\n---\nb: 2\n");
+        writer_round_trips("nkeep: |+\n     ");
+        writer_round_trips("k: |+\n\n  x\n\n");
+        assert!(parse("a\u{1e}: b", Limits::default()).is_err());
+        // Found by fuzzing: DEL inside comments is refused like go-yaml does.
+        assert!(parse("# cusword:oooooooooooo\x7fooooooo s4cr3t\n---\n#!secooooooooooooo......................................................................................................oo\x7fooooooo s4cr3t\n---\n#!secon-\n#!second docuooooooo.........................", Limits::default()).is_err());
     }
 }
