@@ -1,0 +1,323 @@
+//! Fetch and compare-and-swap push for every transport.
+//!
+//! * **Local remotes** (a path or `file://`): libgit2's local transport would update the
+//!   remote ref without checking its old value, so two masters on one bare repository
+//!   could overwrite each other. We therefore open the remote repository directly, copy
+//!   the missing objects into it children-first (so an object present there always has
+//!   its whole closure present), with fsync, and then move the ref with
+//!   `git_reference_create_matching` (expected old value) under git's own `.lock`
+//!   protocol, which the git CLI honours too.
+//! * **Network remotes** (`git://`, ssh, https): a normal, non-forced push (never a `+`
+//!   refspec). The server applies `old -> new` only if the ref still has the old value
+//!   we were shown, and libgit2 refuses non-fast-forwards client-side; per-ref statuses
+//!   come back through `push_update_reference`.
+//!
+//! In both cases a lost race is [`PushOutcome::Rejected`], never an overwrite.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use git2::{
+    AutotagOption, Cred, CredentialType, FetchOptions, ObjectType, Oid, PushOptions,
+    RemoteCallbacks, Repository,
+};
+
+use super::{Credentials, Error, Result};
+
+/// Result of a push attempt that reached the remote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The remote ref now is the pushed commit.
+    Pushed,
+    /// The remote ref was not what the push was based on; fetch and retry.
+    Rejected(String),
+}
+
+/// Local ref (in our repository) naming what the sync thread pushes over the network.
+const PUSH_REF: &str = "refs/valuesfs/push";
+
+/// The directory of a local remote, `None` for network URLs.
+pub fn local_path(url: &str) -> Option<PathBuf> {
+    if let Some(p) = url.strip_prefix("file://") {
+        return Some(PathBuf::from(p));
+    }
+    if url.contains("://") {
+        return None;
+    }
+    // scp-like `user@host:path` is ssh; a ':' before any '/' marks it.
+    match (url.find(':'), url.find('/')) {
+        (Some(c), Some(s)) if c < s => None,
+        (Some(_), None) => None,
+        _ => Some(PathBuf::from(url)),
+    }
+}
+
+fn callbacks<'a>(creds: &'a Credentials, tries: &'a RefCell<u32>) -> RemoteCallbacks<'a> {
+    let mut cb = RemoteCallbacks::new();
+    cb.credentials(move |url, user_from_url, allowed| {
+        // libgit2 calls again after every failed attempt; give up instead of looping.
+        let n = {
+            let mut t = tries.borrow_mut();
+            *t += 1;
+            *t
+        };
+        if n > 4 {
+            return Err(git2::Error::from_str("authentication failed"));
+        }
+        let user = creds
+            .username
+            .as_deref()
+            .or(user_from_url)
+            .unwrap_or("git")
+            .to_string();
+        if allowed.contains(CredentialType::USERNAME) {
+            return Cred::username(&user);
+        }
+        if allowed.contains(CredentialType::SSH_KEY) {
+            if let Some(key) = &creds.ssh_key {
+                return Cred::ssh_key(&user, None, key, creds.ssh_passphrase.as_deref());
+            }
+            return Cred::ssh_key_from_agent(&user);
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            if let Some(token) = &creds.https_token {
+                let u = creds.username.as_deref().unwrap_or("x-access-token");
+                return Cred::userpass_plaintext(u, token);
+            }
+            let cfg = git2::Config::open_default()?;
+            return Cred::credential_helper(&cfg, url, creds.username.as_deref().or(user_from_url));
+        }
+        Err(git2::Error::from_str("no usable credentials"))
+    });
+    cb
+}
+
+/// Fetches `branch` into `refs/remotes/origin/<branch>` and returns the remote's head
+/// (`None` if the remote has no such branch).
+pub fn fetch(
+    repo: &Repository,
+    url: &str,
+    branch: &str,
+    creds: &Credentials,
+) -> Result<Option<Oid>> {
+    let tries = RefCell::new(0);
+    let mut remote = repo.remote_anonymous(url)?;
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(callbacks(creds, &tries));
+    fo.download_tags(AutotagOption::None);
+    // Forced only for our own tracking ref; pushes are never forced.
+    let spec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+    remote
+        .fetch(&[spec.as_str()], Some(&mut fo), None)
+        .map_err(remote_err)?;
+    let want = format!("refs/heads/{branch}");
+    let head = remote
+        .list()?
+        .iter()
+        .find(|h| h.name() == want)
+        .map(|h| h.oid());
+    Ok(head)
+}
+
+fn remote_err(e: git2::Error) -> Error {
+    Error::Remote(e.message().to_string())
+}
+
+/// Pushes `target` to `branch`, moving it only from `expected` (`None`: the branch must
+/// not exist yet). `target` must descend from `expected`.
+pub fn push(
+    repo: &Repository,
+    url: &str,
+    branch: &str,
+    target: Oid,
+    expected: Option<Oid>,
+    creds: &Credentials,
+) -> Result<PushOutcome> {
+    match local_path(url) {
+        Some(path) => push_local(repo, &path, branch, target, expected),
+        None => push_network(repo, url, branch, target, creds),
+    }
+}
+
+fn push_local(
+    repo: &Repository,
+    path: &std::path::Path,
+    branch: &str,
+    target: Oid,
+    expected: Option<Oid>,
+) -> Result<PushOutcome> {
+    let remote = Repository::open(path).map_err(remote_err)?;
+    let refname = format!("refs/heads/{branch}");
+    let current = match remote.refname_to_id(&refname) {
+        Ok(id) => Some(id),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+        Err(e) => return Err(remote_err(e)),
+    };
+    if current != expected {
+        return Ok(PushOutcome::Rejected(format!(
+            "remote {refname} is {current:?}, expected {expected:?}"
+        )));
+    }
+    copy_objects(repo, &remote, target, current)?;
+    let msg = "valuesfs: push";
+    let mut attempt = 0u32;
+    loop {
+        let res = match current {
+            Some(old) => remote.reference_matching(&refname, target, true, old, msg),
+            None => remote.reference(&refname, target, false, msg),
+        };
+        match res {
+            Ok(_) => return Ok(PushOutcome::Pushed),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    git2::ErrorCode::Modified | git2::ErrorCode::Exists
+                ) =>
+            {
+                return Ok(PushOutcome::Rejected(e.message().to_string()))
+            }
+            // Another writer holds the ref lock for a moment: retry briefly.
+            Err(e) if e.code() == git2::ErrorCode::Locked && attempt < 200 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(1 + u64::from(attempt % 10)));
+            }
+            Err(e) => return Err(remote_err(e)),
+        }
+    }
+}
+
+/// Copies every object reachable from `target` and missing in `remote`, children
+/// before parents, so that presence of an object implies presence of its closure.
+fn copy_objects(
+    repo: &Repository,
+    remote: &Repository,
+    target: Oid,
+    have: Option<Oid>,
+) -> Result<()> {
+    let rodb = remote.odb()?;
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
+    walk.push(target)?;
+    if let Some(h) = have {
+        if repo.find_commit(h).is_ok() {
+            walk.hide(h)?;
+        }
+    }
+    let mut order: Vec<Oid> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for c in walk {
+        let c = c?;
+        if rodb.exists(c) {
+            continue;
+        }
+        let commit = repo.find_commit(c)?;
+        collect_tree(repo, &rodb, commit.tree_id(), &mut seen, &mut order)?;
+        order.push(c);
+    }
+    if order.is_empty() {
+        return Ok(());
+    }
+    let lodb = repo.odb()?;
+    if order.len() <= 256 {
+        // Small pushes become loose objects (as git's receive-pack does below unpackLimit).
+        for oid in &order {
+            let obj = lodb.read(*oid)?;
+            rodb.write(obj.kind(), obj.data()).map_err(remote_err)?;
+        }
+    } else {
+        let mut pb = repo.packbuilder()?;
+        for oid in &order {
+            pb.insert_object(*oid, None)?;
+        }
+        let mut buf = git2::Buf::new();
+        pb.write_buf(&mut buf)?;
+        let mut w = rodb.packwriter().map_err(remote_err)?;
+        std::io::Write::write_all(&mut w, &buf)?;
+        w.commit().map_err(remote_err)?;
+    }
+    Ok(())
+}
+
+fn collect_tree(
+    repo: &Repository,
+    rodb: &git2::Odb<'_>,
+    tree: Oid,
+    seen: &mut std::collections::HashSet<Oid>,
+    order: &mut Vec<Oid>,
+) -> Result<()> {
+    if seen.contains(&tree) || rodb.exists(tree) {
+        return Ok(());
+    }
+    let t = repo.find_tree(tree)?;
+    for e in t.iter() {
+        match e.kind() {
+            Some(ObjectType::Tree) => collect_tree(repo, rodb, e.id(), seen, order)?,
+            Some(ObjectType::Blob) => {
+                if !seen.contains(&e.id()) && !rodb.exists(e.id()) {
+                    seen.insert(e.id());
+                    order.push(e.id());
+                }
+            }
+            _ => {} // submodule commits are not ours to copy
+        }
+    }
+    seen.insert(tree);
+    order.push(tree);
+    Ok(())
+}
+
+fn push_network(
+    repo: &Repository,
+    url: &str,
+    branch: &str,
+    target: Oid,
+    creds: &Credentials,
+) -> Result<PushOutcome> {
+    repo.reference(PUSH_REF, target, true, "valuesfs: push target")?;
+    let tries = RefCell::new(0);
+    let rejected: RefCell<Option<String>> = RefCell::new(None);
+    let mut remote = repo.remote_anonymous(url)?;
+    let mut cb = callbacks(creds, &tries);
+    cb.push_update_reference(|name, status| {
+        if let Some(s) = status {
+            *rejected.borrow_mut() = Some(format!("{name}: {s}"));
+        }
+        Ok(())
+    });
+    let mut po = PushOptions::new();
+    po.remote_callbacks(cb);
+    // No leading '+': the server applies it only from the old value it advertised.
+    let spec = format!("{PUSH_REF}:refs/heads/{branch}");
+    let res = remote.push(&[spec.as_str()], Some(&mut po));
+    drop(po);
+    match res {
+        Ok(()) => match rejected.into_inner() {
+            Some(why) => Ok(PushOutcome::Rejected(why)),
+            None => Ok(PushOutcome::Pushed),
+        },
+        Err(e) if e.code() == git2::ErrorCode::NotFastForward => {
+            Ok(PushOutcome::Rejected(e.message().to_string()))
+        }
+        Err(e) => Err(remote_err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_urls() {
+        assert!(local_path("/srv/values.git").is_some());
+        assert!(local_path("relative/dir").is_some());
+        assert_eq!(
+            local_path("file:///srv/v.git"),
+            Some(PathBuf::from("/srv/v.git"))
+        );
+        assert!(local_path("git://127.0.0.1:9418/v.git").is_none());
+        assert!(local_path("git@github.com:org/v.git").is_none());
+        assert!(local_path("https://example.com/v.git").is_none());
+        assert!(local_path("ssh://git@host/v.git").is_none());
+    }
+}
