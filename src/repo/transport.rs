@@ -93,7 +93,7 @@ fn callbacks<'a>(creds: &'a Credentials, tries: &'a RefCell<u32>) -> RemoteCallb
     cb
 }
 
-/// Fetches `branch` into `refs/remotes/origin/<branch>` and returns the remote's head
+/// Fetches `branch` (also into `refs/remotes/origin/<branch>`) and returns the remote's head
 /// (`None` if the remote has no such branch).
 pub fn fetch(
     repo: &Repository,
@@ -101,22 +101,31 @@ pub fn fetch(
     branch: &str,
     creds: &Credentials,
 ) -> Result<Option<Oid>> {
+    // The remote head is read back from a scratch ref the fetch (re)creates, which tells
+    // "no such branch" apart (git2's `Remote::list` is unsound on empty remotes).
+    const SCRATCH: &str = "refs/valuesfs/fetched";
+    if let Ok(mut r) = repo.find_reference(SCRATCH) {
+        r.delete()?;
+    }
     let tries = RefCell::new(0);
     let mut remote = repo.remote_anonymous(url)?;
     let mut fo = FetchOptions::new();
     fo.remote_callbacks(callbacks(creds, &tries));
     fo.download_tags(AutotagOption::None);
-    // Forced only for our own tracking ref; pushes are never forced.
-    let spec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+    // Forced only for our own scratch ref; pushes are never forced.
+    let spec = format!("+refs/heads/{branch}:{SCRATCH}");
     remote
         .fetch(&[spec.as_str()], Some(&mut fo), None)
         .map_err(remote_err)?;
-    let want = format!("refs/heads/{branch}");
-    let head = remote
-        .list()?
-        .iter()
-        .find(|h| h.name() == want)
-        .map(|h| h.oid());
+    let head = match repo.refname_to_id(SCRATCH) {
+        Ok(id) => Some(id),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(h) = head {
+        let tracking = format!("refs/remotes/origin/{branch}");
+        repo.reference(&tracking, h, true, "valuesfs: fetch")?;
+    }
     Ok(head)
 }
 
