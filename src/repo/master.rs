@@ -357,6 +357,7 @@ impl Master {
             .name("valuesfs-sync".into())
             .spawn(move || syncer.run())?;
         let state = State {
+            mem: None,
             repo,
             local_ref,
             head,
@@ -438,6 +439,7 @@ fn load_conflicts(repo: &Repository, dir: &Path) -> Result<Vec<ConflictInfo>> {
 /// Keeps `commit` on a conflicts ref with a durable record; returns the record.
 fn park(
     repo: &Repository,
+    mem: &mut Option<MemObjects>,
     dir: &Path,
     list: &mut Vec<ConflictInfo>,
     commit: Oid,
@@ -463,12 +465,71 @@ fn park(
         f.sync_all()?;
     }
     fs::rename(&tmp, &file)?;
-    fsync_dir(&dir)?;
+    fsync_dir(dir)?;
+    persist(mem, repo)?;
     repo.reference(&info.refname, commit, true, "valuesfs: conflict")?;
     tracing::warn!("{info}");
     list.retain(|x| x.id != id);
     list.push(info.clone());
     Ok(info)
+}
+
+/// New objects of the current batch: written to an in-memory odb backend (highest
+/// priority, so it takes every write and is read first), then stored as one fsynced
+/// pack before any ref may point at them. One pack per batch instead of one fsynced
+/// loose file per object is what makes group commit cheap.
+struct MemObjects {
+    // Field order is drop order: the mempack is owned by the odb kept alive below.
+    mempack: git2::Mempack<'static>,
+    odb: git2::Odb<'static>,
+    dirty: bool,
+}
+
+// SAFETY: libgit2 objects are not bound to the thread that made them; they only need
+// to be used by one thread at a time, which owning them in `State` guarantees (the same
+// reasoning git2 applies to `Repository: Send`).
+unsafe impl Send for MemObjects {}
+
+impl MemObjects {
+    fn new(repo: &Repository) -> Result<MemObjects> {
+        let odb = repo.odb()?;
+        let mempack = odb.add_new_mempack_backend(1000)?;
+        // SAFETY: the lifetimes only tie these handles to the Rust `Repository` value;
+        // libgit2 reference-counts the odb (we hold a reference in `odb`) and the mempack
+        // backend is freed by that odb only. `State` drops this before its `Repository`.
+        let mempack: git2::Mempack<'static> = unsafe { std::mem::transmute(mempack) };
+        let odb: git2::Odb<'static> = unsafe { std::mem::transmute(odb) };
+        Ok(MemObjects {
+            mempack,
+            odb,
+            dirty: false,
+        })
+    }
+
+    /// Writes the batch's objects as one pack (fsynced by libgit2) and empties memory.
+    fn persist(&mut self, repo: &Repository) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let mut buf = git2::Buf::new();
+        self.mempack.dump(repo, &mut buf)?;
+        // 12-byte header + 20-byte trailer: an empty pack (all objects existed already).
+        if buf.len() > 32 {
+            let mut w = self.odb.packwriter()?;
+            w.write_all(&buf)?;
+            w.commit()?;
+        }
+        self.mempack.reset()?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+fn persist(mem: &mut Option<MemObjects>, repo: &Repository) -> Result<()> {
+    match mem {
+        Some(m) => m.persist(repo),
+        None => Ok(()),
+    }
 }
 
 /// A session applied in memory, waiting for the batch's ref write.
@@ -479,6 +540,9 @@ struct Pending {
 }
 
 struct State {
+    /// Declared before `repo` so it is dropped first. `None` (if it could not be set up)
+    /// means plain fsynced loose objects.
+    mem: Option<MemObjects>,
     cfg: Config,
     repo: Repository,
     local_ref: String,
@@ -514,6 +578,10 @@ const MAX_BATCH: usize = 512;
 
 impl State {
     fn run(mut self, rx: Receiver<Request>) {
+        match MemObjects::new(&self.repo) {
+            Ok(m) => self.mem = Some(m),
+            Err(e) => tracing::warn!("no in-memory odb, writing loose objects: {e}"),
+        }
         loop {
             let first = match rx.recv() {
                 Ok(r) => r,
@@ -609,6 +677,9 @@ impl State {
 
     /// Applies a session onto the in-memory head; returns the new head.
     fn apply(&mut self, s: &Session) -> Result<Oid> {
+        if let Some(m) = &mut self.mem {
+            m.dirty = true;
+        }
         let base_commit = match s.base {
             Some(b) => Some(
                 self.repo
@@ -673,6 +744,7 @@ impl State {
                     .commit(None, &author, &committer, &message, &own, &parents)?;
                 let info = park(
                     &self.repo,
+                    &mut self.mem,
                     &self.conflicts_dir,
                     &mut self.conflicts,
                     c,
@@ -701,14 +773,14 @@ impl State {
     /// Makes the in-memory head durable and published; acknowledges the batch.
     fn flush(&mut self, cause: HeadChangeCause) {
         if self.head != self.disk_head {
-            let res = match self.head {
+            let res = persist(&mut self.mem, &self.repo).and_then(|()| match self.head {
                 Some(h) => self
                     .repo
                     .reference(&self.local_ref, h, true, "valuesfs")
                     .map(|_| ())
                     .map_err(Error::from),
                 None => Ok(()),
-            };
+            });
             if let Err(e) = res {
                 tracing::error!("writing {}: {e}", self.local_ref);
                 self.head = self.disk_head;
@@ -937,6 +1009,9 @@ impl State {
 
     /// Cherry-picks commit `c` onto `onto`: its own diff, merged path by path.
     fn replay(&mut self, c: Oid, onto: Oid) -> Result<std::result::Result<Oid, ConflictInfo>> {
+        if let Some(m) = &mut self.mem {
+            m.dirty = true;
+        }
         let commit = self.repo.find_commit(c)?;
         let parent_tree = match commit.parent(0) {
             Ok(p) => Some(p.tree()?),
@@ -981,6 +1056,7 @@ impl State {
             }
             Err(pc) => Ok(Err(park(
                 &self.repo,
+                &mut self.mem,
                 &self.conflicts_dir,
                 &mut self.conflicts,
                 c,

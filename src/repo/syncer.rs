@@ -58,6 +58,7 @@ impl Syncer {
         let mut retry_at = Instant::now();
         let mut fail_backoff = self.backoff_min;
         let mut reject_streak = 0u32;
+        let mut cache = transport::RemoteCache::default();
         loop {
             let mut tokens = Vec::new();
             let now = Instant::now();
@@ -112,6 +113,7 @@ impl Syncer {
                 t,
                 expected,
                 &self.creds,
+                &mut cache,
             );
             match res {
                 Ok(PushOutcome::Pushed) => {

@@ -133,6 +133,12 @@ fn remote_err(e: git2::Error) -> Error {
     Error::Remote(e.message().to_string())
 }
 
+/// An open handle on a local remote, reused across pushes (opening a repository with
+/// many packs costs milliseconds). Dropped after any error so a moved or recreated
+/// remote directory is reopened.
+#[derive(Default)]
+pub struct RemoteCache(Option<Repository>);
+
 /// Pushes `target` to `branch`, moving it only from `expected` (`None`: the branch must
 /// not exist yet). `target` must descend from `expected`.
 pub fn push(
@@ -142,21 +148,37 @@ pub fn push(
     target: Oid,
     expected: Option<Oid>,
     creds: &Credentials,
+    cache: &mut RemoteCache,
 ) -> Result<PushOutcome> {
     match local_path(url) {
-        Some(path) => push_local(repo, &path, branch, target, expected),
+        Some(path) => {
+            let remote = match cache.0.take() {
+                Some(r) => r,
+                None => Repository::open(&path).map_err(remote_err)?,
+            };
+            let res = push_local(repo, &remote, branch, target, expected);
+            if res.is_ok() {
+                cache.0 = Some(remote);
+            }
+            res
+        }
         None => push_network(repo, url, branch, target, creds),
     }
 }
 
 fn push_local(
     repo: &Repository,
-    path: &std::path::Path,
+    remote: &Repository,
     branch: &str,
     target: Oid,
     expected: Option<Oid>,
 ) -> Result<PushOutcome> {
-    let remote = Repository::open(path).map_err(remote_err)?;
+    if !remote.path().exists() {
+        return Err(Error::Remote(format!(
+            "{} is gone",
+            remote.path().display()
+        )));
+    }
     let refname = format!("refs/heads/{branch}");
     let current = match remote.refname_to_id(&refname) {
         Ok(id) => Some(id),
@@ -168,7 +190,7 @@ fn push_local(
             "remote {refname} is {current:?}, expected {expected:?}"
         )));
     }
-    copy_objects(repo, &remote, target, current)?;
+    copy_objects(repo, remote, target, current)?;
     let msg = "valuesfs: push";
     let mut attempt = 0u32;
     loop {
@@ -227,24 +249,18 @@ fn copy_objects(
     if order.is_empty() {
         return Ok(());
     }
-    let lodb = repo.odb()?;
-    if order.len() <= 256 {
-        // Small pushes become loose objects (as git's receive-pack does below unpackLimit).
-        for oid in &order {
-            let obj = lodb.read(*oid)?;
-            rodb.write(obj.kind(), obj.data()).map_err(remote_err)?;
-        }
-    } else {
-        let mut pb = repo.packbuilder()?;
-        for oid in &order {
-            pb.insert_object(*oid, None)?;
-        }
-        let mut buf = git2::Buf::new();
-        pb.write_buf(&mut buf)?;
-        let mut w = rodb.packwriter().map_err(remote_err)?;
-        std::io::Write::write_all(&mut w, &buf)?;
-        w.commit().map_err(remote_err)?;
+    // One pack per push (fsynced, and atomic: the index is renamed into place last),
+    // as git's receive-pack keeps large pushes. Many small packs are the remote's gc's
+    // business, as with any push.
+    let mut pb = repo.packbuilder()?;
+    for oid in &order {
+        pb.insert_object(*oid, None)?;
     }
+    let mut buf = git2::Buf::new();
+    pb.write_buf(&mut buf)?;
+    let mut w = rodb.packwriter().map_err(remote_err)?;
+    std::io::Write::write_all(&mut w, &buf)?;
+    w.commit().map_err(remote_err)?;
     Ok(())
 }
 
