@@ -116,16 +116,20 @@ fn bench_master(tmp: &Path, sessions: usize, threads: usize) -> (Row, Row) {
     let n = sessions.min(200);
     let t0 = Instant::now();
     let mut lat = Vec::new();
+    let mut clat = Vec::new();
     for i in 0..n {
         let mut s = Session::new(m.snapshot().commit);
         s.write(format!("seq/{i}.txt"), format!("{i}\n"));
         let at = Instant::now();
-        m.submit(s)
-            .expect("submit")
-            .wait_pushed(Duration::from_secs(60))
-            .expect("pushed");
+        let mut tk = m.submit(s).expect("submit");
+        tk.wait_committed().expect("committed");
+        clat.push(at.elapsed());
+        tk.wait_pushed(Duration::from_secs(60)).expect("pushed");
         lat.push(at.elapsed());
     }
+    let c50 = pct(&mut clat, 0.5);
+    let c99 = pct(&mut clat, 0.99);
+    println!("single writer: submit->committed (durable locally) p50 {c50:.2?} p99 {c99:.2?}");
     let seq = Row {
         name: "valuesfs master, 1 writer, 1 in flight".into(),
         sessions: n,

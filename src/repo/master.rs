@@ -368,6 +368,9 @@ impl Master {
             seq: 0,
             subscribers: Vec::new(),
             batch: Vec::new(),
+            unpushed: Vec::new(),
+            unpushed_set: HashSet::new(),
+            durable_unpushed: 0,
             pushed_waiters: Vec::new(),
             fetch_waiters: HashMap::new(),
             next_token: 0,
@@ -558,6 +561,11 @@ struct State {
     seq: u64,
     subscribers: Vec<Sender<HeadChange>>,
     batch: Vec<Pending>,
+    /// Our commits on top of `remote`, oldest first (meaningful once `remote_known`).
+    unpushed: Vec<Oid>,
+    unpushed_set: HashSet<Oid>,
+    /// Length of `unpushed` matching `disk_head`.
+    durable_unpushed: usize,
     /// Waiting for "pushed", each on a commit of the local branch.
     pushed_waiters: Vec<(Oid, Reply<Oid>)>,
     fetch_waiters: HashMap<u64, Reply<()>>,
@@ -767,6 +775,8 @@ impl State {
             .repo
             .commit(None, &author, &committer, &message, &tree, &parents)?;
         self.head = Some(c);
+        self.unpushed.push(c);
+        self.unpushed_set.insert(c);
         Ok(c)
     }
 
@@ -784,6 +794,10 @@ impl State {
             if let Err(e) = res {
                 tracing::error!("writing {}: {e}", self.local_ref);
                 self.head = self.disk_head;
+                let keep = self.durable_unpushed;
+                for c in self.unpushed.drain(keep..) {
+                    self.unpushed_set.remove(&c);
+                }
                 for p in self.batch.drain(..) {
                     let _ = p.committed.send(Err(e.clone()));
                     let _ = p.pushed.send(Err(e.clone()));
@@ -791,17 +805,33 @@ impl State {
                 return;
             }
             self.disk_head = self.head;
+            self.durable_unpushed = self.unpushed.len();
             self.publish(cause);
-            if let Some(h) = self.head {
-                if self.head != self.remote {
-                    self.to_sync(SyncCmd::Push(h));
-                }
-            }
+            self.request_push();
         }
         for p in std::mem::take(&mut self.batch) {
             let _ = p.committed.send(Ok(p.commit));
             self.wait_pushed(p.commit, p.pushed);
         }
+    }
+
+    /// Hands the sync thread the head to push, with the remote head it builds on (the
+    /// sync thread drops targets built on a remote head it no longer sees).
+    fn request_push(&self) {
+        if let Some(h) = self.head {
+            if self.head != self.remote {
+                self.to_sync(SyncCmd::Push {
+                    target: h,
+                    base: self.remote_known.then_some(self.remote),
+                });
+            }
+        }
+    }
+
+    fn set_unpushed(&mut self, list: Vec<Oid>) {
+        self.unpushed_set = list.iter().copied().collect();
+        self.unpushed = list;
+        self.durable_unpushed = self.unpushed.len();
     }
 
     fn publish(&mut self, cause: HeadChangeCause) {
@@ -848,7 +878,7 @@ impl State {
     /// Registers a "pushed" waiter for `commit` (answered at once if already pushed).
     fn wait_pushed(&mut self, commit: Oid, reply: Reply<Oid>) {
         if let (true, Some(r)) = (self.remote_known, self.remote) {
-            if r == commit || self.repo.graph_descendant_of(r, commit).unwrap_or(false) {
+            if !self.unpushed_set.contains(&commit) {
                 let _ = reply.send(Ok(r));
                 return;
             }
@@ -917,46 +947,76 @@ impl State {
 
     /// The remote head is `r`: resolve waiters, fast-forward, or replay our unpushed
     /// commits onto it, then ask for the next push.
+    ///
+    /// Hot path (our own push landed, nothing else changed) is bookkeeping on the
+    /// in-memory `unpushed` list only: no history walks, which get slow in libgit2 when
+    /// thousands of commits share one timestamp.
     fn integrate(&mut self, r: Option<Oid>) -> Result<()> {
+        let was_known = self.remote_known;
+        let old = self.remote;
         self.remote = r;
         self.remote_known = true;
         let Some(r) = r else {
-            if let Some(h) = self.head {
-                self.to_sync(SyncCmd::Push(h));
+            // Empty remote: all local history is ours to push.
+            if !was_known || old.is_some() {
+                let all = match self.head {
+                    Some(h) => self.history(h, None)?,
+                    None => Vec::new(),
+                };
+                self.set_unpushed(all);
             }
+            self.request_push();
             return Ok(());
         };
-        let head = match self.head {
-            Some(h) if h == r => {
-                self.resolve_pushed(&HashSet::new(), r);
+        if was_known && old == Some(r) {
+            self.request_push(); // nothing new; the sync thread may have dropped a target
+            return Ok(());
+        }
+        if was_known {
+            if let Some(pos) = self.unpushed.iter().position(|c| *c == r) {
+                // Our own commits up to `pos` landed.
+                let rest = self.unpushed.split_off(pos + 1);
+                self.set_unpushed(rest);
+                self.resolve_pushed(r);
+                self.request_push();
                 return Ok(());
             }
-            Some(h) => h,
-            None => {
+        }
+        // The remote moved by someone else (or first contact): the slow path.
+        let head = match self.head {
+            Some(h) if h != r => h,
+            _ => {
                 self.head = Some(r);
                 self.flush(HeadChangeCause::Remote);
+                self.set_unpushed(Vec::new());
+                self.resolve_pushed(r);
                 return Ok(());
             }
         };
         if self.repo.graph_descendant_of(r, head)? {
             self.head = Some(r);
             self.flush(HeadChangeCause::Remote);
-            self.resolve_pushed(&HashSet::new(), r);
+            self.set_unpushed(Vec::new());
+            self.resolve_pushed(r);
             return Ok(());
         }
-        let unpushed = self.unpushed(head, r)?;
-        let set: HashSet<Oid> = unpushed.iter().copied().collect();
-        self.resolve_pushed(&set, r);
+        let ours = self.history(head, Some(r))?;
         if self.repo.graph_descendant_of(head, r)? {
-            self.to_sync(SyncCmd::Push(head));
+            self.set_unpushed(ours);
+            self.resolve_pushed(r);
+            self.request_push();
             return Ok(());
         }
         // Diverged: the remote stands; replay ours on top, oldest first.
         let mut moved: HashMap<Oid, std::result::Result<Oid, ConflictInfo>> = HashMap::new();
         let mut new_head = r;
-        for c in unpushed {
+        let mut replayed = Vec::new();
+        for c in ours {
             match self.replay(c, new_head)? {
                 Ok(n) => {
+                    if n != new_head {
+                        replayed.push(n);
+                    }
                     new_head = n;
                     moved.insert(c, Ok(n));
                 }
@@ -966,6 +1026,7 @@ impl State {
             }
         }
         self.head = Some(new_head);
+        self.set_unpushed(replayed);
         self.flush(HeadChangeCause::Remote);
         if self.disk_head != Some(new_head) {
             return Err(Error::Io("could not write the replayed head".into()));
@@ -980,26 +1041,27 @@ impl State {
                 None => self.pushed_waiters.push((oid, w)),
             }
         }
-        if new_head != r {
-            self.to_sync(SyncCmd::Push(new_head));
-        }
+        self.resolve_pushed(r);
+        self.request_push();
         Ok(())
     }
 
-    /// Our commits reachable from `head` but not from `r`, oldest first.
-    fn unpushed(&self, head: Oid, r: Oid) -> Result<Vec<Oid>> {
+    /// Commits reachable from `head` but not from `hide`, oldest first.
+    fn history(&self, head: Oid, hide: Option<Oid>) -> Result<Vec<Oid>> {
         let mut walk = self.repo.revwalk()?;
         walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
         walk.push(head)?;
-        walk.hide(r)?;
+        if let Some(h) = hide {
+            walk.hide(h)?;
+        }
         Ok(walk.collect::<std::result::Result<Vec<_>, _>>()?)
     }
 
-    /// Waiters on commits not in `unpushed` are on the remote now.
-    fn resolve_pushed(&mut self, unpushed: &HashSet<Oid>, r: Oid) {
+    /// Waiters on commits no longer unpushed are on the remote (`r`) now.
+    fn resolve_pushed(&mut self, r: Oid) {
         let waiters = std::mem::take(&mut self.pushed_waiters);
         for (oid, w) in waiters {
-            if unpushed.contains(&oid) {
+            if self.unpushed_set.contains(&oid) {
                 self.pushed_waiters.push((oid, w));
             } else {
                 let _ = w.send(Ok(r));
@@ -1067,9 +1129,11 @@ impl State {
     }
 
     fn status(&self) -> Status {
-        let (ahead, behind) = match (self.head, self.remote) {
-            (Some(h), Some(r)) => self.repo.graph_ahead_behind(h, r).unwrap_or((0, 0)),
-            (Some(h), None) => (self.count(h), 0),
+        // Between fetches our bookkeeping is exact; before the first one, ask git.
+        let (ahead, behind) = match (self.remote_known, self.head, self.remote) {
+            (true, _, _) => (self.unpushed.len(), 0),
+            (false, Some(h), Some(r)) => self.repo.graph_ahead_behind(h, r).unwrap_or((0, 0)),
+            (false, Some(h), None) => (self.count(h), 0),
             _ => (0, 0),
         };
         Status {

@@ -4,8 +4,8 @@
 //! (fetch) and the refs `refs/remotes/origin/<branch>` and `refs/valuesfs/push`; the
 //! local branch belongs to the master. Push targets arrive as [`SyncCmd::Push`]; newer
 //! ones replace older ones, so sessions committed while a push is in flight go out in
-//! the next push (batching). A target that no longer descends from the remote head we
-//! know is stale: the master is about to rebase and will send a new one.
+//! the next push (batching). A target built on another remote head than the one we
+//! know is stale: the master is about to merge that head and will send a new target.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
@@ -18,8 +18,12 @@ use super::transport::{self, PushOutcome};
 use super::Credentials;
 
 pub(crate) enum SyncCmd {
-    /// Make the remote branch this commit.
-    Push(Oid),
+    /// Make the remote branch `target`, which the master built on remote head `base`
+    /// (`None`: before the master heard of any fetch; `Some(None)`: empty remote).
+    Push {
+        target: Oid,
+        base: Option<Option<Oid>>,
+    },
     /// Fetch now; the token comes back in [`SyncEvent::Fetched`].
     Fetch(u64),
 }
@@ -53,7 +57,7 @@ pub(crate) struct Syncer {
 
 impl Syncer {
     pub fn run(mut self) {
-        let mut target: Option<Oid> = None;
+        let mut target: Option<(Oid, Option<Option<Oid>>)> = None;
         let mut next_fetch = Instant::now(); // fetch at once: pushes what a crash left behind
         let mut retry_at = Instant::now();
         let mut fail_backoff = self.backoff_min;
@@ -82,7 +86,7 @@ impl Syncer {
                 self.fetch(tokens);
                 next_fetch = Instant::now() + self.jittered(self.interval);
             }
-            let Some(t) = target else { continue };
+            let Some((t, base)) = target else { continue };
             if Instant::now() < retry_at {
                 continue;
             }
@@ -100,11 +104,11 @@ impl Syncer {
                 self.send(SyncEvent::Pushed { head: t });
                 continue;
             }
-            if let Some(k) = expected {
-                if !self.repo.graph_descendant_of(t, k).unwrap_or(false) {
-                    target = None; // stale; a rebased target follows
-                    continue;
-                }
+            if base != self.known {
+                // Built on a remote head we no longer see: the master is about to
+                // merge the newer one and will send a new target.
+                target = None;
+                continue;
             }
             let res = transport::push(
                 &self.repo,
@@ -118,11 +122,8 @@ impl Syncer {
             match res {
                 Ok(PushOutcome::Pushed) => {
                     tracing::debug!(%t, "pushed");
+                    // (refs/remotes/origin is left to the next fetch: one fsync less.)
                     self.known = Some(Some(t));
-                    let tracking = format!("refs/remotes/origin/{}", self.branch);
-                    if let Err(e) = self.repo.reference(&tracking, t, true, "valuesfs: pushed") {
-                        tracing::warn!("updating {tracking}: {e}");
-                    }
                     target = None;
                     fail_backoff = self.backoff_min;
                     reject_streak = 0;
@@ -151,9 +152,13 @@ impl Syncer {
         }
     }
 
-    fn on_cmd(cmd: SyncCmd, target: &mut Option<Oid>, tokens: &mut Vec<u64>) {
+    fn on_cmd(
+        cmd: SyncCmd,
+        target: &mut Option<(Oid, Option<Option<Oid>>)>,
+        tokens: &mut Vec<u64>,
+    ) {
         match cmd {
-            SyncCmd::Push(t) => *target = Some(t),
+            SyncCmd::Push { target: t, base } => *target = Some((t, base)),
             SyncCmd::Fetch(tok) => tokens.push(tok),
         }
     }

@@ -19,8 +19,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use git2::{
-    AutotagOption, Cred, CredentialType, FetchOptions, ObjectType, Oid, PushOptions,
-    RemoteCallbacks, Repository,
+    AutotagOption, Cred, CredentialType, FetchOptions, Oid, PushOptions, RemoteCallbacks,
+    Repository,
 };
 
 use super::{Credentials, Error, Result};
@@ -218,77 +218,35 @@ fn push_local(
     }
 }
 
-/// Copies every object reachable from `target` and missing in `remote`, children
-/// before parents, so that presence of an object implies presence of its closure.
+/// Copies the objects reachable from `target` but not from `have` (whose closure the
+/// remote has, as for any ref) as one pack: fsynced, and atomic because the index is
+/// renamed into place last. Computed from our repository alone, so no per-object
+/// lookups in the remote. Many small packs are the remote's gc's business, as with
+/// any push.
 fn copy_objects(
     repo: &Repository,
     remote: &Repository,
     target: Oid,
     have: Option<Oid>,
 ) -> Result<()> {
-    let rodb = remote.odb()?;
     let mut walk = repo.revwalk()?;
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
     walk.push(target)?;
     if let Some(h) = have {
         if repo.find_commit(h).is_ok() {
             walk.hide(h)?;
         }
     }
-    let mut order: Vec<Oid> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for c in walk {
-        let c = c?;
-        if rodb.exists(c) {
-            continue;
-        }
-        let commit = repo.find_commit(c)?;
-        collect_tree(repo, &rodb, commit.tree_id(), &mut seen, &mut order)?;
-        order.push(c);
-    }
-    if order.is_empty() {
-        return Ok(());
-    }
-    // One pack per push (fsynced, and atomic: the index is renamed into place last),
-    // as git's receive-pack keeps large pushes. Many small packs are the remote's gc's
-    // business, as with any push.
     let mut pb = repo.packbuilder()?;
-    for oid in &order {
-        pb.insert_object(*oid, None)?;
+    pb.insert_walk(&mut walk)?;
+    if pb.object_count() == 0 {
+        return Ok(());
     }
     let mut buf = git2::Buf::new();
     pb.write_buf(&mut buf)?;
+    let rodb = remote.odb()?;
     let mut w = rodb.packwriter().map_err(remote_err)?;
     std::io::Write::write_all(&mut w, &buf)?;
     w.commit().map_err(remote_err)?;
-    Ok(())
-}
-
-fn collect_tree(
-    repo: &Repository,
-    rodb: &git2::Odb<'_>,
-    tree: Oid,
-    seen: &mut std::collections::HashSet<Oid>,
-    order: &mut Vec<Oid>,
-) -> Result<()> {
-    if seen.contains(&tree) || rodb.exists(tree) {
-        return Ok(());
-    }
-    let t = repo.find_tree(tree)?;
-    for e in t.iter() {
-        match e.kind() {
-            Some(ObjectType::Tree) => collect_tree(repo, rodb, e.id(), seen, order)?,
-            Some(ObjectType::Blob) => {
-                if !seen.contains(&e.id()) && !rodb.exists(e.id()) {
-                    seen.insert(e.id());
-                    order.push(e.id());
-                }
-            }
-            _ => {} // submodule commits are not ours to copy
-        }
-    }
-    seen.insert(tree);
-    order.push(tree);
     Ok(())
 }
 
