@@ -15,6 +15,7 @@
 //! In both cases a lost race is [`PushOutcome::Rejected`], never an overwrite.
 
 use std::cell::RefCell;
+use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ pub enum PushOutcome {
     /// The remote ref was not what the push was based on; fetch and retry.
     Rejected(String),
 }
+
+/// Age after which a ref lock in a local remote is considered abandoned.
+const STALE_LOCK: Duration = Duration::from_secs(10);
 
 /// Local ref (in our repository) naming what the sync thread pushes over the network.
 const PUSH_REF: &str = "refs/valuesfs/push";
@@ -212,6 +216,24 @@ fn push_local(
             Err(e) if e.code() == git2::ErrorCode::Locked && attempt < 200 => {
                 attempt += 1;
                 std::thread::sleep(Duration::from_millis(1 + u64::from(attempt % 10)));
+            }
+            Err(e) if e.code() == git2::ErrorCode::Locked => {
+                // A writer killed while holding the lock leaves it behind forever (git
+                // asks a human to delete it). Locks are held for milliseconds, so one
+                // untouched for STALE_LOCK is abandoned; removing it is safe because the
+                // update below is still a compare-and-swap.
+                let lock = remote.path().join(format!("{refname}.lock"));
+                let age = fs::metadata(&lock)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok());
+                if age.is_some_and(|a| a > STALE_LOCK) {
+                    tracing::warn!("removing stale lock {}", lock.display());
+                    fs::remove_file(&lock)?;
+                    attempt = 0;
+                    continue;
+                }
+                return Err(remote_err(e));
             }
             Err(e) => return Err(remote_err(e)),
         }

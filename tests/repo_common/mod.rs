@@ -112,9 +112,11 @@ impl Daemon {
     }
 
     pub fn start_on(base: &Path, port: u16) -> Daemon {
-        let child = Command::new("git")
+        // Run git-daemon itself: `git daemon` would be a wrapper process, and killing
+        // the wrapper leaves the daemon serving.
+        let exec_path = git(base, &["--exec-path"]).trim().to_string();
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
             .args([
-                "daemon",
                 "--export-all",
                 "--enable=receive-pack",
                 "--reuseaddr",
