@@ -16,7 +16,7 @@ const KV_FILES: usize = 3;
 
 /// What one session does: a new key in a shared `.kv` file, or a new file.
 fn plan(m: usize, t: usize, i: usize) -> (String, String, String) {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         (
             format!("shared/{}.kv", (i / 2) % KV_FILES),
             format!("m{m}t{t}i{i}"),
@@ -56,7 +56,7 @@ fn writer(h: MasterHandle, m: usize, t: usize, n: usize) -> Vec<Ticket> {
         }
         let mut tk = h.submit(s).expect("submit");
         // Wait for the commit every few sessions so the writers interleave with pushes.
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             tk.wait_committed().expect("committed");
         }
         tickets.push(tk);

@@ -117,11 +117,7 @@ fn write_node(
                 Some(Some(e)) => {
                     builder.insert(name, e.oid, e.mode)?;
                 }
-                Some(None) => {
-                    if builder.get(name)?.is_some() {
-                        builder.remove(name)?;
-                    }
-                }
+                Some(None) => remove_entry(&mut builder, name)?,
                 None => {}
             }
             continue;
@@ -145,11 +141,7 @@ fn write_node(
             Ok(Some(oid)) => {
                 builder.insert(name, oid, MODE_TREE)?;
             }
-            Ok(None) => {
-                if builder.get(name)?.is_some() {
-                    builder.remove(name)?;
-                }
-            }
+            Ok(None) => remove_entry(&mut builder, name)?,
             Err(c) => return Ok(Err(c)),
         }
     }
@@ -157,6 +149,13 @@ fn write_node(
         return Ok(Ok(None));
     }
     Ok(Ok(Some(builder.write()?)))
+}
+
+fn remove_entry(builder: &mut git2::TreeBuilder<'_>, name: &str) -> Result<()> {
+    if builder.get(name)?.is_some() {
+        builder.remove(name)?;
+    }
+    Ok(())
 }
 
 /// The changes from tree `old` to tree `new` as an overlay (files only; recursive).
