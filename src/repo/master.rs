@@ -19,6 +19,7 @@ use std::time::Duration;
 use git2::{Oid, Repository, Signature};
 
 use super::merge::{merge_overlay, PathConflict};
+use super::packs::{self, Generation};
 use super::session::Session;
 use super::snapshot::{HeadChange, HeadChangeCause, Reader, Snapshot};
 use super::status::{ConflictInfo, Status};
@@ -85,6 +86,7 @@ struct Inner {
     tx: Sender<Request>,
     cell: Arc<RwLock<Arc<Snapshot>>>,
     repo_path: PathBuf,
+    generation: Generation,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -126,7 +128,7 @@ impl MasterHandle {
 
     /// Opens a new reader on the master's repository.
     pub fn reader(&self) -> Result<Reader> {
-        Reader::open(&self.inner.repo_path)
+        Reader::with_generation(&self.inner.repo_path, self.inner.generation.clone())
     }
 
     /// Queues a session; returns at once.
@@ -341,8 +343,11 @@ impl Master {
 
         let (tx, rx) = mpsc::channel();
         let (sync_tx, sync_rx) = mpsc::channel();
+        let generation = Generation::default();
         let syncer = Syncer {
             repo: Repository::open_bare(&repo_path)?,
+            repo_path: repo_path.clone(),
+            generation: generation.clone(),
             url: cfg.remote_url.clone(),
             branch: cfg.branch.clone(),
             creds: cfg.credentials.clone(),
@@ -382,6 +387,10 @@ impl Master {
             last_push_error: None,
             sync_tx: Some(sync_tx),
             empty_tree: empty,
+            repo_path: repo_path.clone(),
+            generation: generation.clone(),
+            doomed_packs: Vec::new(),
+            batches_since_pack_check: 0,
             cfg,
             _lock: lock,
         };
@@ -397,6 +406,7 @@ impl Master {
                 tx,
                 cell,
                 repo_path,
+                generation,
                 thread: Mutex::new(Some(thread)),
             }),
         })
@@ -578,6 +588,11 @@ struct State {
     last_push_error: Option<String>,
     sync_tx: Option<Sender<SyncCmd>>,
     empty_tree: Oid,
+    repo_path: PathBuf,
+    generation: Generation,
+    /// Packs merged in the last round, deleted at the next one.
+    doomed_packs: Vec<PathBuf>,
+    batches_since_pack_check: u32,
     _lock: File,
 }
 
@@ -812,6 +827,33 @@ impl State {
         for p in std::mem::take(&mut self.batch) {
             let _ = p.committed.send(Ok(p.commit));
             self.wait_pushed(p.commit, p.pushed);
+        }
+        self.maybe_merge_packs();
+    }
+
+    /// Every few batches, merges packs if there are too many, then reopens the
+    /// repository so libgit2 forgets the merged ones.
+    fn maybe_merge_packs(&mut self) {
+        self.batches_since_pack_check += 1;
+        if self.batches_since_pack_check < 4 {
+            return;
+        }
+        self.batches_since_pack_check = 0;
+        match packs::maybe_merge(&self.repo, &mut self.doomed_packs, &self.generation) {
+            Ok(false) => {}
+            Ok(true) => {
+                // The mempack is empty here (flush persisted it); drop it before the odb.
+                self.mem = None;
+                match Repository::open_bare(&self.repo_path) {
+                    Ok(r) => self.repo = r,
+                    Err(e) => tracing::error!("reopening after pack merge: {e}"),
+                }
+                match MemObjects::new(&self.repo) {
+                    Ok(m) => self.mem = Some(m),
+                    Err(e) => tracing::warn!("no in-memory odb, writing loose objects: {e}"),
+                }
+            }
+            Err(e) => tracing::warn!("merging packs: {e}"),
         }
     }
 

@@ -42,6 +42,7 @@
 mod duration;
 mod master;
 pub mod merge;
+mod packs;
 mod session;
 mod snapshot;
 mod status;

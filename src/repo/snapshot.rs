@@ -6,10 +6,12 @@
 //! master keeps committing. Objects are never deleted by the master (no gc), so a
 //! snapshot stays readable for the life of the state dir.
 
-use std::path::Path;
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Oid, Repository};
 
+use super::packs::Generation;
 use super::tree::{lookup, MODE_EXEC, MODE_LINK, MODE_TREE};
 use super::{Error, FileMode, Result};
 
@@ -81,28 +83,54 @@ fn kind(mode: i32) -> EntryKind {
 }
 
 /// Read access to snapshots. `Send` but not `Sync`: keep one per thread or behind a mutex.
+///
+/// A reader from [`super::MasterHandle::reader`] reopens its repository after the
+/// master merged packs (libgit2 never forgets a pack it has seen; see `packs.rs`).
 pub struct Reader {
-    repo: Repository,
+    repo: RefCell<Repository>,
+    path: PathBuf,
+    generation: Generation,
+    seen: Cell<u64>,
 }
 
 impl Reader {
-    /// Opens a reader on the master's bare repository.
+    /// Opens a reader on the master's bare repository. Prefer
+    /// [`super::MasterHandle::reader`], whose readers follow pack merges.
     pub fn open(repo_path: &Path) -> Result<Reader> {
+        Self::with_generation(repo_path, Generation::default())
+    }
+
+    pub(crate) fn with_generation(repo_path: &Path, generation: Generation) -> Result<Reader> {
+        let seen = Cell::new(generation.get());
         Ok(Reader {
-            repo: Repository::open_bare(repo_path)?,
+            repo: RefCell::new(Repository::open_bare(repo_path)?),
+            path: repo_path.to_path_buf(),
+            generation,
+            seen,
         })
+    }
+
+    /// The repository, reopened first if packs were merged since it was opened.
+    fn repo(&self) -> Result<std::cell::Ref<'_, Repository>> {
+        let g = self.generation.get();
+        if g != self.seen.get() {
+            *self.repo.borrow_mut() = Repository::open_bare(&self.path)?;
+            self.seen.set(g);
+        }
+        Ok(self.repo.borrow())
     }
 
     /// The file at `path`: content and mode. `None` if absent or a directory.
     pub fn read(&self, snap: &Snapshot, path: &str) -> Result<Option<(Vec<u8>, FileMode)>> {
-        let tree = self.repo.find_tree(snap.tree)?;
+        let repo = self.repo()?;
+        let tree = repo.find_tree(snap.tree)?;
         let Some(e) = lookup(&tree, path)? else {
             return Ok(None);
         };
         let Some(mode) = FileMode::from_raw(e.mode) else {
             return Ok(None);
         };
-        let blob = self.repo.find_blob(e.oid)?;
+        let blob = repo.find_blob(e.oid)?;
         Ok(Some((blob.content().to_vec(), mode)))
     }
 
@@ -111,24 +139,26 @@ impl Reader {
         if path.is_empty() {
             return Ok(Some((EntryKind::Dir, snap.tree)));
         }
-        let tree = self.repo.find_tree(snap.tree)?;
+        let repo = self.repo()?;
+        let tree = repo.find_tree(snap.tree)?;
         Ok(lookup(&tree, path)?.map(|e| (kind(e.mode), e.oid)))
     }
 
     /// Size in bytes of a blob, without reading it when the odb can tell.
     pub fn blob_size(&self, oid: Oid) -> Result<usize> {
-        let (size, _) = self.repo.odb()?.read_header(oid)?;
+        let (size, _) = self.repo()?.odb()?.read_header(oid)?;
         Ok(size)
     }
 
     /// Entries of the directory at `path` (`""` is the root), `None` if not a directory.
     pub fn list(&self, snap: &Snapshot, path: &str) -> Result<Option<Vec<DirEntry>>> {
-        let root = self.repo.find_tree(snap.tree)?;
+        let repo = self.repo()?;
+        let root = repo.find_tree(snap.tree)?;
         let tree = if path.is_empty() {
             root
         } else {
             match lookup(&root, path)? {
-                Some(e) if e.mode == MODE_TREE => self.repo.find_tree(e.oid)?,
+                Some(e) if e.mode == MODE_TREE => repo.find_tree(e.oid)?,
                 _ => return Ok(None),
             }
         };
@@ -151,8 +181,8 @@ impl Reader {
         Ok(Some(out))
     }
 
-    /// Raw access for callers that need more (e.g. history).
-    pub fn repository(&self) -> &Repository {
-        &self.repo
+    /// Path of the repository (for callers that need raw git access, e.g. history).
+    pub fn repo_path(&self) -> &Path {
+        &self.path
     }
 }

@@ -14,6 +14,7 @@ use git2::{Oid, Repository};
 use rand::Rng;
 
 use super::master::Request;
+use super::packs::Generation;
 use super::transport::{self, PushOutcome};
 use super::Credentials;
 
@@ -43,6 +44,9 @@ pub(crate) enum SyncEvent {
 
 pub(crate) struct Syncer {
     pub repo: Repository,
+    pub repo_path: std::path::PathBuf,
+    /// Reopen `repo` when this changes (the master merged packs).
+    pub generation: Generation,
     pub url: String,
     pub branch: String,
     pub creds: Credentials,
@@ -63,7 +67,16 @@ impl Syncer {
         let mut fail_backoff = self.backoff_min;
         let mut reject_streak = 0u32;
         let mut cache = transport::RemoteCache::default();
+        let mut seen_generation = self.generation.get();
         loop {
+            let g = self.generation.get();
+            if g != seen_generation {
+                match Repository::open_bare(&self.repo_path) {
+                    Ok(r) => self.repo = r,
+                    Err(e) => tracing::error!("reopening after pack merge: {e}"),
+                }
+                seen_generation = g;
+            }
             let mut tokens = Vec::new();
             let now = Instant::now();
             let mut deadline = next_fetch;
