@@ -240,11 +240,16 @@ fn push_local(
     }
 }
 
+/// Below this many new objects a push writes loose objects, like git-receive-pack's
+/// default `unpackLimit`, so the remote looks as if the git CLI had pushed (and does
+/// not collect one tiny pack per push).
+const UNPACK_LIMIT: usize = 100;
+
 /// Copies the objects reachable from `target` but not from `have` (whose closure the
-/// remote has, as for any ref) as one pack: fsynced, and atomic because the index is
-/// renamed into place last. Computed from our repository alone, so no per-object
-/// lookups in the remote. Many small packs are the remote's gc's business, as with
-/// any push.
+/// remote has, as for any ref), computed from our repository alone. Small pushes are
+/// written as loose objects, children before parents (so a present object implies its
+/// closure); large ones as one pack, atomic because its index is renamed into place
+/// last. Both are fsynced by libgit2.
 fn copy_objects(
     repo: &Repository,
     remote: &Repository,
@@ -252,23 +257,101 @@ fn copy_objects(
     have: Option<Oid>,
 ) -> Result<()> {
     let mut walk = repo.revwalk()?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
     walk.push(target)?;
     if let Some(h) = have {
         if repo.find_commit(h).is_ok() {
             walk.hide(h)?;
         }
     }
+    let commits = walk.collect::<std::result::Result<Vec<_>, _>>()?;
+    let rodb = remote.odb()?;
+    if let Some(objects) = small_delta(repo, &commits)? {
+        let lodb = repo.odb()?;
+        for oid in objects {
+            let obj = lodb.read(oid)?;
+            rodb.write(obj.kind(), obj.data()).map_err(remote_err)?;
+        }
+        return Ok(());
+    }
     let mut pb = repo.packbuilder()?;
+    let mut walk = repo.revwalk()?;
+    walk.push(target)?;
+    if let Some(h) = have {
+        if repo.find_commit(h).is_ok() {
+            walk.hide(h)?;
+        }
+    }
     pb.insert_walk(&mut walk)?;
     if pb.object_count() == 0 {
         return Ok(());
     }
     let mut buf = git2::Buf::new();
     pb.write_buf(&mut buf)?;
-    let rodb = remote.odb()?;
     let mut w = rodb.packwriter().map_err(remote_err)?;
     std::io::Write::write_all(&mut w, &buf)?;
     w.commit().map_err(remote_err)?;
+    Ok(())
+}
+
+/// The objects `commits` add over their first parents, in write order, if they are a
+/// linear chain adding fewer than [`UNPACK_LIMIT`] objects; `None` otherwise.
+fn small_delta(repo: &Repository, commits: &[Oid]) -> Result<Option<Vec<Oid>>> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for c in commits {
+        let commit = repo.find_commit(*c)?;
+        if commit.parent_count() > 1 {
+            return Ok(None);
+        }
+        let old = match commit.parent(0) {
+            Ok(p) => Some(p.tree_id()),
+            Err(_) => None,
+        };
+        tree_delta(repo, commit.tree_id(), old, &mut seen, &mut out)?;
+        out.push(*c);
+        if out.len() >= UNPACK_LIMIT {
+            return Ok(None);
+        }
+    }
+    Ok(Some(out))
+}
+
+fn tree_delta(
+    repo: &Repository,
+    new: Oid,
+    old: Option<Oid>,
+    seen: &mut std::collections::HashSet<Oid>,
+    out: &mut Vec<Oid>,
+) -> Result<()> {
+    if Some(new) == old || !seen.insert(new) {
+        return Ok(());
+    }
+    let new_tree = repo.find_tree(new)?;
+    let old_tree = match old {
+        Some(o) => Some(repo.find_tree(o)?),
+        None => None,
+    };
+    for e in new_tree.iter() {
+        let prev = old_tree
+            .as_ref()
+            .and_then(|t| t.get_name_bytes(e.name_bytes()))
+            .map(|p| (p.id(), p.kind()));
+        if prev.map(|p| p.0) == Some(e.id()) {
+            continue;
+        }
+        match e.kind() {
+            Some(git2::ObjectType::Tree) => {
+                let prev_tree = prev
+                    .filter(|p| p.1 == Some(git2::ObjectType::Tree))
+                    .map(|p| p.0);
+                tree_delta(repo, e.id(), prev_tree, seen, out)?;
+            }
+            Some(git2::ObjectType::Blob) if seen.insert(e.id()) => out.push(e.id()),
+            _ => {} // submodule commits live elsewhere
+        }
+    }
+    out.push(new);
     Ok(())
 }
 
