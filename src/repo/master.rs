@@ -226,7 +226,8 @@ pub struct Master;
 
 static FSYNC: Once = Once::new();
 
-/// Makes libgit2 fsync object files, packs and refs (process-wide; git2 has no wrapper).
+/// Makes libgit2 fsync object files, packs and refs (process-wide; git2 has no wrapper)
+/// and skips hash verification of objects read (process-wide too).
 fn enable_fsync() {
     FSYNC.call_once(|| {
         libgit2_sys::init();
@@ -240,6 +241,9 @@ fn enable_fsync() {
         if rc != 0 {
             tracing::error!("could not enable fsync in libgit2 (rc {rc})");
         }
+        // Re-hashing every object read costs more than the merges themselves; git does
+        // not verify on read either (fsck does).
+        git2::opts::strict_hash_verification(false);
     });
 }
 
@@ -505,6 +509,16 @@ unsafe impl Send for MemObjects {}
 
 impl MemObjects {
     fn new(repo: &Repository) -> Result<MemObjects> {
+        // Batch packs are small and short-lived (merged later, with deltas, by a fresh
+        // handle): skip delta search for them. libgit2 reads its "no delta above this
+        // size" threshold from pack.deltaCacheSize; an app-level config file on this
+        // handle only sets it to 1 byte. If that ever stops working we merely lose speed.
+        let override_file = repo.path().join("valuesfs-batch.gitconfig");
+        if !override_file.exists() {
+            fs::write(&override_file, "[pack]\n\tdeltaCacheSize = 1\n")?;
+        }
+        repo.config()?
+            .add_file(&override_file, git2::ConfigLevel::App, true)?;
         let odb = repo.odb()?;
         let mempack = odb.add_new_mempack_backend(1000)?;
         // SAFETY: the lifetimes only tie these handles to the Rust `Repository` value;

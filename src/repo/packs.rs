@@ -112,6 +112,9 @@ pub(crate) fn maybe_merge(
             .map(|p| p.0.clone())
             .collect()
     };
+    // A fresh handle: the master's own has delta search turned off for batch packs.
+    let fresh = Repository::open_bare(repo.path())?;
+    let repo = &fresh;
     let mut pb = repo.packbuilder()?;
     for idx in &victims {
         for oid in idx_oids(idx)? {
