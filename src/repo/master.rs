@@ -253,12 +253,20 @@ fn lock_state_dir(dir: &Path) -> Result<File> {
         .truncate(false)
         .write(true)
         .open(dir.join("lock"))?;
-    // SAFETY: flock on a valid fd we own.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(Error::StateDirBusy(dir.to_path_buf()));
+    // A child forked by another thread of this process holds a copy of the previous
+    // master's lock fd until it execs (close-on-exec), so wait a moment before giving up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        // SAFETY: flock on a valid fd we own.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(f);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::StateDirBusy(dir.to_path_buf()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(f)
 }
 
 /// Removes `*.lock` files a killed master left in its own repository. Safe because we
@@ -1085,6 +1093,9 @@ impl State {
         self.set_unpushed(replayed);
         self.flush(HeadChangeCause::Remote);
         if self.disk_head != Some(new_head) {
+            // The old head is still on disk: forget our bookkeeping so the next fetch
+            // recomputes it from history.
+            self.remote_known = false;
             return Err(Error::Io("could not write the replayed head".into()));
         }
         let waiters = std::mem::take(&mut self.pushed_waiters);

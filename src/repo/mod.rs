@@ -22,15 +22,25 @@
 //!   per path (see [`merge`]) and still committed on top of the head.
 //! * The local branch `refs/heads/<branch>` is the journal of acknowledged work: a
 //!   session is acknowledged *committed* only after its objects and that ref are
-//!   fsynced. Unpushed work = commits reachable from it but not from the remote head.
-//!   After a crash the next start fetches, and pushes exactly those commits (by id),
-//!   so nothing is pushed twice and nothing acknowledged is lost.
+//!   fsynced. Objects of a batch are collected in an in-memory odb and written as one
+//!   pack (fsynced) before the ref moves (group commit); `packs.rs` keeps the pack
+//!   count small. Unpushed work = commits reachable from the branch but not from the
+//!   remote head. After a crash the next start fetches and pushes exactly those
+//!   commits (by id), so nothing is pushed twice and nothing acknowledged is lost.
 //! * The remote ref only ever moves by compare-and-swap from the value our push was
 //!   based on (see [`transport`]); no `+` refspec is ever pushed.
 //! * When the remote moved, the remote's history stands: our unpushed commits are
 //!   replayed (cherry-picked, per-path three-way merge) onto it in order; one that
-//!   conflicts is parked on `refs/valuesfs/conflicts/<id>` (local only, never pushed)
-//!   and its waiters get [`Error::Conflict`]. Nothing is force-pushed, no side silently wins.
+//!   conflicts is parked on `refs/valuesfs/conflicts/<id>` (local only, never pushed;
+//!   its record is `state_dir/conflicts/<id>.json`) and its waiters get
+//!   [`Error::Conflict`]. Nothing is force-pushed, no side silently wins.
+//! * The master never deletes objects a snapshot may name (no gc, pack merges keep
+//!   unreachable objects), so an old snapshot stays readable.
+//!
+//! # Process-wide libgit2 settings
+//!
+//! [`Master::start`] turns on libgit2's fsync of objects, packs and refs, and turns off
+//! hash re-verification of every object read (git itself verifies in fsck only).
 //!
 //! # Locks
 //!
