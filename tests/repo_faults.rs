@@ -180,8 +180,12 @@ fn push_time_conflict_keeps_the_remote_version() {
         .wait_pushed(T)
         .expect("a pushed");
 
-    // B has not fetched: its sessions commit locally, then meet A's push.
+    // B has not fetched: its sessions commit locally, then meet A's push. The
+    // conflicting one sits between two that replay cleanly.
     let base = b.snapshot().commit;
+    let mut s0 = Session::new(base);
+    s0.write("first.txt", "f\n");
+    let mut t0 = b.submit(s0).expect("submit");
     let mut s1 = Session::new(base);
     s1.write("v.kv", "a=2\nb=0\n");
     let mut s2 = Session::new(base);
@@ -196,6 +200,7 @@ fn push_time_conflict_keeps_the_remote_version() {
     assert_eq!(info.key.as_deref(), Some("a"));
     assert_eq!(info.phase, "push");
     t2.wait_pushed(T).expect("the later session is replayed");
+    t0.wait_pushed(T).expect("the earlier session is replayed");
 
     fsck(&remote);
     let co = clone(tmp.path(), &url);
@@ -205,6 +210,7 @@ fn push_time_conflict_keeps_the_remote_version() {
         "remote version stands, B's other key lands"
     );
     assert_eq!(files["other.txt"], "o\n");
+    assert_eq!(files["first.txt"], "f\n");
     // Both versions recoverable.
     let kept = git(
         &tmp.path().join("b/repo.git"),

@@ -235,6 +235,52 @@ fn kv_sessions_on_different_keys_both_land_same_key_conflicts() {
 }
 
 #[test]
+fn a_conflict_inside_a_batch_keeps_the_rest_of_the_batch() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    let url = remote.to_str().expect("utf8");
+    cli_commit(tmp.path(), url, &[("v.kv", "a=0\n")], "seed");
+    let m = Master::start(config(url, &tmp.path().join("state"))).expect("start");
+    let base = m.snapshot().commit;
+    // Queued back to back: they are applied in one batch, one ref write.
+    let mut tickets = Vec::new();
+    for i in 0..20 {
+        let mut s = Session::new(base);
+        if i == 10 {
+            s.write("v.kv", "a=2\n"); // conflicts with session 5
+        } else if i == 5 {
+            s.write("v.kv", "a=1\n");
+        } else {
+            s.write(format!("f{i}.txt"), format!("{i}\n"));
+        }
+        tickets.push(m.submit(s).expect("submit"));
+    }
+    for (i, t) in tickets.iter_mut().enumerate() {
+        if i == 10 {
+            assert!(matches!(t.wait_pushed(T), Err(Error::Conflict(_))));
+        } else {
+            t.wait_pushed(T).expect("pushed");
+        }
+    }
+    fsck(&remote);
+    let co = clone(tmp.path(), url);
+    let files = read_tree(co.path());
+    assert_eq!(files["v.kv"], "a=1\n");
+    for i in (0..20).filter(|i| *i != 5 && *i != 10) {
+        assert_eq!(files[&format!("f{i}.txt")], format!("{i}\n"));
+    }
+    // Restart: the state on disk is complete (nothing referenced only from memory).
+    m.shutdown();
+    drop(m);
+    let m = Master::start(config(url, &tmp.path().join("state"))).expect("restart");
+    m.fetch_now().expect("fetch");
+    assert!(git_ok(
+        &tmp.path().join("state/repo.git"),
+        &["fsck", "--strict"]
+    ));
+}
+
+#[test]
 fn fetch_merges_remote_changes_and_tells_subscribers() {
     let tmp = tempfile::tempdir().expect("tmp");
     let remote = bare(tmp.path(), "r.git");

@@ -491,7 +491,8 @@ fn park(
     }
     fs::rename(&tmp, &file)?;
     fsync_dir(dir)?;
-    persist(mem, repo)?;
+    let parents: Vec<Oid> = repo.find_commit(commit)?.parent_ids().collect();
+    persist(mem, repo, &[commit], &parents, true)?;
     repo.reference(&info.refname, commit, true, "valuesfs: conflict")?;
     tracing::warn!("{info}");
     list.retain(|x| x.id != id);
@@ -541,28 +542,55 @@ impl MemObjects {
         })
     }
 
-    /// Writes the batch's objects as one pack (fsynced by libgit2) and empties memory.
-    fn persist(&mut self, repo: &Repository) -> Result<()> {
+    /// Writes the objects that commits `tips` add over `hide` (commits already on disk)
+    /// as one pack (fsynced by libgit2) and empties memory. Anything else in memory
+    /// (objects of no-op or rejected sessions) is garbage and dropped.
+    ///
+    /// Not `git_mempack_dump`: it packs the *whole tree* of every commit, which makes
+    /// each batch cost as much as the repository is large.
+    ///
+    /// With `keep`, memory is left as it is: used for a conflict commit in the middle of
+    /// a batch whose other commits are not durable yet.
+    fn persist(&mut self, repo: &Repository, tips: &[Oid], hide: &[Oid], keep: bool) -> Result<()> {
         if !self.dirty {
             return Ok(());
         }
-        let mut buf = git2::Buf::new();
-        self.mempack.dump(repo, &mut buf)?;
-        // 12-byte header + 20-byte trailer: an empty pack (all objects existed already).
-        if buf.len() > 32 {
+        let mut walk = repo.revwalk()?;
+        for t in tips {
+            walk.push(*t)?;
+        }
+        for h in hide {
+            // Only commits we have can bound the walk (all of them should be here).
+            if repo.find_commit(*h).is_ok() {
+                walk.hide(*h)?;
+            }
+        }
+        let mut pb = repo.packbuilder()?;
+        pb.insert_walk(&mut walk)?;
+        if pb.object_count() > 0 {
+            let mut buf = git2::Buf::new();
+            pb.write_buf(&mut buf)?;
             let mut w = self.odb.packwriter()?;
             w.write_all(&buf)?;
             w.commit()?;
         }
-        self.mempack.reset()?;
-        self.dirty = false;
+        if !keep {
+            self.mempack.reset()?;
+            self.dirty = false;
+        }
         Ok(())
     }
 }
 
-fn persist(mem: &mut Option<MemObjects>, repo: &Repository) -> Result<()> {
+fn persist(
+    mem: &mut Option<MemObjects>,
+    repo: &Repository,
+    tips: &[Oid],
+    hide: &[Oid],
+    keep: bool,
+) -> Result<()> {
     match mem {
-        Some(m) => m.persist(repo),
+        Some(m) => m.persist(repo, tips, hide, keep),
         None => Ok(()),
     }
 }
@@ -820,13 +848,18 @@ impl State {
     /// Makes the in-memory head durable and published; acknowledges the batch.
     fn flush(&mut self, cause: HeadChangeCause) {
         if self.head != self.disk_head {
-            let res = persist(&mut self.mem, &self.repo).and_then(|()| match self.head {
-                Some(h) => self
-                    .repo
-                    .reference(&self.local_ref, h, true, "valuesfs")
-                    .map(|_| ())
-                    .map_err(Error::from),
-                None => Ok(()),
+            let tips: Vec<Oid> = self.head.into_iter().collect();
+            // Commits already on disk: the old head and the remote head we built on.
+            let hide: Vec<Oid> = self.disk_head.into_iter().chain(self.remote).collect();
+            let res = persist(&mut self.mem, &self.repo, &tips, &hide, false).and_then(|()| {
+                match self.head {
+                    Some(h) => self
+                        .repo
+                        .reference(&self.local_ref, h, true, "valuesfs")
+                        .map(|_| ())
+                        .map_err(Error::from),
+                    None => Ok(()),
+                }
             });
             if let Err(e) = res {
                 tracing::error!("writing {}: {e}", self.local_ref);
