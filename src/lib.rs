@@ -4,3 +4,4 @@
 //! repository (the master); `fs` is the filesystem on top of both.
 
 pub mod crypto;
+pub mod repo;

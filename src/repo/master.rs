@@ -1,0 +1,1264 @@
+//! The master thread, its handle and tickets.
+//!
+//! The master drains its channel in batches: every session of a batch becomes one
+//! commit in memory (objects fsynced as written), then the local branch ref is written
+//! once (fsynced) and only then are the sessions acknowledged *committed* (group
+//! commit). Before any non-session message the pending batch is flushed, so remote
+//! integration always starts from a durable head.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex, Once, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use git2::{Oid, Repository, Signature};
+
+use super::merge::{merge_overlay, PathConflict};
+use super::packs::{self, Generation};
+use super::session::Session;
+use super::snapshot::{HeadChange, HeadChangeCause, Reader, Snapshot};
+use super::status::{ConflictInfo, Status};
+use super::syncer::{SyncCmd, SyncEvent, Syncer};
+use super::tree::{apply_overlay, changed_paths, diff_overlay, empty_tree, Overlay};
+use super::{transport, Config, ConflictDetail, Error, Result};
+
+type Reply<T> = SyncSender<Result<T>>;
+
+pub(crate) enum Request {
+    Submit {
+        session: Box<Session>,
+        committed: Reply<Oid>,
+        pushed: Reply<Oid>,
+    },
+    FetchNow(Reply<()>),
+    Status(SyncSender<Status>),
+    Flush(Reply<Oid>),
+    Subscribe(Sender<HeadChange>),
+    DismissConflict(String, Reply<()>),
+    Sync(SyncEvent),
+    Shutdown,
+}
+
+/// Waits for one submitted session.
+pub struct Ticket {
+    committed: Receiver<Result<Oid>>,
+    pushed: Receiver<Result<Oid>>,
+    committed_res: Option<Result<Oid>>,
+    pushed_res: Option<Result<Oid>>,
+}
+
+impl Ticket {
+    /// Blocks until the session is durable locally. Returns its commit (the head, if the
+    /// session changed nothing), or why it was rejected.
+    pub fn wait_committed(&mut self) -> Result<Oid> {
+        if let Some(r) = &self.committed_res {
+            return r.clone();
+        }
+        let r = self.committed.recv().unwrap_or(Err(Error::Stopped));
+        self.committed_res = Some(r.clone());
+        r
+    }
+
+    /// Blocks until the session is on the remote (returns the remote head that contains
+    /// it), was rejected, or `timeout` passed ([`Error::Timeout`]; the push goes on and
+    /// you may wait again).
+    pub fn wait_pushed(&mut self, timeout: Duration) -> Result<Oid> {
+        self.wait_committed()?;
+        if let Some(r) = &self.pushed_res {
+            return r.clone();
+        }
+        let r = match self.pushed.recv_timeout(timeout) {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Timeout) => return Err(Error::Timeout),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Stopped),
+        };
+        self.pushed_res = Some(r.clone());
+        r
+    }
+}
+
+struct Inner {
+    tx: Sender<Request>,
+    cell: Arc<RwLock<Arc<Snapshot>>>,
+    repo_path: PathBuf,
+    generation: Generation,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Request::Shutdown);
+        if let Ok(mut t) = self.thread.lock() {
+            if let Some(t) = t.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Cloneable access to a running master. The master stops when the last handle is
+/// dropped or [`MasterHandle::shutdown`] is called.
+#[derive(Clone)]
+pub struct MasterHandle {
+    inner: Arc<Inner>,
+}
+
+fn recv<T>(rx: Receiver<Result<T>>) -> Result<T> {
+    rx.recv().unwrap_or(Err(Error::Stopped))
+}
+
+impl MasterHandle {
+    /// The current head snapshot (cheap: an `Arc` clone under a short read lock).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match self.inner.cell.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Path of the master's bare repository (for [`Reader::open`]).
+    pub fn repo_path(&self) -> &Path {
+        &self.inner.repo_path
+    }
+
+    /// Opens a new reader on the master's repository.
+    pub fn reader(&self) -> Result<Reader> {
+        Reader::with_generation(&self.inner.repo_path, self.inner.generation.clone())
+    }
+
+    /// Queues a session; returns at once.
+    pub fn submit(&self, session: Session) -> Result<Ticket> {
+        let (ctx, crx) = mpsc::sync_channel(1);
+        let (ptx, prx) = mpsc::sync_channel(1);
+        self.inner
+            .tx
+            .send(Request::Submit {
+                session: Box::new(session),
+                committed: ctx,
+                pushed: ptx,
+            })
+            .map_err(|_| Error::Stopped)?;
+        Ok(Ticket {
+            committed: crx,
+            pushed: prx,
+            committed_res: None,
+            pushed_res: None,
+        })
+    }
+
+    /// Submits and waits until committed locally.
+    pub fn commit(&self, session: Session) -> Result<Oid> {
+        self.submit(session)?.wait_committed()
+    }
+
+    /// Fetches now and merges what came; returns after the merge.
+    pub fn fetch_now(&self) -> Result<()> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.inner
+            .tx
+            .send(Request::FetchNow(tx))
+            .map_err(|_| Error::Stopped)?;
+        recv(rx)
+    }
+
+    /// Waits until everything committed so far is on the remote (or `timeout`).
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.inner
+            .tx
+            .send(Request::Flush(tx))
+            .map_err(|_| Error::Stopped)?;
+        match rx.recv_timeout(timeout) {
+            Ok(r) => r.map(|_| ()),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Stopped),
+        }
+    }
+
+    /// Current status.
+    pub fn status(&self) -> Result<Status> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.inner
+            .tx
+            .send(Request::Status(tx))
+            .map_err(|_| Error::Stopped)?;
+        rx.recv().map_err(|_| Error::Stopped)
+    }
+
+    /// A channel told about every published head move.
+    pub fn subscribe(&self) -> Result<Receiver<HeadChange>> {
+        let (tx, rx) = mpsc::channel();
+        self.inner
+            .tx
+            .send(Request::Subscribe(tx))
+            .map_err(|_| Error::Stopped)?;
+        Ok(rx)
+    }
+
+    /// Forgets an open conflict: deletes its ref and record.
+    pub fn dismiss_conflict(&self, id: &str) -> Result<()> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.inner
+            .tx
+            .send(Request::DismissConflict(id.to_string(), tx))
+            .map_err(|_| Error::Stopped)?;
+        recv(rx)
+    }
+
+    /// Stops the master (pending pushes resume at the next start) and waits for it.
+    pub fn shutdown(&self) {
+        let _ = self.inner.tx.send(Request::Shutdown);
+        if let Ok(mut t) = self.inner.thread.lock() {
+            if let Some(t) = t.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Entry point.
+pub struct Master;
+
+static FSYNC: Once = Once::new();
+
+/// Makes libgit2 fsync object files, packs and refs (process-wide; git2 has no wrapper)
+/// and skips hash verification of objects read (process-wide too).
+fn enable_fsync() {
+    FSYNC.call_once(|| {
+        libgit2_sys::init();
+        // SAFETY: GIT_OPT_ENABLE_FSYNC_GITDIR takes one int; libgit2 is initialised above.
+        let rc = unsafe {
+            libgit2_sys::git_libgit2_opts(
+                libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as libc::c_int,
+                1 as libc::c_int,
+            )
+        };
+        if rc != 0 {
+            tracing::error!("could not enable fsync in libgit2 (rc {rc})");
+        }
+        // Re-hashing every object read costs more than the merges themselves; git does
+        // not verify on read either (fsck does).
+        git2::opts::strict_hash_verification(false);
+    });
+}
+
+fn lock_state_dir(dir: &Path) -> Result<File> {
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))?;
+    // A child forked by another thread of this process holds a copy of the previous
+    // master's lock fd until it execs (close-on-exec), so wait a moment before giving up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        // SAFETY: flock on a valid fd we own.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(f);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::StateDirBusy(dir.to_path_buf()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Removes `*.lock` files a killed master left in its own repository. Safe because we
+/// hold the state dir lock: no one else writes refs there.
+fn remove_stale_locks(dir: &Path) -> Result<()> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for e in rd {
+        let e = e?;
+        let p = e.path();
+        if e.file_type()?.is_dir() {
+            if e.file_name() != "objects" {
+                remove_stale_locks(&p)?;
+            }
+        } else if p.extension().is_some_and(|x| x == "lock") {
+            tracing::warn!("removing stale lock {}", p.display());
+            fs::remove_file(&p)?;
+        }
+    }
+    Ok(())
+}
+
+fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Master {
+    /// Opens or creates the state dir, fetches the remote if there is no local branch
+    /// yet (failing if it cannot), and starts the master and sync threads. With an
+    /// existing local branch it starts even if the remote is down.
+    pub fn start(cfg: Config) -> Result<MasterHandle> {
+        enable_fsync();
+        fs::create_dir_all(&cfg.state_dir)?;
+        let lock = lock_state_dir(&cfg.state_dir)?;
+        let repo_path = cfg.state_dir.join("repo.git");
+        let repo = if repo_path.join("HEAD").exists() {
+            remove_stale_locks(&repo_path)?;
+            Repository::open_bare(&repo_path)?
+        } else {
+            Repository::init_bare(&repo_path)?
+        };
+        {
+            let mut c = repo.config()?;
+            c.set_bool("core.fsyncObjectFiles", true)?;
+            c.set_str("remote.origin.url", &cfg.remote_url)?;
+        }
+        let local_ref = format!("refs/heads/{}", cfg.branch);
+        repo.set_head(&local_ref)?;
+        let conflicts_dir = cfg.state_dir.join("conflicts");
+        fs::create_dir_all(&conflicts_dir)?;
+
+        let mut head = ref_id(&repo, &local_ref)?;
+        let mut known_remote = None;
+        if head.is_none() {
+            // Nothing local yet: the remote's state is where we start.
+            let r = transport::fetch(&repo, &cfg.remote_url, &cfg.branch, &cfg.credentials)?;
+            if let Some(r) = r {
+                repo.reference(&local_ref, r, true, "valuesfs: initial fetch")?;
+            }
+            head = r;
+            known_remote = Some(r);
+        }
+        let remote_hint = match known_remote {
+            Some(r) => r,
+            None => ref_id(&repo, &format!("refs/remotes/origin/{}", cfg.branch))?,
+        };
+        let empty = empty_tree(&repo)?;
+        let tree = match head {
+            Some(h) => repo.find_commit(h)?.tree_id(),
+            None => empty,
+        };
+        let cell = Arc::new(RwLock::new(Arc::new(Snapshot {
+            commit: head,
+            tree,
+            seq: 0,
+        })));
+        let conflicts = load_conflicts(&repo, &conflicts_dir)?;
+
+        let (tx, rx) = mpsc::channel();
+        let (sync_tx, sync_rx) = mpsc::channel();
+        let generation = Generation::default();
+        let syncer = Syncer {
+            repo: Repository::open_bare(&repo_path)?,
+            repo_path: repo_path.clone(),
+            generation: generation.clone(),
+            url: cfg.remote_url.clone(),
+            branch: cfg.branch.clone(),
+            creds: cfg.credentials.clone(),
+            interval: cfg.fetch_interval,
+            backoff_min: cfg.push_backoff_min,
+            backoff_max: cfg.push_backoff_max,
+            tx: tx.clone(),
+            rx: sync_rx,
+            known: known_remote,
+        };
+        let sync_thread = std::thread::Builder::new()
+            .name("valuesfs-sync".into())
+            .spawn(move || syncer.run())?;
+        let state = State {
+            mem: None,
+            repo,
+            local_ref,
+            head,
+            disk_head: head,
+            remote: remote_hint,
+            remote_known: known_remote.is_some(),
+            cell: cell.clone(),
+            seq: 0,
+            subscribers: Vec::new(),
+            batch: Vec::new(),
+            unpushed: Vec::new(),
+            unpushed_set: HashSet::new(),
+            durable_unpushed: 0,
+            pushed_waiters: Vec::new(),
+            fetch_waiters: HashMap::new(),
+            next_token: 0,
+            conflicts,
+            conflicts_dir,
+            last_fetch: None,
+            last_fetch_error: None,
+            last_push: None,
+            last_push_error: None,
+            sync_tx: Some(sync_tx),
+            empty_tree: empty,
+            repo_path: repo_path.clone(),
+            generation: generation.clone(),
+            doomed_packs: Vec::new(),
+            batches_since_pack_check: 0,
+            cfg,
+            _lock: lock,
+        };
+        let thread = std::thread::Builder::new()
+            .name("valuesfs-master".into())
+            .spawn(move || {
+                state.run(rx);
+                // `state` is dropped: the sync channel closes, then we wait for the thread.
+                let _ = sync_thread.join();
+            })?;
+        Ok(MasterHandle {
+            inner: Arc::new(Inner {
+                tx,
+                cell,
+                repo_path,
+                generation,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+}
+
+fn ref_id(repo: &Repository, name: &str) -> Result<Option<Oid>> {
+    match repo.refname_to_id(name) {
+        Ok(id) => Ok(Some(id)),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn load_conflicts(repo: &Repository, dir: &Path) -> Result<Vec<ConflictInfo>> {
+    let mut out = Vec::new();
+    for r in repo.references_glob("refs/valuesfs/conflicts/*")? {
+        let r = r?;
+        let (Some(name), Some(target)) = (r.name(), r.target()) else {
+            continue;
+        };
+        let id = name
+            .trim_start_matches("refs/valuesfs/conflicts/")
+            .to_string();
+        let rec = fs::read(dir.join(format!("{id}.json")))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ConflictInfo>(&b).ok());
+        out.push(rec.unwrap_or_else(|| ConflictInfo {
+            id: id.clone(),
+            path: String::new(),
+            key: None,
+            message: "record lost".to_string(),
+            refname: name.to_string(),
+            commit: target.to_string(),
+            at: String::new(),
+            phase: String::new(),
+        }));
+    }
+    out.sort_by(|a, b| a.at.cmp(&b.at));
+    Ok(out)
+}
+
+/// Keeps `commit` on a conflicts ref with a durable record; returns the record.
+fn park(
+    repo: &Repository,
+    mem: &mut Option<MemObjects>,
+    dir: &Path,
+    list: &mut Vec<ConflictInfo>,
+    commit: Oid,
+    c: PathConflict,
+    phase: &str,
+) -> Result<ConflictInfo> {
+    let id = commit.to_string()[..12].to_string();
+    let info = ConflictInfo {
+        id: id.clone(),
+        path: c.path,
+        key: c.detail.key,
+        message: c.detail.message,
+        refname: format!("refs/valuesfs/conflicts/{id}"),
+        commit: commit.to_string(),
+        at: now_rfc3339(),
+        phase: phase.to_string(),
+    };
+    let file = dir.join(format!("{id}.json"));
+    let tmp = dir.join(format!("{id}.json.tmp"));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(&info).map_err(|e| Error::Io(e.to_string()))?)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, &file)?;
+    fsync_dir(dir)?;
+    let parents: Vec<Oid> = repo.find_commit(commit)?.parent_ids().collect();
+    persist(mem, repo, &[commit], &parents, true)?;
+    repo.reference(&info.refname, commit, true, "valuesfs: conflict")?;
+    tracing::warn!("{info}");
+    list.retain(|x| x.id != id);
+    list.push(info.clone());
+    Ok(info)
+}
+
+/// New objects of the current batch: written to an in-memory odb backend (highest
+/// priority, so it takes every write and is read first), then stored as one fsynced
+/// pack before any ref may point at them. One pack per batch instead of one fsynced
+/// loose file per object is what makes group commit cheap.
+struct MemObjects {
+    // Field order is drop order: the mempack is owned by the odb kept alive below.
+    mempack: git2::Mempack<'static>,
+    odb: git2::Odb<'static>,
+    dirty: bool,
+}
+
+// SAFETY: libgit2 objects are not bound to the thread that made them; they only need
+// to be used by one thread at a time, which owning them in `State` guarantees (the same
+// reasoning git2 applies to `Repository: Send`).
+unsafe impl Send for MemObjects {}
+
+impl MemObjects {
+    fn new(repo: &Repository) -> Result<MemObjects> {
+        // Batch packs are small and short-lived (merged later, with deltas, by a fresh
+        // handle): skip delta search for them. libgit2 reads its "no delta above this
+        // size" threshold from pack.deltaCacheSize; an app-level config file on this
+        // handle only sets it to 1 byte. If that ever stops working we merely lose speed.
+        let override_file = repo.path().join("valuesfs-batch.gitconfig");
+        if !override_file.exists() {
+            fs::write(&override_file, "[pack]\n\tdeltaCacheSize = 1\n")?;
+        }
+        repo.config()?
+            .add_file(&override_file, git2::ConfigLevel::App, true)?;
+        let odb = repo.odb()?;
+        let mempack = odb.add_new_mempack_backend(1000)?;
+        // SAFETY: the lifetimes only tie these handles to the Rust `Repository` value;
+        // libgit2 reference-counts the odb (we hold a reference in `odb`) and the mempack
+        // backend is freed by that odb only. `State` drops this before its `Repository`.
+        let mempack: git2::Mempack<'static> = unsafe { std::mem::transmute(mempack) };
+        let odb: git2::Odb<'static> = unsafe { std::mem::transmute(odb) };
+        Ok(MemObjects {
+            mempack,
+            odb,
+            dirty: false,
+        })
+    }
+
+    /// Writes the objects that commits `tips` add over `hide` (commits already on disk)
+    /// as one pack (fsynced by libgit2) and empties memory. Anything else in memory
+    /// (objects of no-op or rejected sessions) is garbage and dropped.
+    ///
+    /// Not `git_mempack_dump`: it packs the *whole tree* of every commit, which makes
+    /// each batch cost as much as the repository is large.
+    ///
+    /// With `keep`, memory is left as it is: used for a conflict commit in the middle of
+    /// a batch whose other commits are not durable yet.
+    fn persist(&mut self, repo: &Repository, tips: &[Oid], hide: &[Oid], keep: bool) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let mut walk = repo.revwalk()?;
+        for t in tips {
+            walk.push(*t)?;
+        }
+        for h in hide {
+            // Only commits we have can bound the walk (all of them should be here).
+            if repo.find_commit(*h).is_ok() {
+                walk.hide(*h)?;
+            }
+        }
+        let mut pb = repo.packbuilder()?;
+        pb.insert_walk(&mut walk)?;
+        if pb.object_count() > 0 {
+            let mut buf = git2::Buf::new();
+            pb.write_buf(&mut buf)?;
+            let mut w = self.odb.packwriter()?;
+            w.write_all(&buf)?;
+            w.commit()?;
+        }
+        if !keep {
+            self.mempack.reset()?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+}
+
+fn persist(
+    mem: &mut Option<MemObjects>,
+    repo: &Repository,
+    tips: &[Oid],
+    hide: &[Oid],
+    keep: bool,
+) -> Result<()> {
+    match mem {
+        Some(m) => m.persist(repo, tips, hide, keep),
+        None => Ok(()),
+    }
+}
+
+/// A session applied in memory, waiting for the batch's ref write.
+struct Pending {
+    commit: Oid,
+    committed: Reply<Oid>,
+    pushed: Reply<Oid>,
+}
+
+struct State {
+    /// Declared before `repo` so it is dropped first. `None` (if it could not be set up)
+    /// means plain fsynced loose objects.
+    mem: Option<MemObjects>,
+    cfg: Config,
+    repo: Repository,
+    local_ref: String,
+    /// Head in memory (ahead of `disk_head` inside a batch).
+    head: Option<Oid>,
+    /// Value of the local branch ref on disk.
+    disk_head: Option<Oid>,
+    /// Last known remote head.
+    remote: Option<Oid>,
+    /// Whether `remote` comes from a successful fetch/push of this run.
+    remote_known: bool,
+    cell: Arc<RwLock<Arc<Snapshot>>>,
+    seq: u64,
+    subscribers: Vec<Sender<HeadChange>>,
+    batch: Vec<Pending>,
+    /// Our commits on top of `remote`, oldest first (meaningful once `remote_known`).
+    unpushed: Vec<Oid>,
+    unpushed_set: HashSet<Oid>,
+    /// Length of `unpushed` matching `disk_head`.
+    durable_unpushed: usize,
+    /// Waiting for "pushed", each on a commit of the local branch.
+    pushed_waiters: Vec<(Oid, Reply<Oid>)>,
+    fetch_waiters: HashMap<u64, Reply<()>>,
+    next_token: u64,
+    conflicts: Vec<ConflictInfo>,
+    conflicts_dir: PathBuf,
+    last_fetch: Option<String>,
+    last_fetch_error: Option<String>,
+    last_push: Option<String>,
+    last_push_error: Option<String>,
+    sync_tx: Option<Sender<SyncCmd>>,
+    empty_tree: Oid,
+    repo_path: PathBuf,
+    generation: Generation,
+    /// Packs merged in the last round, deleted at the next one.
+    doomed_packs: Vec<PathBuf>,
+    batches_since_pack_check: u32,
+    _lock: File,
+}
+
+/// Most requests taken from the channel before the batch's ref write.
+const MAX_BATCH: usize = 512;
+
+impl State {
+    fn run(mut self, rx: Receiver<Request>) {
+        match MemObjects::new(&self.repo) {
+            Ok(m) => self.mem = Some(m),
+            Err(e) => tracing::warn!("no in-memory odb, writing loose objects: {e}"),
+        }
+        loop {
+            let first = match rx.recv() {
+                Ok(r) => r,
+                Err(_) => break,
+            };
+            let mut reqs = vec![first];
+            while reqs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => reqs.push(r),
+                    Err(_) => break,
+                }
+            }
+            let mut stop = false;
+            for r in reqs {
+                match r {
+                    Request::Submit {
+                        session,
+                        committed,
+                        pushed,
+                    } => self.submit(*session, committed, pushed),
+                    Request::Shutdown => {
+                        stop = true;
+                    }
+                    other => {
+                        self.flush(HeadChangeCause::Sessions);
+                        self.handle(other);
+                    }
+                }
+            }
+            self.flush(HeadChangeCause::Sessions);
+            if stop {
+                break;
+            }
+        }
+        self.flush(HeadChangeCause::Sessions);
+        self.sync_tx = None;
+    }
+
+    fn handle(&mut self, r: Request) {
+        match r {
+            Request::Submit { .. } | Request::Shutdown => {}
+            Request::FetchNow(reply) => {
+                self.next_token += 1;
+                let tok = self.next_token;
+                self.fetch_waiters.insert(tok, reply);
+                self.to_sync(SyncCmd::Fetch(tok));
+            }
+            Request::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Request::Flush(reply) => match self.head {
+                Some(h) => self.wait_pushed(h, reply),
+                None => {
+                    let _ = reply.send(Ok(Oid::zero()));
+                }
+            },
+            Request::Subscribe(tx) => self.subscribers.push(tx),
+            Request::DismissConflict(id, reply) => {
+                let _ = reply.send(self.dismiss(&id));
+            }
+            Request::Sync(ev) => self.on_sync(ev),
+        }
+    }
+
+    fn to_sync(&self, cmd: SyncCmd) {
+        if let Some(tx) = &self.sync_tx {
+            if tx.send(cmd).is_err() {
+                tracing::error!("sync thread is gone");
+            }
+        }
+    }
+
+    fn signature(&self, who: Option<&(String, String)>) -> Result<Signature<'static>> {
+        let (n, e) = who.unwrap_or(&self.cfg.author);
+        Ok(Signature::now(n, e)?)
+    }
+
+    // ---- sessions -------------------------------------------------------------------
+
+    fn submit(&mut self, s: Session, committed: Reply<Oid>, pushed: Reply<Oid>) {
+        match self.apply(&s) {
+            Ok(commit) => self.batch.push(Pending {
+                commit,
+                committed,
+                pushed,
+            }),
+            Err(e) => {
+                let _ = committed.send(Err(e.clone()));
+                let _ = pushed.send(Err(e));
+            }
+        }
+    }
+
+    /// Applies a session onto the in-memory head; returns the new head.
+    fn apply(&mut self, s: &Session) -> Result<Oid> {
+        if let Some(m) = &mut self.mem {
+            m.dirty = true;
+        }
+        let base_commit = match s.base {
+            Some(b) => Some(
+                self.repo
+                    .find_commit(b)
+                    .map_err(|_| Error::UnknownBase(b))?,
+            ),
+            None => None,
+        };
+        let base_tree = match &base_commit {
+            Some(c) => Some(c.tree()?),
+            None => None,
+        };
+        let ov = s.overlay(&self.repo, base_tree.as_ref())?;
+        let head_commit = match self.head {
+            Some(h) => Some(self.repo.find_commit(h)?),
+            None => None,
+        };
+        let head_tree = match &head_commit {
+            Some(c) => Some(c.tree()?),
+            None => None,
+        };
+        let effective = if s.base == self.head {
+            Ok(ov.clone())
+        } else {
+            merge_overlay(
+                &self.repo,
+                self.cfg.merger.as_ref(),
+                base_tree.as_ref(),
+                head_tree.as_ref(),
+                &ov,
+            )?
+        };
+        let tree = match effective {
+            Ok(eff) => match apply_overlay(&self.repo, head_tree.as_ref(), &eff)? {
+                Ok(t) => Ok(t),
+                Err(clash) => Err(PathConflict {
+                    path: clash.0,
+                    detail: ConflictDetail::new("a file and a directory at the same path"),
+                }),
+            },
+            Err(c) => Err(c),
+        };
+        let paths: Vec<&str> = ov.keys().map(String::as_str).collect();
+        let message = s
+            .message
+            .clone()
+            .unwrap_or_else(|| Session::default_message(&paths));
+        let author = self.signature(s.author.as_ref())?;
+        let committer = self.signature(None)?;
+        let tree = match tree {
+            Ok(t) => t,
+            Err(conflict) => {
+                // Keep the session as it was meant: its base plus its changes.
+                let own = match apply_overlay(&self.repo, base_tree.as_ref(), &ov)? {
+                    Ok(t) => t,
+                    Err(clash) => return Err(Error::InvalidPath(clash.0)),
+                };
+                let own = self.repo.find_tree(own)?;
+                let parents: Vec<&git2::Commit<'_>> = base_commit.iter().collect();
+                let c = self
+                    .repo
+                    .commit(None, &author, &committer, &message, &own, &parents)?;
+                let info = park(
+                    &self.repo,
+                    &mut self.mem,
+                    &self.conflicts_dir,
+                    &mut self.conflicts,
+                    c,
+                    conflict,
+                    "submit",
+                )?;
+                return Err(Error::Conflict(Box::new(info)));
+            }
+        };
+        let head_tree_id = head_tree.as_ref().map_or(self.empty_tree, |t| t.id());
+        if tree == head_tree_id {
+            // Nothing changes: acknowledge with the current head, no empty commit.
+            return self
+                .head
+                .ok_or(Error::NotFound("empty session on empty branch".into()));
+        }
+        let tree = self.repo.find_tree(tree)?;
+        let parents: Vec<&git2::Commit<'_>> = head_commit.iter().collect();
+        let c = self
+            .repo
+            .commit(None, &author, &committer, &message, &tree, &parents)?;
+        self.head = Some(c);
+        self.unpushed.push(c);
+        self.unpushed_set.insert(c);
+        Ok(c)
+    }
+
+    /// Makes the in-memory head durable and published; acknowledges the batch.
+    fn flush(&mut self, cause: HeadChangeCause) {
+        if self.head != self.disk_head {
+            let tips: Vec<Oid> = self.head.into_iter().collect();
+            // Commits already on disk: the old head and the remote head we built on.
+            let hide: Vec<Oid> = self.disk_head.into_iter().chain(self.remote).collect();
+            let res = persist(&mut self.mem, &self.repo, &tips, &hide, false).and_then(|()| {
+                match self.head {
+                    Some(h) => self
+                        .repo
+                        .reference(&self.local_ref, h, true, "valuesfs")
+                        .map(|_| ())
+                        .map_err(Error::from),
+                    None => Ok(()),
+                }
+            });
+            if let Err(e) = res {
+                tracing::error!("writing {}: {e}", self.local_ref);
+                self.head = self.disk_head;
+                let keep = self.durable_unpushed;
+                for c in self.unpushed.drain(keep..) {
+                    self.unpushed_set.remove(&c);
+                }
+                for p in self.batch.drain(..) {
+                    let _ = p.committed.send(Err(e.clone()));
+                    let _ = p.pushed.send(Err(e.clone()));
+                }
+                return;
+            }
+            self.disk_head = self.head;
+            self.durable_unpushed = self.unpushed.len();
+            self.publish(cause);
+            self.request_push();
+        }
+        for p in std::mem::take(&mut self.batch) {
+            let _ = p.committed.send(Ok(p.commit));
+            self.wait_pushed(p.commit, p.pushed);
+        }
+        self.maybe_merge_packs();
+    }
+
+    /// Every few batches, merges packs if there are too many, then reopens the
+    /// repository so libgit2 forgets the merged ones.
+    fn maybe_merge_packs(&mut self) {
+        self.batches_since_pack_check += 1;
+        if self.batches_since_pack_check < 4 {
+            return;
+        }
+        self.batches_since_pack_check = 0;
+        match packs::maybe_merge(&self.repo, &mut self.doomed_packs, &self.generation) {
+            Ok(false) => {}
+            Ok(true) => {
+                // The mempack is empty here (flush persisted it); drop it before the odb.
+                self.mem = None;
+                match Repository::open_bare(&self.repo_path) {
+                    Ok(r) => self.repo = r,
+                    Err(e) => tracing::error!("reopening after pack merge: {e}"),
+                }
+                match MemObjects::new(&self.repo) {
+                    Ok(m) => self.mem = Some(m),
+                    Err(e) => tracing::warn!("no in-memory odb, writing loose objects: {e}"),
+                }
+            }
+            Err(e) => tracing::warn!("merging packs: {e}"),
+        }
+    }
+
+    /// Hands the sync thread the head to push, with the remote head it builds on (the
+    /// sync thread drops targets built on a remote head it no longer sees).
+    fn request_push(&self) {
+        if let Some(h) = self.head {
+            if self.head != self.remote {
+                self.to_sync(SyncCmd::Push {
+                    target: h,
+                    base: self.remote_known.then_some(self.remote),
+                });
+            }
+        }
+    }
+
+    fn set_unpushed(&mut self, list: Vec<Oid>) {
+        self.unpushed_set = list.iter().copied().collect();
+        self.unpushed = list;
+        self.durable_unpushed = self.unpushed.len();
+    }
+
+    fn publish(&mut self, cause: HeadChangeCause) {
+        let tree = match self.head.map(|h| self.repo.find_commit(h)) {
+            Some(Ok(c)) => c.tree_id(),
+            Some(Err(e)) => {
+                tracing::error!("publishing: {e}");
+                return;
+            }
+            None => self.empty_tree,
+        };
+        self.seq += 1;
+        let new = Arc::new(Snapshot {
+            commit: self.head,
+            tree,
+            seq: self.seq,
+        });
+        let old = {
+            let mut g = match self.cell.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            std::mem::replace(&mut *g, new.clone())
+        };
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let paths = match changed_paths(&self.repo, old.tree, new.tree) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("diffing for subscribers: {e}");
+                Vec::new()
+            }
+        };
+        let ev = HeadChange {
+            old,
+            new,
+            paths,
+            cause,
+        };
+        self.subscribers.retain(|s| s.send(ev.clone()).is_ok());
+    }
+
+    /// Registers a "pushed" waiter for `commit` (answered at once if already pushed).
+    fn wait_pushed(&mut self, commit: Oid, reply: Reply<Oid>) {
+        if let (true, Some(r)) = (self.remote_known, self.remote) {
+            if !self.unpushed_set.contains(&commit) {
+                let _ = reply.send(Ok(r));
+                return;
+            }
+        }
+        self.pushed_waiters.push((commit, reply));
+    }
+
+    // ---- conflicts ------------------------------------------------------------------
+
+    fn dismiss(&mut self, id: &str) -> Result<()> {
+        let Some(pos) = self.conflicts.iter().position(|c| c.id == id) else {
+            return Err(Error::NotFound(id.to_string()));
+        };
+        let info = self.conflicts.remove(pos);
+        if let Ok(mut r) = self.repo.find_reference(&info.refname) {
+            r.delete()?;
+        }
+        match fs::remove_file(self.conflicts_dir.join(format!("{id}.json"))) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ---- remote ---------------------------------------------------------------------
+
+    fn on_sync(&mut self, ev: SyncEvent) {
+        match ev {
+            SyncEvent::Fetched {
+                head,
+                result,
+                tokens,
+            } => {
+                let res = match result {
+                    Ok(()) => {
+                        self.last_fetch = Some(now_rfc3339());
+                        self.last_fetch_error = None;
+                        self.integrate(head)
+                    }
+                    Err(e) => {
+                        self.last_fetch_error = Some(e.clone());
+                        Err(Error::Remote(e))
+                    }
+                };
+                if let Err(e) = &res {
+                    tracing::error!("merging remote changes: {e}");
+                }
+                for t in tokens {
+                    if let Some(w) = self.fetch_waiters.remove(&t) {
+                        let _ = w.send(res.clone());
+                    }
+                }
+            }
+            SyncEvent::Pushed { head } => {
+                self.last_push = Some(now_rfc3339());
+                self.last_push_error = None;
+                if let Err(e) = self.integrate(Some(head)) {
+                    tracing::error!("after push: {e}");
+                }
+            }
+            SyncEvent::PushFailed { error } => {
+                self.last_push_error = Some(error);
+            }
+        }
+    }
+
+    /// The remote head is `r`: resolve waiters, fast-forward, or replay our unpushed
+    /// commits onto it, then ask for the next push.
+    ///
+    /// Hot path (our own push landed, nothing else changed) is bookkeeping on the
+    /// in-memory `unpushed` list only: no history walks, which get slow in libgit2 when
+    /// thousands of commits share one timestamp.
+    fn integrate(&mut self, r: Option<Oid>) -> Result<()> {
+        let was_known = self.remote_known;
+        let old = self.remote;
+        self.remote = r;
+        self.remote_known = true;
+        let Some(r) = r else {
+            // Empty remote: all local history is ours to push.
+            if !was_known || old.is_some() {
+                let all = match self.head {
+                    Some(h) => self.history(h, None)?,
+                    None => Vec::new(),
+                };
+                self.set_unpushed(all);
+            }
+            self.request_push();
+            return Ok(());
+        };
+        if was_known && old == Some(r) {
+            self.request_push(); // nothing new; the sync thread may have dropped a target
+            return Ok(());
+        }
+        if was_known {
+            if let Some(pos) = self.unpushed.iter().position(|c| *c == r) {
+                // Our own commits up to `pos` landed.
+                let rest = self.unpushed.split_off(pos + 1);
+                self.set_unpushed(rest);
+                self.resolve_pushed(r);
+                self.request_push();
+                return Ok(());
+            }
+        }
+        // The remote moved by someone else (or first contact): the slow path.
+        let head = match self.head {
+            Some(h) if h != r => h,
+            _ => {
+                self.head = Some(r);
+                self.flush(HeadChangeCause::Remote);
+                self.set_unpushed(Vec::new());
+                self.resolve_pushed(r);
+                return Ok(());
+            }
+        };
+        if self.repo.graph_descendant_of(r, head)? {
+            self.head = Some(r);
+            self.flush(HeadChangeCause::Remote);
+            self.set_unpushed(Vec::new());
+            self.resolve_pushed(r);
+            return Ok(());
+        }
+        let ours = self.history(head, Some(r))?;
+        if self.repo.graph_descendant_of(head, r)? {
+            self.set_unpushed(ours);
+            self.resolve_pushed(r);
+            self.request_push();
+            return Ok(());
+        }
+        // Diverged: the remote stands; replay ours on top, oldest first.
+        let mut moved: HashMap<Oid, std::result::Result<Oid, ConflictInfo>> = HashMap::new();
+        let mut new_head = r;
+        let mut replayed = Vec::new();
+        for c in ours {
+            match self.replay(c, new_head)? {
+                Ok(n) => {
+                    if n != new_head {
+                        replayed.push(n);
+                    }
+                    new_head = n;
+                    moved.insert(c, Ok(n));
+                }
+                Err(info) => {
+                    moved.insert(c, Err(info));
+                }
+            }
+        }
+        self.head = Some(new_head);
+        self.set_unpushed(replayed);
+        self.flush(HeadChangeCause::Remote);
+        if self.disk_head != Some(new_head) {
+            // The old head is still on disk: forget our bookkeeping so the next fetch
+            // recomputes it from history.
+            self.remote_known = false;
+            return Err(Error::Io("could not write the replayed head".into()));
+        }
+        let waiters = std::mem::take(&mut self.pushed_waiters);
+        for (oid, w) in waiters {
+            match moved.get(&oid) {
+                Some(Ok(n)) => self.pushed_waiters.push((*n, w)),
+                Some(Err(info)) => {
+                    let _ = w.send(Err(Error::Conflict(Box::new(info.clone()))));
+                }
+                None => self.pushed_waiters.push((oid, w)),
+            }
+        }
+        self.resolve_pushed(r);
+        self.request_push();
+        Ok(())
+    }
+
+    /// Commits reachable from `head` but not from `hide`, oldest first.
+    fn history(&self, head: Oid, hide: Option<Oid>) -> Result<Vec<Oid>> {
+        let mut walk = self.repo.revwalk()?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
+        walk.push(head)?;
+        if let Some(h) = hide {
+            walk.hide(h)?;
+        }
+        Ok(walk.collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+
+    /// Waiters on commits no longer unpushed are on the remote (`r`) now.
+    fn resolve_pushed(&mut self, r: Oid) {
+        let waiters = std::mem::take(&mut self.pushed_waiters);
+        for (oid, w) in waiters {
+            if self.unpushed_set.contains(&oid) {
+                self.pushed_waiters.push((oid, w));
+            } else {
+                let _ = w.send(Ok(r));
+            }
+        }
+    }
+
+    /// Cherry-picks commit `c` onto `onto`: its own diff, merged path by path.
+    fn replay(&mut self, c: Oid, onto: Oid) -> Result<std::result::Result<Oid, ConflictInfo>> {
+        if let Some(m) = &mut self.mem {
+            m.dirty = true;
+        }
+        let commit = self.repo.find_commit(c)?;
+        let parent_tree = match commit.parent(0) {
+            Ok(p) => Some(p.tree()?),
+            Err(_) => None,
+        };
+        let tree = commit.tree()?;
+        let ov: Overlay = diff_overlay(&self.repo, parent_tree.as_ref(), &tree)?;
+        let onto_commit = self.repo.find_commit(onto)?;
+        let onto_tree = onto_commit.tree()?;
+        let merged = merge_overlay(
+            &self.repo,
+            self.cfg.merger.as_ref(),
+            parent_tree.as_ref(),
+            Some(&onto_tree),
+            &ov,
+        )?;
+        let result = match merged {
+            Ok(eff) => match apply_overlay(&self.repo, Some(&onto_tree), &eff)? {
+                Ok(t) => Ok(t),
+                Err(clash) => Err(PathConflict {
+                    path: clash.0,
+                    detail: ConflictDetail::new("a file and a directory at the same path"),
+                }),
+            },
+            Err(pc) => Err(pc),
+        };
+        match result {
+            Ok(t) if t == onto_tree.id() => Ok(Ok(onto)), // already there
+            Ok(t) => {
+                let t = self.repo.find_tree(t)?;
+                let committer = self.signature(None)?;
+                let msg = commit.message_raw().unwrap_or("valuesfs: update");
+                let n = self.repo.commit(
+                    None,
+                    &commit.author(),
+                    &committer,
+                    msg,
+                    &t,
+                    &[&onto_commit],
+                )?;
+                Ok(Ok(n))
+            }
+            Err(pc) => Ok(Err(park(
+                &self.repo,
+                &mut self.mem,
+                &self.conflicts_dir,
+                &mut self.conflicts,
+                c,
+                pc,
+                "push",
+            )?)),
+        }
+    }
+
+    fn status(&self) -> Status {
+        // Between fetches our bookkeeping is exact; before the first one, ask git.
+        let (ahead, behind) = match (self.remote_known, self.head, self.remote) {
+            (true, _, _) => (self.unpushed.len(), 0),
+            (false, Some(h), Some(r)) => self.repo.graph_ahead_behind(h, r).unwrap_or((0, 0)),
+            (false, Some(h), None) => (self.count(h), 0),
+            _ => (0, 0),
+        };
+        Status {
+            remote: self.cfg.remote_url.clone(),
+            branch: self.cfg.branch.clone(),
+            head: self.head.map(|h| h.to_string()),
+            remote_head: self.remote.map(|h| h.to_string()),
+            ahead,
+            behind,
+            pending_pushes: ahead,
+            last_fetch: self.last_fetch.clone(),
+            last_fetch_error: self.last_fetch_error.clone(),
+            last_push: self.last_push.clone(),
+            last_push_error: self.last_push_error.clone(),
+            conflicts: self.conflicts.clone(),
+        }
+    }
+
+    fn count(&self, h: Oid) -> usize {
+        let Ok(mut w) = self.repo.revwalk() else {
+            return 0;
+        };
+        if w.push(h).is_err() {
+            return 0;
+        }
+        w.count()
+    }
+}

@@ -1,0 +1,228 @@
+//! The git engine behind the mount: one serialized *master* per mount.
+//!
+//! # Shape
+//!
+//! * [`Master::start`] opens (or creates, by fetching the remote) a bare repository in
+//!   `state_dir/repo.git` and spawns two OS threads:
+//!   - the **master thread** owns the only `git2::Repository` that moves the local
+//!     branch. Every session, fetch result and push result goes through its channel,
+//!     so the local branch has exactly one writer and needs no lock;
+//!   - the **sync thread** owns a second `Repository` on the same directory and does all
+//!     network I/O (fetch, push). It never moves the local branch; it reports remote
+//!     heads back to the master, which merges/rebases and hands it the next push target.
+//! * Everything else holds a cloneable [`MasterHandle`]. Readers take the current
+//!   [`Snapshot`] (an `Arc`, swapped atomically by the master) and read blobs through
+//!   their own [`Reader`] (a separate read-only `Repository`); git objects are immutable,
+//!   so readers never synchronise with the master beyond that pointer swap.
+//!
+//! # Invariants
+//!
+//! * History is linear on our side: each session is one commit whose parent is the
+//!   local head at the time it is applied. A session built on an older base is merged
+//!   per path (see [`merge`]) and still committed on top of the head.
+//! * The local branch `refs/heads/<branch>` is the journal of acknowledged work: a
+//!   session is acknowledged *committed* only after its objects and that ref are
+//!   fsynced. Objects of a batch are collected in an in-memory odb and written as one
+//!   pack (fsynced) before the ref moves (group commit); `packs.rs` keeps the pack
+//!   count small. Unpushed work = commits reachable from the branch but not from the
+//!   remote head. After a crash the next start fetches and pushes exactly those
+//!   commits (by id), so nothing is pushed twice and nothing acknowledged is lost.
+//! * The remote ref only ever moves by compare-and-swap from the value our push was
+//!   based on (see [`transport`]); no `+` refspec is ever pushed.
+//! * When the remote moved, the remote's history stands: our unpushed commits are
+//!   replayed (cherry-picked, per-path three-way merge) onto it in order; one that
+//!   conflicts is parked on `refs/valuesfs/conflicts/<id>` (local only, never pushed;
+//!   its record is `state_dir/conflicts/<id>.json`) and its waiters get
+//!   [`Error::Conflict`]. Nothing is force-pushed, no side silently wins.
+//! * The master never deletes objects a snapshot may name (no gc, pack merges keep
+//!   unreachable objects), so an old snapshot stays readable.
+//!
+//! # Process-wide libgit2 settings
+//!
+//! [`Master::start`] turns on libgit2's fsync of objects, packs and refs, and turns off
+//! hash re-verification of every object read (git itself verifies in fsck only).
+//!
+//! # Locks
+//!
+//! * `state_dir/lock` is held with `flock(LOCK_EX)` for the whole life of the master:
+//!   one master per state dir. It is released by the kernel on `kill -9`.
+//! * The snapshot cell (`RwLock<Arc<Snapshot>>`) is held only to clone or swap the `Arc`;
+//!   no other lock is ever taken while holding it. There is no other shared lock.
+
+mod duration;
+mod master;
+pub mod merge;
+mod packs;
+mod session;
+mod snapshot;
+mod status;
+mod syncer;
+pub mod transport;
+mod tree;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use duration::parse_duration;
+pub use master::{Master, MasterHandle, Ticket};
+pub use merge::{ConflictDetail, NoSemanticMerge, SemanticMerge};
+pub use session::{Change, FileMode, Session};
+pub use snapshot::{DirEntry, EntryKind, HeadChange, HeadChangeCause, Reader, Snapshot};
+pub use status::{ConflictInfo, Status};
+
+pub use git2::Oid;
+
+/// Errors of the git engine. Cheap to clone so every waiter can get its own copy.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// A libgit2 call failed.
+    #[error("git: {message}")]
+    Git {
+        /// libgit2's error code, e.g. `NotFound`, `Locked`.
+        code: git2::ErrorCode,
+        /// libgit2's message.
+        message: String,
+    },
+    /// A filesystem call failed.
+    #[error("io: {0}")]
+    Io(String),
+    /// A true conflict: the session was not applied; its commit is kept on
+    /// `info.refname` and listed in [`Status::conflicts`].
+    #[error("{0}")]
+    Conflict(Box<ConflictInfo>),
+    /// A path in a session is not a valid repository path.
+    #[error("invalid path {0:?}")]
+    InvalidPath(String),
+    /// A session operation refers to a path that does not exist (rename, chmod).
+    #[error("no such path {0:?}")]
+    NotFound(String),
+    /// The session's base commit is unknown to the master.
+    #[error("unknown base commit {0}")]
+    UnknownBase(Oid),
+    /// Another master holds the state directory.
+    #[error("state dir {0} is in use by another master")]
+    StateDirBusy(PathBuf),
+    /// The remote could not be reached or refused the operation.
+    #[error("remote: {0}")]
+    Remote(String),
+    /// A duration string could not be parsed.
+    #[error("invalid duration {0:?} (use e.g. 250ms, 1s, 5m, 1h)")]
+    Duration(String),
+    /// Waiting timed out (the work itself continues).
+    #[error("timed out")]
+    Timeout,
+    /// The master has stopped; the request was not (or no longer) handled.
+    #[error("master stopped")]
+    Stopped,
+}
+
+impl From<git2::Error> for Error {
+    fn from(e: git2::Error) -> Self {
+        Error::Git {
+            code: e.code(),
+            message: e.message().to_string(),
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e.to_string())
+    }
+}
+
+impl Error {
+    /// The conflict details if this is a conflict.
+    pub fn conflict(&self) -> Option<&ConflictInfo> {
+        match self {
+            Error::Conflict(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// Result alias of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How to authenticate to the remote. Unused fields are ignored by transports that do
+/// not need them (local paths, file://, git://).
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// User name for ssh (default: the user in the URL, else `git`) and https.
+    pub username: Option<String>,
+    /// Private key file for ssh; without it the ssh agent is asked.
+    pub ssh_key: Option<PathBuf>,
+    /// Passphrase of `ssh_key`.
+    pub ssh_passphrase: Option<String>,
+    /// Token for https (sent as the password); without it git's credential helper is asked.
+    pub https_token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of logs.
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("ssh_key", &self.ssh_key)
+            .field(
+                "ssh_passphrase",
+                &self.ssh_passphrase.as_ref().map(|_| "***"),
+            )
+            .field("https_token", &self.https_token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// Configuration of a master.
+#[derive(Clone)]
+pub struct Config {
+    /// Remote URL: a path, `file://`, `git://`, `ssh://` / `user@host:path`, `https://`.
+    pub remote_url: String,
+    /// Branch on the remote (and locally).
+    pub branch: String,
+    /// Directory owned by this master (created if missing; an empty one is adopted).
+    pub state_dir: PathBuf,
+    /// Period of background fetches (a random jitter of up to 10% is added).
+    pub fetch_interval: Duration,
+    /// First retry delay after a failed push; doubles up to `push_backoff_max`.
+    pub push_backoff_min: Duration,
+    /// Largest retry delay after failed pushes.
+    pub push_backoff_max: Duration,
+    /// Default author (name, email) of sessions that set none; also the committer.
+    pub author: (String, String),
+    /// Merger for files with structure (SOPS); default merges everything as text.
+    pub merger: Arc<dyn SemanticMerge>,
+    /// Transport credentials.
+    pub credentials: Credentials,
+}
+
+impl Config {
+    /// A configuration with defaults: branch `main`, fetch every 30 s, backoff 250 ms..30 s.
+    pub fn new(remote_url: impl Into<String>, state_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            remote_url: remote_url.into(),
+            branch: "main".to_string(),
+            state_dir: state_dir.into(),
+            fetch_interval: Duration::from_secs(30),
+            push_backoff_min: Duration::from_millis(250),
+            push_backoff_max: Duration::from_secs(30),
+            author: ("valuesfs".to_string(), "valuesfs@localhost".to_string()),
+            merger: Arc::new(NoSemanticMerge),
+            credentials: Credentials::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("remote_url", &self.remote_url)
+            .field("branch", &self.branch)
+            .field("state_dir", &self.state_dir)
+            .field("fetch_interval", &self.fetch_interval)
+            .field("author", &self.author)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}

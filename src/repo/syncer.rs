@@ -1,0 +1,219 @@
+//! The sync thread: all network I/O, so the master never blocks on the remote.
+//!
+//! It owns its own `Repository` on the master's directory. It only writes objects
+//! (fetch) and the refs `refs/remotes/origin/<branch>` and `refs/valuesfs/push`; the
+//! local branch belongs to the master. Push targets arrive as [`SyncCmd::Push`]; newer
+//! ones replace older ones, so sessions committed while a push is in flight go out in
+//! the next push (batching). A target built on another remote head than the one we
+//! know is stale: the master is about to merge that head and will send a new target.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use git2::{Oid, Repository};
+use rand::Rng;
+
+use super::master::Request;
+use super::packs::Generation;
+use super::transport::{self, PushOutcome};
+use super::Credentials;
+
+pub(crate) enum SyncCmd {
+    /// Make the remote branch `target`, which the master built on remote head `base`
+    /// (`None`: before the master heard of any fetch; `Some(None)`: empty remote).
+    Push {
+        target: Oid,
+        base: Option<Option<Oid>>,
+    },
+    /// Fetch now; the token comes back in [`SyncEvent::Fetched`].
+    Fetch(u64),
+}
+
+pub(crate) enum SyncEvent {
+    /// A fetch finished (`head` is the remote head when `result` is Ok).
+    Fetched {
+        head: Option<Oid>,
+        result: Result<(), String>,
+        tokens: Vec<u64>,
+    },
+    /// The remote branch is now `head`.
+    Pushed { head: Oid },
+    /// A push attempt failed (network, permissions); it will be retried.
+    PushFailed { error: String },
+}
+
+pub(crate) struct Syncer {
+    pub repo: Repository,
+    pub repo_path: std::path::PathBuf,
+    /// Reopen `repo` when this changes (the master merged packs).
+    pub generation: Generation,
+    pub url: String,
+    pub branch: String,
+    pub creds: Credentials,
+    pub interval: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub tx: Sender<Request>,
+    pub rx: Receiver<SyncCmd>,
+    /// Remote head as last seen; `None` until the first successful fetch.
+    pub known: Option<Option<Oid>>,
+}
+
+impl Syncer {
+    pub fn run(mut self) {
+        let mut target: Option<(Oid, Option<Option<Oid>>)> = None;
+        let mut next_fetch = Instant::now(); // fetch at once: pushes what a crash left behind
+        let mut retry_at = Instant::now();
+        let mut fail_backoff = self.backoff_min;
+        let mut reject_streak = 0u32;
+        let mut cache = transport::RemoteCache::default();
+        let mut seen_generation = self.generation.get();
+        loop {
+            let g = self.generation.get();
+            if g != seen_generation {
+                match Repository::open_bare(&self.repo_path) {
+                    Ok(r) => self.repo = r,
+                    Err(e) => tracing::error!("reopening after pack merge: {e}"),
+                }
+                seen_generation = g;
+            }
+            let mut tokens = Vec::new();
+            let now = Instant::now();
+            let mut deadline = next_fetch;
+            if target.is_some() {
+                deadline = deadline.min(retry_at);
+            }
+            match self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(now))
+            {
+                Ok(cmd) => Self::on_cmd(cmd, &mut target, &mut tokens),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            while let Ok(cmd) = self.rx.try_recv() {
+                Self::on_cmd(cmd, &mut target, &mut tokens);
+            }
+            let now = Instant::now();
+            if !tokens.is_empty() || now >= next_fetch {
+                self.fetch(tokens);
+                next_fetch = Instant::now() + self.jittered(self.interval);
+            }
+            let Some((t, base)) = target else { continue };
+            if Instant::now() < retry_at {
+                continue;
+            }
+            if self.known.is_none() {
+                // Never reached the remote: we do not know what to compare-and-swap from.
+                if !self.fetch(Vec::new()) {
+                    retry_at = Instant::now() + self.jittered(fail_backoff);
+                    fail_backoff = (fail_backoff * 2).min(self.backoff_max);
+                    continue;
+                }
+            }
+            let expected = self.known.flatten();
+            if expected == Some(t) {
+                target = None;
+                self.send(SyncEvent::Pushed { head: t });
+                continue;
+            }
+            if base != self.known {
+                // Built on a remote head we no longer see: the master is about to
+                // merge the newer one and will send a new target.
+                target = None;
+                continue;
+            }
+            let res = transport::push(
+                &self.repo,
+                &self.url,
+                &self.branch,
+                t,
+                expected,
+                &self.creds,
+                &mut cache,
+            );
+            match res {
+                Ok(PushOutcome::Pushed) => {
+                    tracing::debug!(%t, "pushed");
+                    // (refs/remotes/origin is left to the next fetch: one fsync less.)
+                    self.known = Some(Some(t));
+                    target = None;
+                    fail_backoff = self.backoff_min;
+                    reject_streak = 0;
+                    self.send(SyncEvent::Pushed { head: t });
+                }
+                Ok(PushOutcome::Rejected(why)) => {
+                    tracing::debug!(%t, %why, "push rejected; fetching");
+                    reject_streak += 1;
+                    // Racing writers: retry soon, with growing random spread.
+                    let spread =
+                        Duration::from_millis(2u64 << reject_streak.min(10)).min(self.backoff_max);
+                    retry_at = Instant::now() + self.jittered_full(spread);
+                    if self.fetch(Vec::new()) {
+                        target = None; // the master answers the fetch with a new target
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%t, "push failed: {e}");
+                    self.send(SyncEvent::PushFailed {
+                        error: e.to_string(),
+                    });
+                    retry_at = Instant::now() + self.jittered(fail_backoff);
+                    fail_backoff = (fail_backoff * 2).min(self.backoff_max);
+                }
+            }
+        }
+    }
+
+    fn on_cmd(
+        cmd: SyncCmd,
+        target: &mut Option<(Oid, Option<Option<Oid>>)>,
+        tokens: &mut Vec<u64>,
+    ) {
+        match cmd {
+            SyncCmd::Push { target: t, base } => *target = Some((t, base)),
+            SyncCmd::Fetch(tok) => tokens.push(tok),
+        }
+    }
+
+    /// Fetches and reports; true on success.
+    fn fetch(&mut self, tokens: Vec<u64>) -> bool {
+        match transport::fetch(&self.repo, &self.url, &self.branch, &self.creds) {
+            Ok(head) => {
+                self.known = Some(head);
+                self.send(SyncEvent::Fetched {
+                    head,
+                    result: Ok(()),
+                    tokens,
+                });
+                true
+            }
+            Err(e) => {
+                tracing::warn!("fetch failed: {e}");
+                self.send(SyncEvent::Fetched {
+                    head: None,
+                    result: Err(e.to_string()),
+                    tokens,
+                });
+                false
+            }
+        }
+    }
+
+    fn send(&self, ev: SyncEvent) {
+        // The master is gone only while shutting down; nothing left to tell.
+        let _ = self.tx.send(Request::Sync(ev));
+    }
+
+    /// `d` plus up to 10% random jitter, so masters do not fetch in lockstep.
+    fn jittered(&self, d: Duration) -> Duration {
+        let ms = d.as_millis() as u64;
+        d + Duration::from_millis(rand::thread_rng().gen_range(0..=ms / 10))
+    }
+
+    /// A uniformly random delay in `0..=d`.
+    fn jittered_full(&self, d: Duration) -> Duration {
+        let ms = d.as_millis() as u64;
+        Duration::from_millis(rand::thread_rng().gen_range(0..=ms))
+    }
+}

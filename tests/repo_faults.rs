@@ -1,0 +1,345 @@
+//! Faults: unreachable remotes, `kill -9` mid-batch, racing writers, push-time conflicts.
+
+mod repo_common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use repo_common::*;
+use valuesfs::repo::{Error, Master, Session, Ticket};
+
+const T: Duration = Duration::from_secs(60);
+
+fn submit_files(m: &valuesfs::repo::MasterHandle, prefix: &str, n: usize) -> Vec<Ticket> {
+    (0..n)
+        .map(|i| {
+            let mut s = Session::new(m.snapshot().commit);
+            s.write(format!("{prefix}/{i}.txt"), format!("{prefix} {i}\n"));
+            let mut t = m.submit(s).expect("submit");
+            t.wait_committed()
+                .expect("committed while the remote is down");
+            t
+        })
+        .collect()
+}
+
+fn assert_files(tmp: &std::path::Path, url: &str, prefix: &str, n: usize) {
+    let co = clone(tmp, url);
+    let files = read_tree(co.path());
+    for i in 0..n {
+        assert_eq!(
+            files.get(&format!("{prefix}/{i}.txt")).map(String::as_str),
+            Some(format!("{prefix} {i}\n").as_str())
+        );
+    }
+}
+
+#[test]
+fn bare_repo_moved_away_then_back() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    let url = remote.to_str().expect("utf8").to_string();
+    cli_commit(tmp.path(), &url, &[("README", "r\n")], "seed");
+    let m = Master::start(config(&url, &tmp.path().join("state"))).expect("start");
+    submit_files(&m, "before", 3).iter_mut().for_each(|t| {
+        t.wait_pushed(T).expect("pushed");
+    });
+
+    let away = tmp.path().join("away.git");
+    std::fs::rename(&remote, &away).expect("rename away");
+    let mut tickets = submit_files(&m, "during", 20);
+    assert!(matches!(
+        tickets[0].wait_pushed(Duration::from_millis(500)),
+        Err(Error::Timeout)
+    ));
+    let st = m.status().expect("status");
+    assert_eq!(st.pending_pushes, 20, "{}", st.to_yaml());
+    assert!(st.last_push_error.is_some(), "{}", st.to_yaml());
+
+    std::fs::rename(&away, &remote).expect("rename back");
+    for t in &mut tickets {
+        t.wait_pushed(T).expect("pushed after the remote came back");
+    }
+    let st = m.status().expect("status");
+    assert_eq!(st.pending_pushes, 0);
+    assert_eq!(st.last_push_error, None);
+    fsck(&remote);
+    assert_files(tmp.path(), &url, "during", 20);
+    assert_eq!(git(&remote, &["rev-list", "--count", "main"]).trim(), "24");
+}
+
+#[test]
+fn git_daemon_stopped_then_restarted() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let base = tmp.path().join("srv");
+    std::fs::create_dir(&base).expect("mkdir");
+    let remote = bare(&base, "r.git");
+    let mut d = Daemon::start(&base);
+    let url = d.url("r.git");
+    cli_commit(tmp.path(), &url, &[("README", "r\n")], "seed");
+    let m = Master::start(config(&url, &tmp.path().join("state"))).expect("start");
+
+    d.stop();
+    let mut tickets = submit_files(&m, "offline", 15);
+    assert!(matches!(
+        tickets[14].wait_pushed(Duration::from_millis(500)),
+        Err(Error::Timeout)
+    ));
+    assert!(
+        m.fetch_now().is_err(),
+        "fetch must fail while the daemon is down"
+    );
+    let st = m.status().expect("status");
+    assert_eq!(st.pending_pushes, 15);
+    assert!(st.last_fetch_error.is_some());
+
+    let _d2 = Daemon::start_on(&base, d.port);
+    for t in &mut tickets {
+        t.wait_pushed(T).expect("pushed after the daemon came back");
+    }
+    fsck(&remote);
+    assert_files(tmp.path(), &url, "offline", 15);
+    assert_eq!(git(&remote, &["rev-list", "--count", "main"]).trim(), "16");
+}
+
+#[test]
+fn push_races_cli_writer() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    let url = remote.to_str().expect("utf8").to_string();
+    cli_commit(tmp.path(), &url, &[("README", "r\n")], "seed");
+    let m = Master::start(config(&url, &tmp.path().join("state"))).expect("start");
+
+    // A git CLI user pushing to the same bare repository at the same time.
+    let cli_url = url.clone();
+    let cli_tmp = tmp.path().to_path_buf();
+    let cli = std::thread::spawn(move || {
+        let w = tempfile::tempdir_in(&cli_tmp).expect("tmp");
+        git(
+            &cli_tmp,
+            &["clone", "-q", &cli_url, w.path().to_str().expect("utf8")],
+        );
+        for i in 0..30 {
+            std::fs::write(w.path().join(format!("cli{i}.txt")), format!("{i}\n")).expect("w");
+            git(w.path(), &["add", "."]);
+            git(w.path(), &["commit", "-q", "-m", &format!("cli {i}")]);
+            // Like any git user: on rejection, pull --rebase and push again.
+            let mut ok = false;
+            for _ in 0..100 {
+                if git_ok(w.path(), &["push", "-q", "origin", "HEAD:main"]) {
+                    ok = true;
+                    break;
+                }
+                git(w.path(), &["pull", "-q", "--rebase", "origin", "main"]);
+            }
+            assert!(ok, "cli push never succeeded");
+        }
+    });
+    let mut tickets = Vec::new();
+    for i in 0..60 {
+        let mut s = Session::new(m.snapshot().commit);
+        s.write(format!("m/{i}.txt"), format!("m {i}\n"));
+        tickets.push(m.submit(s).expect("submit"));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    cli.join().expect("cli writer");
+    for t in &mut tickets {
+        t.wait_pushed(T).expect("pushed");
+    }
+    m.fetch_now().expect("fetch");
+    fsck(&remote);
+    let co = clone(tmp.path(), &url);
+    let files = read_tree(co.path());
+    for i in 0..30 {
+        assert_eq!(files.get(&format!("cli{i}.txt")), Some(&format!("{i}\n")));
+    }
+    for i in 0..60 {
+        assert_eq!(files.get(&format!("m/{i}.txt")), Some(&format!("m {i}\n")));
+    }
+    assert_eq!(git(&remote, &["rev-list", "--count", "main"]).trim(), "91");
+    assert!(m.status().expect("status").conflicts.is_empty());
+}
+
+#[test]
+fn push_time_conflict_keeps_the_remote_version() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    let url = remote.to_str().expect("utf8").to_string();
+    cli_commit(tmp.path(), &url, &[("v.kv", "a=0\nb=0\n")], "seed");
+    let a = Master::start(config(&url, &tmp.path().join("a"))).expect("a");
+    let b = Master::start(config(&url, &tmp.path().join("b"))).expect("b");
+    b.fetch_now().expect("b has seen the seed");
+
+    // A publishes first.
+    let mut s = Session::new(a.snapshot().commit);
+    s.write("v.kv", "a=1\nb=0\n");
+    a.submit(s)
+        .expect("submit")
+        .wait_pushed(T)
+        .expect("a pushed");
+
+    // B has not fetched: its sessions commit locally, then meet A's push. The
+    // conflicting one sits between two that replay cleanly.
+    let base = b.snapshot().commit;
+    let mut s0 = Session::new(base);
+    s0.write("first.txt", "f\n");
+    let mut t0 = b.submit(s0).expect("submit");
+    let mut s1 = Session::new(base);
+    s1.write("v.kv", "a=2\nb=0\n");
+    let mut s2 = Session::new(base);
+    s2.write("v.kv", "a=0\nb=7\n").write("other.txt", "o\n");
+    let mut t1 = b.submit(s1).expect("submit");
+    let mut t2 = b.submit(s2).expect("submit");
+    t1.wait_committed().expect("committed locally");
+    t2.wait_committed().expect("committed locally");
+    let err = t1.wait_pushed(T).expect_err("moved to conflicts");
+    let info = err.conflict().expect("conflict").clone();
+    assert_eq!(info.path, "v.kv");
+    assert_eq!(info.key.as_deref(), Some("a"));
+    assert_eq!(info.phase, "push");
+    t2.wait_pushed(T).expect("the later session is replayed");
+    t0.wait_pushed(T).expect("the earlier session is replayed");
+
+    fsck(&remote);
+    let co = clone(tmp.path(), &url);
+    let files = read_tree(co.path());
+    assert_eq!(
+        files["v.kv"], "a=1\nb=7\n",
+        "remote version stands, B's other key lands"
+    );
+    assert_eq!(files["other.txt"], "o\n");
+    assert_eq!(files["first.txt"], "f\n");
+    // Both versions recoverable.
+    let kept = git(
+        &tmp.path().join("b/repo.git"),
+        &["show", &format!("{}:v.kv", info.refname)],
+    );
+    assert_eq!(kept, "a=2\nb=0\n");
+    let st = b.status().expect("status");
+    assert_eq!(st.conflicts.len(), 1);
+    assert_eq!(st.ahead, 0);
+}
+
+/// Not a test by itself: the child process of `kill_9_mid_batch_then_restart`. Runs a
+/// master, submits sessions from 8 threads and prints `ACK <i>` after each commit ack,
+/// until the parent kills it. Without the environment variable it does nothing.
+#[test]
+fn zz_child_master_process() {
+    let (Ok(state), Ok(url), Ok(n)) = (
+        std::env::var("VALUESFS_CHILD_STATE"),
+        std::env::var("VALUESFS_CHILD_URL"),
+        std::env::var("VALUESFS_CHILD_N"),
+    ) else {
+        return;
+    };
+    let n: usize = n.parse().expect("n");
+    let m = Master::start(config(&url, std::path::Path::new(&state))).expect("start");
+    let mut joins = Vec::new();
+    for t in 0..8 {
+        let m = m.clone();
+        joins.push(std::thread::spawn(move || {
+            for i in (t..n).step_by(8) {
+                let mut s = Session::new(m.snapshot().commit);
+                s.write(format!("kill/{i}.txt"), format!("{i}\n"));
+                m.submit(s)
+                    .expect("submit")
+                    .wait_committed()
+                    .expect("committed");
+                let out = std::io::stdout();
+                let mut out = out.lock();
+                writeln!(out, "ACK {i}").expect("stdout");
+                out.flush().expect("flush");
+            }
+        }));
+    }
+    for j in joins {
+        let _ = j.join();
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn kill_9_mid_batch_then_restart() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    let url = remote.to_str().expect("utf8").to_string();
+    cli_commit(tmp.path(), &url, &[("README", "r\n")], "seed");
+    let state = tmp.path().join("state");
+    let n = 400;
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .args([
+            "--exact",
+            "zz_child_master_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("VALUESFS_CHILD_STATE", &state)
+        .env("VALUESFS_CHILD_URL", &url)
+        .env("VALUESFS_CHILD_N", n.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(i) = line.strip_prefix("ACK ") {
+                let _ = tx.send(i.trim().parse::<usize>().expect("ack number"));
+            }
+        }
+    });
+    let mut acked = BTreeSet::new();
+    let t0 = Instant::now();
+    while acked.len() < 150 {
+        let i = rx.recv_timeout(T).expect("child acks");
+        acked.insert(i);
+        assert!(t0.elapsed() < T, "child too slow");
+    }
+    child.kill().expect("SIGKILL"); // std sends SIGKILL on Unix
+    child.wait().expect("reap");
+    reader.join().expect("reader");
+    // Acks printed before the kill still count.
+    acked.extend(rx.try_iter());
+    assert!(acked.len() < n, "the child finished before being killed");
+
+    // Restart on the same state dir: everything acknowledged reaches the remote.
+    let m = Master::start(config(&url, &state)).expect("restart");
+    m.flush(T).expect("all pushed");
+    m.fetch_now().expect("fetch");
+    fsck(&remote);
+    let co = clone(tmp.path(), &url);
+    let files = read_tree(co.path());
+    for i in &acked {
+        assert_eq!(
+            files.get(&format!("kill/{i}.txt")),
+            Some(&format!("{i}\n")),
+            "acknowledged session {i} lost"
+        );
+    }
+    // Exactly once: every session's file is added by exactly one commit.
+    let log = git(&remote, &["log", "--format=", "--name-only", "main"]);
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for l in log.lines().filter(|l| !l.is_empty()) {
+        *seen.entry(l).or_default() += 1;
+    }
+    assert!(
+        seen.values().all(|c| *c == 1),
+        "duplicated sessions: {seen:?}"
+    );
+    let commits: usize = git(&remote, &["rev-list", "--count", "main"])
+        .trim()
+        .parse()
+        .expect("count");
+    assert_eq!(commits, seen.len(), "one commit per file (seed included)");
+    eprintln!(
+        "killed after {} acks; {} sessions on the remote",
+        acked.len(),
+        commits - 1
+    );
+}

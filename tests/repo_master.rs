@@ -1,0 +1,311 @@
+//! Single-master behaviour against real remotes, checked with the git CLI.
+
+mod repo_common;
+
+use std::time::Duration;
+
+use repo_common::*;
+use valuesfs::repo::{Error, FileMode, HeadChangeCause, Master, Session};
+
+const T: Duration = Duration::from_secs(30);
+
+fn exercise(url: &str, remote_dir: &std::path::Path, tmp: &std::path::Path) {
+    cli_commit(
+        tmp,
+        url,
+        &[("seed.txt", "seed\n"), ("dir/old.txt", "old\n")],
+        "seed",
+    );
+    let m = Master::start(config(url, &tmp.join("state"))).expect("start");
+    let base = m.snapshot();
+    assert!(base.commit.is_some());
+
+    let mut s = Session::new(base.commit);
+    s.write("a.txt", "hello\n")
+        .write("deep/er/b.txt", "b\n")
+        .write_mode("run.sh", "#!/bin/sh\necho hi\n", FileMode::Executable)
+        .symlink("link", "a.txt")
+        .rename("dir/old.txt", "dir/new.txt");
+    let mut t = m.submit(s).expect("submit");
+    let c1 = t.wait_committed().expect("committed");
+    let pushed = t.wait_pushed(T).expect("pushed");
+    assert_eq!(pushed, c1);
+    assert_eq!(m.snapshot().commit, Some(c1));
+
+    let mut s = Session::new(Some(c1));
+    s.delete("seed.txt")
+        .set_executable("run.sh", false)
+        .author("Ann", "ann@x");
+    s.message("second");
+    let mut t = m.submit(s).expect("submit");
+    t.wait_pushed(T).expect("pushed");
+
+    // The reader sees what was committed.
+    let r = m.reader().expect("reader");
+    let snap = m.snapshot();
+    assert_eq!(
+        r.read(&snap, "deep/er/b.txt").expect("read"),
+        Some((b"b\n".to_vec(), FileMode::Regular))
+    );
+    assert!(r.read(&snap, "seed.txt").expect("read").is_none());
+    let names: Vec<String> = r
+        .list(&snap, "")
+        .expect("list")
+        .expect("dir")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["a.txt", "deep", "dir", "link", "run.sh"]);
+
+    // The git CLI is the reference.
+    fsck(remote_dir);
+    let log = git(remote_dir, &["log", "--format=%an|%s", "main"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert_eq!(lines[0], "Ann|second");
+    assert!(
+        lines[1].starts_with("valuesfs|valuesfs: update 6 files"),
+        "{log}"
+    );
+    let co = clone(tmp, url);
+    let files = read_tree(co.path());
+    assert_eq!(files.get("a.txt").map(String::as_str), Some("hello\n"));
+    assert_eq!(files.get("dir/new.txt").map(String::as_str), Some("old\n"));
+    assert!(!files.contains_key("dir/old.txt"));
+    assert!(!files.contains_key("seed.txt"));
+    let ls = git(co.path(), &["ls-files", "-s"]);
+    assert!(ls.contains("120000") && ls.contains("link"), "{ls}");
+    assert!(ls.contains("100644") && ls.contains("run.sh"), "{ls}");
+    let st = m.status().expect("status");
+    assert_eq!(st.ahead, 0);
+    assert_eq!(st.pending_pushes, 0);
+    assert_eq!(st.head, st.remote_head);
+    m.shutdown();
+}
+
+#[test]
+fn sessions_reach_a_bare_repo_path() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    exercise(remote.to_str().expect("utf8"), &remote, tmp.path());
+}
+
+#[test]
+fn sessions_reach_a_file_url() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    exercise(&format!("file://{}", remote.display()), &remote, tmp.path());
+}
+
+#[test]
+fn sessions_reach_git_daemon() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let base = tmp.path().join("srv");
+    std::fs::create_dir(&base).expect("mkdir");
+    let remote = bare(&base, "r.git");
+    let d = Daemon::start(&base);
+    exercise(&d.url("r.git"), &remote, tmp.path());
+}
+
+#[test]
+fn empty_remote_gets_a_root_commit_and_state_dir_is_adopted() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&state).expect("existing empty state dir");
+    let url = remote.to_str().expect("utf8");
+    let m = Master::start(config(url, &state)).expect("start");
+    assert_eq!(m.snapshot().commit, None);
+    let mut s = Session::new(None);
+    s.write("x.kv", "a=1\n");
+    let mut t = m.submit(s).expect("submit");
+    let c = t.wait_pushed(T).expect("pushed");
+    m.shutdown();
+    drop(m);
+
+    // A restart on the same state dir picks up where it stopped.
+    let m = Master::start(config(url, &state)).expect("restart");
+    assert_eq!(m.snapshot().commit, Some(c));
+    // One master per state dir.
+    match Master::start(config(url, &state)) {
+        Err(Error::StateDirBusy(_)) => {}
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("second master on one state dir"),
+    }
+    fsck(&remote);
+    assert_eq!(git(&remote, &["rev-parse", "main"]).trim(), c.to_string());
+}
+
+#[test]
+fn stale_bases_merge_text_as_git_does() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    let url = remote.to_str().expect("utf8");
+    cli_commit(
+        tmp.path(),
+        url,
+        &[("f.txt", "1\n2\n3\n4\n5\n6\n7\n8\n")],
+        "seed",
+    );
+    let m = Master::start(config(url, &tmp.path().join("state"))).expect("start");
+    let base = m.snapshot().commit;
+
+    let mut a = Session::new(base);
+    a.write("f.txt", "one\n2\n3\n4\n5\n6\n7\n8\n");
+    m.commit(a).expect("a");
+    // Same base, a non-overlapping edit: merges.
+    let mut b = Session::new(base);
+    b.write("f.txt", "1\n2\n3\n4\n5\n6\n7\neight\n");
+    m.commit(b).expect("b merges");
+    // Same base, overlapping edit: conflict naming the path, no key for text.
+    let mut c = Session::new(base);
+    c.write("f.txt", "uno\n2\n3\n4\n5\n6\n7\n8\n");
+    let err = m.commit(c).expect_err("overlap conflicts");
+    let info = err.conflict().expect("conflict error").clone();
+    assert_eq!(info.path, "f.txt");
+    assert_eq!(info.key, None);
+    m.flush(T).expect("flush");
+
+    let co = clone(tmp.path(), url);
+    assert_eq!(
+        std::fs::read_to_string(co.path().join("f.txt")).expect("read"),
+        "one\n2\n3\n4\n5\n6\n7\neight\n"
+    );
+    // The rejected version is recoverable from the conflicts ref of the master's repo.
+    let state_repo = tmp.path().join("state/repo.git");
+    let kept = git(&state_repo, &["show", &format!("{}:f.txt", info.refname)]);
+    assert_eq!(kept, "uno\n2\n3\n4\n5\n6\n7\n8\n");
+    // Not pushed: conflicts stay local.
+    assert!(!git(&remote, &["for-each-ref"]).contains("conflicts"));
+}
+
+#[test]
+fn kv_sessions_on_different_keys_both_land_same_key_conflicts() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    let url = remote.to_str().expect("utf8");
+    cli_commit(
+        tmp.path(),
+        url,
+        &[("app/values.kv", "a=0\nb=0\nc=0\n")],
+        "seed",
+    );
+    let m = Master::start(config(url, &tmp.path().join("state"))).expect("start");
+    let base = m.snapshot().commit;
+    let mut s1 = Session::new(base);
+    s1.write("app/values.kv", "a=1\nb=0\nc=0\n");
+    let mut s2 = Session::new(base);
+    s2.write("app/values.kv", "a=0\nb=2\nc=0\n");
+    let mut s3 = Session::new(base);
+    s3.write("app/values.kv", "a=3\nb=0\nc=0\n");
+    let mut t1 = m.submit(s1).expect("submit");
+    let mut t2 = m.submit(s2).expect("submit");
+    let mut t3 = m.submit(s3).expect("submit");
+    t1.wait_pushed(T).expect("s1");
+    t2.wait_pushed(T).expect("s2 lands too");
+    let err = t3.wait_committed().expect_err("same key two ways");
+    let info = err.conflict().expect("conflict").clone();
+    assert_eq!(info.path, "app/values.kv");
+    assert_eq!(info.key.as_deref(), Some("a"));
+    assert!(err.to_string().contains("app/values.kv") && err.to_string().contains(" a"));
+    assert!(matches!(t3.wait_pushed(T), Err(Error::Conflict(_))));
+
+    let st = m.status().expect("status");
+    assert_eq!(st.conflicts.len(), 1);
+    let y = st.to_yaml();
+    assert!(
+        y.contains("path: \"app/values.kv\"") && y.contains("key: \"a\""),
+        "{y}"
+    );
+    m.flush(T).expect("flush");
+    let co = clone(tmp.path(), url);
+    assert_eq!(
+        std::fs::read_to_string(co.path().join("app/values.kv")).expect("read"),
+        "a=1\nb=2\nc=0\n"
+    );
+    // Both versions recoverable: the remote has a=1, the conflicts ref a=3.
+    let state_repo = tmp.path().join("state/repo.git");
+    let kept = git(
+        &state_repo,
+        &["show", &format!("{}:app/values.kv", info.refname)],
+    );
+    assert_eq!(kept, "a=3\nb=0\nc=0\n");
+    m.dismiss_conflict(&info.id).expect("dismiss");
+    assert!(m.status().expect("status").conflicts.is_empty());
+}
+
+#[test]
+fn a_conflict_inside_a_batch_keeps_the_rest_of_the_batch() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    let url = remote.to_str().expect("utf8");
+    cli_commit(tmp.path(), url, &[("v.kv", "a=0\n")], "seed");
+    let m = Master::start(config(url, &tmp.path().join("state"))).expect("start");
+    let base = m.snapshot().commit;
+    // Queued back to back: they are applied in one batch, one ref write.
+    let mut tickets = Vec::new();
+    for i in 0..20 {
+        let mut s = Session::new(base);
+        if i == 10 {
+            s.write("v.kv", "a=2\n"); // conflicts with session 5
+        } else if i == 5 {
+            s.write("v.kv", "a=1\n");
+        } else {
+            s.write(format!("f{i}.txt"), format!("{i}\n"));
+        }
+        tickets.push(m.submit(s).expect("submit"));
+    }
+    for (i, t) in tickets.iter_mut().enumerate() {
+        if i == 10 {
+            assert!(matches!(t.wait_pushed(T), Err(Error::Conflict(_))));
+        } else {
+            t.wait_pushed(T).expect("pushed");
+        }
+    }
+    fsck(&remote);
+    let co = clone(tmp.path(), url);
+    let files = read_tree(co.path());
+    assert_eq!(files["v.kv"], "a=1\n");
+    for i in (0..20).filter(|i| *i != 5 && *i != 10) {
+        assert_eq!(files[&format!("f{i}.txt")], format!("{i}\n"));
+    }
+    // Restart: the state on disk is complete (nothing referenced only from memory).
+    m.shutdown();
+    drop(m);
+    let m = Master::start(config(url, &tmp.path().join("state"))).expect("restart");
+    m.fetch_now().expect("fetch");
+    assert!(git_ok(
+        &tmp.path().join("state/repo.git"),
+        &["fsck", "--strict"]
+    ));
+}
+
+#[test]
+fn fetch_merges_remote_changes_and_tells_subscribers() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    let url = remote.to_str().expect("utf8");
+    cli_commit(tmp.path(), url, &[("a.txt", "a\n")], "seed");
+    let mut cfg = config(url, &tmp.path().join("state"));
+    cfg.fetch_interval = valuesfs::repo::parse_duration("200ms").expect("duration");
+    let m = Master::start(cfg).expect("start");
+    let sub = m.subscribe().expect("subscribe");
+    cli_commit(tmp.path(), url, &[("b/c.txt", "c\n")], "remote change");
+    // On demand...
+    m.fetch_now().expect("fetch");
+    let ev = sub.recv_timeout(T).expect("event");
+    assert_eq!(ev.cause, HeadChangeCause::Remote);
+    assert_eq!(ev.paths, ["b/c.txt"]);
+    let r = m.reader().expect("reader");
+    assert_eq!(
+        r.read(&ev.new, "b/c.txt").expect("read").map(|x| x.0),
+        Some(b"c\n".to_vec())
+    );
+    // ...and periodically.
+    cli_commit(tmp.path(), url, &[("d.txt", "d\n")], "another");
+    let ev = sub.recv_timeout(T).expect("periodic fetch event");
+    assert_eq!(ev.paths, ["d.txt"]);
+    let st = m.status().expect("status");
+    assert!(st.last_fetch.is_some());
+    assert_eq!(st.behind, 0);
+}
