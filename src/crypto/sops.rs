@@ -399,7 +399,7 @@ fn utf8(input: &[u8]) -> Result<&str> {
 }
 
 /// Parse plaintext into documents for a store.
-fn parse_plain(input: &[u8], format: Format) -> Result<Vec<Value>> {
+pub fn parse_plain(input: &[u8], format: Format) -> Result<Vec<Value>> {
     match format {
         Format::Yaml => Ok(yaml::parse_mappings(utf8(input)?, Limits::default())?),
         Format::Json => Ok(vec![json::parse(utf8(input)?, 128)?.root]),

@@ -55,6 +55,7 @@ pub mod merge;
 mod packs;
 mod session;
 mod snapshot;
+pub mod sops_merge;
 mod status;
 mod syncer;
 pub mod transport;
@@ -68,6 +69,7 @@ pub use duration::parse_duration;
 pub use master::{Master, MasterHandle, Ticket};
 pub use merge::{ConflictDetail, NoSemanticMerge, SemanticMerge};
 pub use session::{Change, FileMode, Session};
+pub use sops_merge::SopsMerge;
 pub use snapshot::{DirEntry, EntryKind, HeadChange, HeadChangeCause, Reader, Snapshot};
 pub use status::{ConflictInfo, Status};
 
