@@ -69,8 +69,8 @@ pub use duration::parse_duration;
 pub use master::{Master, MasterHandle, Ticket};
 pub use merge::{ConflictDetail, NoSemanticMerge, SemanticMerge};
 pub use session::{Change, FileMode, Session};
-pub use sops_merge::SopsMerge;
 pub use snapshot::{DirEntry, EntryKind, HeadChange, HeadChangeCause, Reader, Snapshot};
+pub use sops_merge::SopsMerge;
 pub use status::{ConflictInfo, Status};
 
 pub use git2::Oid;

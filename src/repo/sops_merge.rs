@@ -45,7 +45,13 @@ fn merge_lines(base: &[u8], ours: &[u8], theirs: &[u8]) -> Option<Zeroizing<Vec<
             input.size = buf.len();
         }
         let mut out: raw::git_merge_file_result = std::mem::zeroed();
-        let rc = raw::git_merge_file(&mut out, &inputs[0], &inputs[1], &inputs[2], std::ptr::null());
+        let rc = raw::git_merge_file(
+            &mut out,
+            &inputs[0],
+            &inputs[1],
+            &inputs[2],
+            std::ptr::null(),
+        );
         if rc != 0 {
             return None;
         }
@@ -83,12 +89,13 @@ impl SopsMerge {
         }
         let empty = Vec::new();
         let base_docs = base.map_or(&empty[..], |b| b.documents());
-        let tree = merge_documents(base_docs, ours.documents(), theirs.documents()).map_err(
-            |c| ConflictDetail {
-                key: Some(c.path.clone()),
-                message: format!("both sides changed key {} differently", c.path),
-            },
-        )?;
+        let tree =
+            merge_documents(base_docs, ours.documents(), theirs.documents()).map_err(|c| {
+                ConflictDetail {
+                    key: Some(c.path.clone()),
+                    message: format!("both sides changed key {} differently", c.path),
+                }
+            })?;
         let base_plain: &[u8] = base.map_or(&[], |b| &b.plaintext);
         let text = merge_lines(base_plain, &ours.plaintext, &theirs.plaintext)
             .filter(|t| {
@@ -186,7 +193,10 @@ mod tests {
             .expect("clean");
         let docs = decrypt(&merged, Format::Yaml, &keys).expect("dec");
         let d = &docs.documents()[0];
-        assert_eq!(d.get("db").and_then(|v| v.get("user")), Some(&Value::Str("app2".into())));
+        assert_eq!(
+            d.get("db").and_then(|v| v.get("user")),
+            Some(&Value::Str("app2".into()))
+        );
         assert_eq!(
             d.get("db").and_then(|v| v.get("password")),
             Some(&Value::Str("three".into()))
@@ -199,7 +209,9 @@ mod tests {
         let base = encrypt(b"db:\n  password: one\n", Format::Yaml, &params).expect("enc");
         let b_open = decrypt(&base, Format::Yaml, &keys).expect("dec");
         let ours = b_open.reencrypt(b"db:\n  password: two\n").expect("ours");
-        let theirs = b_open.reencrypt(b"db:\n  password: three\n").expect("theirs");
+        let theirs = b_open
+            .reencrypt(b"db:\n  password: three\n")
+            .expect("theirs");
         let c = SopsMerge::new(keys)
             .merge("s.yaml", Some(&base), &ours, &theirs)
             .expect("claimed")
