@@ -138,3 +138,34 @@ pub fn wrap_data_key(key: &[u8; 32], recipient: &str) -> Result<String> {
     w.finish()?.finish()?;
     String::from_utf8(out).map_err(|_| Error::Internal("age armor is not UTF-8".into()))
 }
+
+/// Encrypt arbitrary bytes to recipients as a binary age file (used for drafts at rest).
+pub fn encrypt_to(recipients: &[String], plain: &[u8]) -> Result<Vec<u8>> {
+    let parsed: Vec<age::x25519::Recipient> = recipients
+        .iter()
+        .map(|r| parse_recipient(r))
+        .collect::<Result<_>>()?;
+    if parsed.is_empty() {
+        return Err(Error::NoRecipients);
+    }
+    let enc = age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(|e| Error::Internal(format!("age: {e}")))?;
+    let mut out = Vec::new();
+    let mut w = enc.wrap_output(&mut out)?;
+    w.write_all(plain)?;
+    w.finish()?;
+    Ok(out)
+}
+
+impl Keyring {
+    /// Decrypt a binary age file with these identities.
+    pub fn decrypt_file(&self, data: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        let decryptor = age::Decryptor::new(data).ok()?;
+        let mut stream = decryptor
+            .decrypt(self.identities.iter().map(|i| i as &dyn age::Identity))
+            .ok()?;
+        let mut out = Zeroizing::new(Vec::new());
+        stream.read_to_end(&mut out).ok()?;
+        Some(out)
+    }
+}

@@ -144,6 +144,13 @@ impl Reader {
         Ok(lookup(&tree, path)?.map(|e| (kind(e.mode), e.oid)))
     }
 
+    /// Content of a blob by id.
+    pub fn read_blob(&self, oid: Oid) -> Result<Vec<u8>> {
+        let repo = self.repo()?;
+        let blob = repo.find_blob(oid)?;
+        Ok(blob.content().to_vec())
+    }
+
     /// Size in bytes of a blob, without reading it when the odb can tell.
     pub fn blob_size(&self, oid: Oid) -> Result<usize> {
         let (size, _) = self.repo()?.odb()?.read_header(oid)?;

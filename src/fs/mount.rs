@@ -1,0 +1,347 @@
+//! The daemon around a mount: identities, the master, the FUSE session, kernel cache
+//! invalidation on new heads, the whiteout reaper and the private control socket.
+//!
+//! Threads: FUSE event loop (4), workers (8) for blocking operations, one invalidator
+//! (head changes -> kernel notifications), one reaper, one control-socket listener.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::fuse::{Adapter, Workers};
+use super::view::{Fs, FsConfig};
+use crate::crypto::Keyring;
+use crate::repo::{Config, Master, MasterHandle, SopsMerge};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("{0}")]
+    Keys(String),
+    #[error("state dir {path}: {err}")]
+    StateDir { path: String, err: String },
+    #[error("starting the git master: {0}")]
+    Master(#[from] crate::repo::Error),
+    #[error("mounting {path}: {err}")]
+    Fuse { path: String, err: String },
+    #[error("{0}")]
+    Fs(#[from] super::Error),
+}
+
+/// Everything `valuesfs mount` takes.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    pub remote: String,
+    pub mountpoint: PathBuf,
+    pub branch: String,
+    pub identity: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub allow_other: bool,
+    pub push_sync: bool,
+    pub push_timeout: Duration,
+    pub fetch_interval: Duration,
+    pub ignore: Vec<String>,
+    pub cache_bytes: usize,
+}
+
+impl MountOptions {
+    pub fn new(remote: impl Into<String>, mountpoint: impl Into<PathBuf>) -> MountOptions {
+        MountOptions {
+            remote: remote.into(),
+            mountpoint: mountpoint.into(),
+            branch: "main".into(),
+            identity: None,
+            state_dir: None,
+            allow_other: false,
+            push_sync: false,
+            push_timeout: Duration::from_secs(30),
+            fetch_interval: Duration::from_secs(30),
+            ignore: Vec::new(),
+            cache_bytes: 256 << 20,
+        }
+    }
+}
+
+/// The default state directory for a mount: `$XDG_STATE_HOME/valuesfs/<id>`.
+pub fn default_state_dir(remote: &str, branch: &str, mountpoint: &Path) -> PathBuf {
+    use sha2::Digest;
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let mp = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+    let h = sha2::Sha256::digest(format!("{remote}\0{branch}\0{}", mp.display()).as_bytes());
+    let id: String = h.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    base.join("valuesfs").join(id)
+}
+
+/// Identities for the mount: `--identity`, else as sops finds them. Files readable by
+/// group or others are refused (ssh's rule).
+pub fn load_keys(identity: Option<&Path>) -> Result<Keyring, MountError> {
+    if let Some(p) = identity {
+        return Keyring::from_file(p, true).map_err(|e| MountError::Keys(e.to_string()));
+    }
+    if let Some(p) = std::env::var_os("SOPS_AGE_KEY_FILE").filter(|v| !v.is_empty()) {
+        Keyring::from_file(Path::new(&p), true).map_err(|e| MountError::Keys(e.to_string()))?;
+    }
+    match Keyring::from_env() {
+        Ok(k) => Ok(k),
+        Err(crate::crypto::Error::NoIdentities { default_path }) => {
+            tracing::warn!(
+                "no age identity (looked at SOPS_AGE_KEY, SOPS_AGE_KEY_FILE, {default_path}): \
+                 SOPS files show as read-only ciphertext"
+            );
+            Ok(Keyring::default())
+        }
+        Err(e) => Err(MountError::Keys(e.to_string())),
+    }
+}
+
+/// A running mount.
+pub struct Mounted {
+    session: Option<fuser::BackgroundSession>,
+    pub fs: Arc<Fs>,
+    pub master: MasterHandle,
+    stop: Arc<AtomicBool>,
+    pub mountpoint: PathBuf,
+    pub state_dir: PathBuf,
+    push_timeout: Duration,
+}
+
+/// Mark the process non-dumpable: no core dumps or ptrace by others of decrypted data.
+pub fn harden_process() {
+    // SAFETY: prctl with these arguments only changes a process flag.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
+pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
+    harden_process();
+    let keys = Arc::new(load_keys(opts.identity.as_deref())?);
+    let state_dir = opts
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| default_state_dir(&opts.remote, &opts.branch, &opts.mountpoint));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&state_dir)
+            .map_err(|e| MountError::StateDir {
+                path: state_dir.display().to_string(),
+                err: e.to_string(),
+            })?;
+    }
+    let mut cfg = Config::new(opts.remote.clone(), state_dir.clone());
+    cfg.branch = opts.branch.clone();
+    cfg.fetch_interval = opts.fetch_interval;
+    cfg.merger = Arc::new(SopsMerge::new(keys.clone()));
+    let master = Master::start(cfg)?;
+
+    let mut fcfg = FsConfig::new(state_dir.clone());
+    fcfg.push_sync = opts.push_sync;
+    fcfg.push_timeout = opts.push_timeout;
+    fcfg.ignore = opts.ignore.clone();
+    fcfg.cache_bytes = opts.cache_bytes;
+    let fs = Arc::new(Fs::new(master.clone(), keys, fcfg)?);
+
+    let mut mount_options = vec![
+        fuser::MountOption::FSName("valuesfs".into()),
+        fuser::MountOption::Subtype("valuesfs".into()),
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+    ];
+    if opts.allow_other {
+        mount_options.push(fuser::MountOption::AllowOther);
+    }
+    let config = fuser::Config {
+        mount_options,
+        acl: if opts.allow_other {
+            fuser::SessionACL::All
+        } else {
+            fuser::SessionACL::Owner
+        },
+        n_threads: Some(4),
+        clone_fd: false,
+    };
+    let workers = Arc::new(Workers::new(8));
+    let session = fuser::Session::new(
+        Adapter::new(fs.clone(), workers),
+        &opts.mountpoint,
+        &config,
+    )
+    .map_err(|e| MountError::Fuse {
+        path: opts.mountpoint.display().to_string(),
+        err: e.to_string(),
+    })?;
+    let notifier = session.notifier();
+    let session = session.spawn().map_err(|e| MountError::Fuse {
+        path: opts.mountpoint.display().to_string(),
+        err: e.to_string(),
+    })?;
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // Remote changes: tell the kernel which cached entries and pages are stale.
+    let changes = master.subscribe()?;
+    {
+        let fs = fs.clone();
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("valuesfs-inval".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(change) = changes.recv_timeout(Duration::from_millis(500)) else {
+                        continue;
+                    };
+                    if change.paths.iter().any(|p| p == ".gitignore") {
+                        fs.refresh_ignore();
+                    }
+                    for (ino, parent, name) in fs.known_inodes(&change.paths) {
+                        if let Some(i) = ino {
+                            let _ = notifier.inval_inode(fuser::INodeNo(i), 0, 0);
+                        }
+                        if let Some(p) = parent {
+                            let _ = notifier.inval_entry(fuser::INodeNo(p), name.as_ref());
+                        }
+                    }
+                }
+            })
+            .map_err(|e| MountError::Fuse {
+                path: opts.mountpoint.display().to_string(),
+                err: e.to_string(),
+            })?;
+    }
+    {
+        let fs = fs.clone();
+        let stop = stop.clone();
+        let _ = std::thread::Builder::new()
+            .name("valuesfs-reaper".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(500));
+                    fs.reap_whiteouts();
+                }
+            });
+    }
+    serve_socket(&state_dir, fs.clone(), master.clone(), stop.clone());
+    tracing::info!(
+        "mounted {} on {} (state {})",
+        opts.remote,
+        opts.mountpoint.display(),
+        state_dir.display()
+    );
+    Ok(Mounted {
+        session: Some(session),
+        fs,
+        master,
+        stop,
+        mountpoint: opts.mountpoint.clone(),
+        state_dir,
+        push_timeout: opts.push_timeout,
+    })
+}
+
+/// The private control socket: one command per connection (`status`, `fetch`, `unmount`).
+fn serve_socket(state_dir: &Path, fs: Arc<Fs>, master: MasterHandle, stop: Arc<AtomicBool>) {
+    let path = state_dir.join("daemon.sock");
+    let _ = std::fs::remove_file(&path);
+    let listener = match UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("control socket {}: {e}", path.display());
+            return;
+        }
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    let _ = std::thread::Builder::new()
+        .name("valuesfs-socket".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut line = String::new();
+                if BufReader::new(&conn).read_line(&mut line).is_err() {
+                    continue;
+                }
+                let reply = match line.trim() {
+                    "status" => super::control::status_text(&fs).unwrap_or_else(|e| e.to_string()),
+                    "fetch" => match master.fetch_now() {
+                        Ok(()) => "ok\n".into(),
+                        Err(e) => format!("error: {e}\n"),
+                    },
+                    "unmount" => {
+                        stop.store(true, Ordering::Relaxed);
+                        // SAFETY: raising a signal at ourselves; the main thread waits on it.
+                        unsafe {
+                            libc::kill(libc::getpid(), libc::SIGTERM);
+                        }
+                        "ok\n".into()
+                    }
+                    other => format!("error: unknown command {other:?}\n"),
+                };
+                let _ = conn.write_all(reply.as_bytes());
+            }
+        });
+}
+
+/// Block SIGINT/SIGTERM in this thread and every thread started after it, so that
+/// `wait_for_signal` can collect them synchronously.
+pub fn block_signals() {
+    // SAFETY: plain signal mask manipulation on a zeroed, initialised set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Wait for SIGINT or SIGTERM (blocked by `block_signals`).
+pub fn wait_for_signal() -> i32 {
+    // SAFETY: sigwait on a set of blocked signals.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let mut sig = 0;
+        libc::sigwait(&set, &mut sig);
+        sig
+    }
+}
+
+impl Mounted {
+    /// Unmount, push what is pending (bounded), stop the master.
+    pub fn unmount(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(s) = self.session.take() {
+            if let Err(e) = s.umount_and_join() {
+                tracing::warn!("unmount: {e}");
+            }
+        }
+        if let Err(e) = self.master.flush(self.push_timeout) {
+            tracing::warn!("unpushed work stays in the state dir: {e}");
+        }
+        self.master.shutdown();
+        let _ = std::fs::remove_file(self.state_dir.join("daemon.sock"));
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(s) = self.session.take() {
+            let _ = s.umount_and_join();
+            self.master.shutdown();
+        }
+    }
+}

@@ -1,0 +1,1746 @@
+//! The filesystem logic: paths, inodes, open files and sessions, with no FUSE types.
+//!
+//! The view is the master's current [`Snapshot`] plus an in-memory overlay (`mem`):
+//! editor scratch files, new files not yet committed, drafts of refused content, empty
+//! directories, and whiteouts of tracked files renamed onto scratch names. SOPS files
+//! are shown decrypted; decoded blobs are cached by (blob id, store), so the cache never
+//! goes stale.
+//!
+//! Writes go to a per-inode buffer (`OpenFile`) shared by every handle of that inode. The
+//! first flush after a handle wrote submits one session and waits until it is committed;
+//! `release` submits what no flush did. Methods that wait on the master are blocking:
+//! the FUSE adapter runs them on worker threads, never on a FUSE thread.
+//!
+//! Lock order: `state`, then `cache`, then `readers`. No lock is held while waiting on
+//! the master or while encrypting.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use zeroize::Zeroizing;
+
+use super::error::{not_found, Error, Kind, Result};
+use super::ignore::IgnoreSet;
+use crate::crypto::{self, Format, Keyring, SopsConfig};
+use crate::repo::{
+    EntryKind, FileMode, MasterHandle, Oid, Reader, Session, Snapshot, Ticket,
+};
+
+pub const ROOT_INO: u64 = 1;
+pub const CONTROL: &str = ".valuesfs";
+
+/// Settings of a mounted view.
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    pub uid: u32,
+    pub gid: u32,
+    /// Every close waits for the push (as fsync does).
+    pub push_sync: bool,
+    /// How long fsync (and sync closes) wait for the push.
+    pub push_timeout: Duration,
+    /// Extra scratch globs (`--ignore`).
+    pub ignore: Vec<String>,
+    /// Bytes of decoded blobs kept in memory.
+    pub cache_bytes: usize,
+    /// Where drafts are kept (age-encrypted).
+    pub state_dir: PathBuf,
+    /// Largest file the view will decode or accept.
+    pub max_file: usize,
+    /// How long a tracked file renamed onto a scratch name may stay unreplaced before its
+    /// deletion is committed.
+    pub whiteout_grace: Duration,
+}
+
+impl FsConfig {
+    pub fn new(state_dir: PathBuf) -> FsConfig {
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        FsConfig {
+            uid,
+            gid,
+            push_sync: false,
+            push_timeout: Duration::from_secs(30),
+            ignore: Vec::new(),
+            cache_bytes: 256 << 20,
+            state_dir,
+            max_file: crypto::sops::DEFAULT_MAX_SIZE,
+            whiteout_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// Attributes the adapter turns into the kernel's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub size: u64,
+    pub kind: FileKind,
+    pub perm: u16,
+    pub mtime: SystemTime,
+    pub uid: u32,
+    pub gid: u32,
+    /// Immutable (history, conflicts): the kernel may cache it for long.
+    pub immutable: bool,
+}
+
+/// What `open`/`create` tell the kernel about caching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenReply {
+    pub fh: u64,
+    /// Page cache still valid (same content as the last open).
+    pub keep_cache: bool,
+    /// Read-only open: no flush needed on close.
+    pub noflush: bool,
+    /// Generated content (status): bypass the page cache.
+    pub direct_io: bool,
+}
+
+/// A blob as the view shows it.
+pub struct Decoded {
+    pub data: Zeroizing<Vec<u8>>,
+    /// The decrypted SOPS file, for stable re-encryption.
+    pub sops: Option<Arc<crypto::Opened>>,
+    /// A SOPS file we cannot decrypt: shown as ciphertext, read-only, with this reason.
+    pub locked: Option<String>,
+}
+
+#[derive(Debug)]
+enum MemKind {
+    Scratch,
+    /// Created, not yet committed.
+    Pending,
+    /// Content that could not be committed (bad content); kept encrypted on disk.
+    Draft(String),
+}
+
+#[derive(Debug)]
+enum Mem {
+    Dir(SystemTime),
+    File {
+        data: Zeroizing<Vec<u8>>,
+        mode: FileMode,
+        kind: MemKind,
+        mtime: SystemTime,
+    },
+    /// A tracked file moved onto a scratch name; hidden until replaced or reaped.
+    Whiteout(Instant),
+}
+
+struct OpenFile {
+    path: String,
+    /// Commit the buffer's content was read from (the session's base).
+    base: Option<Oid>,
+    data: Zeroizing<Vec<u8>>,
+    mode: FileMode,
+    dirty: bool,
+    handles: usize,
+    scratch: bool,
+    unlinked: bool,
+    last: Option<Arc<Mutex<Ticket>>>,
+}
+
+struct Handle {
+    ino: u64,
+    write: bool,
+    wrote: bool,
+    /// Content of a read-only open, fixed at open time.
+    content: Option<Arc<Decoded>>,
+    ticket: Option<Arc<Mutex<Ticket>>>,
+}
+
+#[derive(Default)]
+struct State {
+    ino_path: HashMap<u64, String>,
+    path_ino: HashMap<String, u64>,
+    next_ino: u64,
+    mem: BTreeMap<String, Mem>,
+    open: HashMap<u64, OpenFile>,
+    handles: HashMap<u64, Handle>,
+    next_fh: u64,
+    /// Per path: the blob id last seen and when it changed (mtime), or an explicit time.
+    mtimes: HashMap<String, (Option<Oid>, SystemTime)>,
+    /// Per inode: the blob id whose pages the kernel may have cached.
+    cached: HashMap<u64, Oid>,
+    /// Files shown read-only because no identity matches: path -> reason.
+    locked: BTreeMap<String, String>,
+    /// Recent errors: path -> message.
+    errors: BTreeMap<String, String>,
+}
+
+/// Where a path leads.
+#[derive(Clone)]
+pub(crate) enum Node {
+    /// A live directory (in the snapshot or the overlay).
+    Dir,
+    /// A live tracked file.
+    Blob { oid: Oid, mode: FileMode },
+    /// An overlay file.
+    Mem,
+    /// Something under `.valuesfs/` (read-only).
+    Control(super::control::CNode),
+}
+
+struct Cache {
+    lru: lru::LruCache<(Oid, Format), Arc<Decoded>>,
+    bytes: usize,
+}
+
+/// A mounted view of a values repository.
+pub struct Fs {
+    pub(crate) master: MasterHandle,
+    pub(crate) keys: Arc<Keyring>,
+    pub(crate) cfg: FsConfig,
+    ignore: Mutex<IgnoreSet>,
+    state: Mutex<State>,
+    cache: Mutex<Cache>,
+    readers: Mutex<Vec<Reader>>,
+    pub(crate) started: SystemTime,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+pub fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0')
+    {
+        return Err(Error::new(Kind::Invalid, format!("invalid name {name:?}")));
+    }
+    if name.len() > 255 {
+        return Err(Error::new(Kind::NameTooLong, "name too long"));
+    }
+    if name == ".git" {
+        return Err(Error::new(Kind::Perm, ".git cannot be created in the mount"));
+    }
+    Ok(())
+}
+
+impl Fs {
+    pub fn new(master: MasterHandle, keys: Arc<Keyring>, cfg: FsConfig) -> Result<Fs> {
+        let mut st = State {
+            next_ino: ROOT_INO + 1,
+            next_fh: 1,
+            ..Default::default()
+        };
+        st.ino_path.insert(ROOT_INO, String::new());
+        st.path_ino.insert(String::new(), ROOT_INO);
+        let cap = std::num::NonZeroUsize::new(1 << 20).expect("non-zero capacity");
+        let fs = Fs {
+            ignore: Mutex::new(IgnoreSet::new(&cfg.ignore)),
+            master,
+            keys,
+            cfg,
+            state: Mutex::new(st),
+            cache: Mutex::new(Cache {
+                lru: lru::LruCache::new(cap),
+                bytes: 0,
+            }),
+            readers: Mutex::new(Vec::new()),
+            started: SystemTime::now(),
+        };
+        fs.refresh_ignore();
+        fs.load_drafts();
+        Ok(fs)
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.master.snapshot()
+    }
+
+    /// Run `f` with a pooled reader.
+    pub(crate) fn with_reader<T>(&self, f: impl FnOnce(&Reader) -> Result<T>) -> Result<T> {
+        let reader = lock(&self.readers).pop();
+        let reader = match reader {
+            Some(r) => r,
+            None => self.master.reader()?,
+        };
+        let out = f(&reader);
+        let mut pool = lock(&self.readers);
+        if pool.len() < 16 {
+            pool.push(reader);
+        }
+        out
+    }
+
+    /// Re-read `.gitignore` patterns from the current head.
+    pub fn refresh_ignore(&self) {
+        let snap = self.snapshot();
+        let mut set = IgnoreSet::new(&self.cfg.ignore);
+        if let Ok(Some((bytes, _))) = self.with_reader(|r| Ok(r.read(&snap, ".gitignore")?)) {
+            set.add_gitignore(&String::from_utf8_lossy(&bytes));
+        }
+        *lock(&self.ignore) = set;
+    }
+
+    pub fn is_scratch(&self, path: &str) -> bool {
+        lock(&self.ignore).is_scratch(path)
+    }
+
+    // ---------------------------------------------------------------- inodes
+
+    pub fn path_of(&self, ino: u64) -> Result<String> {
+        lock(&self.state)
+            .ino_path
+            .get(&ino)
+            .cloned()
+            .ok_or_else(|| Error::new(Kind::NotFound, format!("stale inode {ino}")))
+    }
+
+    pub fn ino_of(&self, path: &str) -> u64 {
+        let mut st = lock(&self.state);
+        Self::ino_locked(&mut st, path)
+    }
+
+    fn ino_locked(st: &mut State, path: &str) -> u64 {
+        if let Some(i) = st.path_ino.get(path) {
+            return *i;
+        }
+        let ino = st.next_ino;
+        st.next_ino += 1;
+        st.path_ino.insert(path.to_string(), ino);
+        st.ino_path.insert(ino, path.to_string());
+        ino
+    }
+
+    /// The kernel forgot an inode: drop its number if nothing else uses it.
+    pub fn forget(&self, ino: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let mut st = lock(&self.state);
+        if st.open.contains_key(&ino) || st.handles.values().any(|h| h.ino == ino) {
+            return;
+        }
+        if let Some(p) = st.ino_path.remove(&ino) {
+            st.path_ino.remove(&p);
+        }
+        st.cached.remove(&ino);
+    }
+
+    fn move_inodes(st: &mut State, from: &str, to: &str) {
+        let prefix = format!("{from}/");
+        let moved: Vec<(String, u64)> = st
+            .path_ino
+            .iter()
+            .filter(|(p, _)| p.as_str() == from || p.starts_with(&prefix))
+            .map(|(p, i)| (p.clone(), *i))
+            .collect();
+        // The target's old inode (if any) loses its name.
+        if let Some(old) = st.path_ino.remove(to) {
+            st.ino_path.remove(&old);
+        }
+        for (p, i) in moved {
+            st.path_ino.remove(&p);
+            let np = format!("{to}{}", &p[from.len()..]);
+            st.path_ino.insert(np.clone(), i);
+            st.ino_path.insert(i, np.clone());
+            if let Some(of) = st.open.get_mut(&i) {
+                of.path = np;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- decoding
+
+    /// Decode a blob for display (cached by blob id and store).
+    pub(crate) fn decode(&self, path: &str, oid: Oid) -> Result<Arc<Decoded>> {
+        let format = Format::from_path(path);
+        if let Some(d) = lock(&self.cache).lru.get(&(oid, format)) {
+            return Ok(d.clone());
+        }
+        let size = self.with_reader(|r| Ok(r.blob_size(oid)?))?;
+        if size > self.cfg.max_file {
+            return Err(Error::new(
+                Kind::TooBig,
+                format!("{path}: {size} bytes, over the {} byte limit", self.cfg.max_file),
+            ));
+        }
+        let raw = self.with_reader(|r| Ok(read_blob(r, oid)?))?;
+        let looks_sops = memchr_all(&raw, b"sops") && memchr_all(&raw, b"ENC[AES256_GCM,");
+        let decoded = if looks_sops && crypto::is_sops(&raw, format) {
+            match crypto::decrypt(&raw, format, &self.keys) {
+                Ok(opened) => Decoded {
+                    data: Zeroizing::new(opened.plaintext.to_vec()),
+                    sops: Some(Arc::new(opened)),
+                    locked: None,
+                },
+                Err(
+                    e @ (crypto::Error::NoMatchingIdentity { .. }
+                    | crypto::Error::NoIdentities { .. }
+                    | crypto::Error::UnsupportedKeyServices { .. }),
+                ) => {
+                    let reason = e.to_string();
+                    lock(&self.state).locked.insert(path.to_string(), reason.clone());
+                    Decoded {
+                        data: Zeroizing::new(raw),
+                        sops: None,
+                        locked: Some(reason),
+                    }
+                }
+                Err(e) => {
+                    let msg = format!("{path}: {e}");
+                    tracing::error!("{msg}");
+                    lock(&self.state).errors.insert(path.to_string(), e.to_string());
+                    return Err(Error::new(Kind::Io, msg));
+                }
+            }
+        } else {
+            Decoded {
+                data: Zeroizing::new(raw),
+                sops: None,
+                locked: None,
+            }
+        };
+        let d = Arc::new(decoded);
+        let mut c = lock(&self.cache);
+        c.bytes += d.data.len();
+        c.lru.put((oid, format), d.clone());
+        while c.bytes > self.cfg.cache_bytes && c.lru.len() > 1 {
+            match c.lru.pop_lru() {
+                Some((_, old)) => c.bytes = c.bytes.saturating_sub(old.data.len()),
+                None => break,
+            }
+        }
+        Ok(d)
+    }
+
+    /// Decoded bytes currently held by the cache.
+    pub fn cache_bytes(&self) -> usize {
+        lock(&self.cache).bytes
+    }
+
+    // ---------------------------------------------------------------- resolution
+
+    pub(crate) fn resolve(&self, path: &str) -> Result<Option<Node>> {
+        if path == CONTROL || path.starts_with(".valuesfs/") {
+            return super::control::resolve(self, path).map(|n| n.map(Node::Control));
+        }
+        {
+            let st = lock(&self.state);
+            match st.mem.get(path) {
+                Some(Mem::Dir(_)) => return Ok(Some(Node::Dir)),
+                Some(Mem::File { .. }) => return Ok(Some(Node::Mem)),
+                Some(Mem::Whiteout(_)) => return Ok(None),
+                None => {}
+            }
+            // A parent hidden by a whiteout hides its children.
+            let mut p = parent_of(path);
+            while !p.is_empty() {
+                if matches!(st.mem.get(p), Some(Mem::Whiteout(_))) {
+                    return Ok(None);
+                }
+                p = parent_of(p);
+            }
+        }
+        let snap = self.snapshot();
+        let found = self.with_reader(|r| Ok(r.stat(&snap, path)?))?;
+        Ok(match found {
+            Some((EntryKind::Dir, _)) => Some(Node::Dir),
+            Some((EntryKind::File(mode), oid)) => Some(Node::Blob { oid, mode }),
+            _ => None,
+        })
+    }
+
+    fn mtime_for(&self, st: &mut State, path: &str, oid: Option<Oid>) -> SystemTime {
+        match st.mtimes.get(path) {
+            Some((seen, t)) if *seen == oid || seen.is_none() && oid.is_none() => *t,
+            Some((None, t)) if oid.is_some() => {
+                // An explicit time (utimens) sticks until the content changes.
+                let t = *t;
+                st.mtimes.insert(path.to_string(), (oid, t));
+                t
+            }
+            Some(_) => {
+                let now = SystemTime::now();
+                st.mtimes.insert(path.to_string(), (oid, now));
+                now
+            }
+            None => {
+                st.mtimes.insert(path.to_string(), (oid, self.started));
+                self.started
+            }
+        }
+    }
+
+    fn attr_of(&self, path: &str, node: &Node) -> Result<Attr> {
+        let (uid, gid) = (self.cfg.uid, self.cfg.gid);
+        let base = |ino, size, kind, perm, mtime| Attr {
+            ino,
+            size,
+            kind,
+            perm,
+            mtime,
+            uid,
+            gid,
+            immutable: false,
+        };
+        match node {
+            Node::Dir => {
+                let mut st = lock(&self.state);
+                let ino = Self::ino_locked(&mut st, path);
+                let perm = if path.is_empty() { 0o700 } else { 0o755 };
+                let t = self.mtime_for(&mut st, path, None);
+                Ok(base(ino, 4096, FileKind::Dir, perm, t))
+            }
+            Node::Blob { oid, mode } => {
+                let ino = self.ino_of(path);
+                // An open buffer is what the file is now.
+                {
+                    let mut st = lock(&self.state);
+                    if let Some(of) = st.open.get(&ino) {
+                        let size = of.data.len() as u64;
+                        let perm = perm_for(of.mode, false);
+                        let t = self.mtime_for(&mut st, path, None);
+                        return Ok(base(ino, size, kind_for(of.mode), perm, t));
+                    }
+                }
+                let (size, ro) = if *mode == FileMode::Symlink {
+                    (self.with_reader(|r| Ok(r.blob_size(*oid)?))? as u64, false)
+                } else {
+                    let d = self.decode(path, *oid)?;
+                    (d.data.len() as u64, d.locked.is_some())
+                };
+                let mut st = lock(&self.state);
+                let t = self.mtime_for(&mut st, path, Some(*oid));
+                Ok(base(ino, size, kind_for(*mode), perm_for(*mode, ro), t))
+            }
+            Node::Mem => {
+                let mut st = lock(&self.state);
+                let ino = Self::ino_locked(&mut st, path);
+                if let Some(of) = st.open.get(&ino) {
+                    let (size, mode) = (of.data.len() as u64, of.mode);
+                    let t = self.mtime_for(&mut st, path, None);
+                    return Ok(base(ino, size, kind_for(mode), perm_for(mode, false), t));
+                }
+                match st.mem.get(path) {
+                    Some(Mem::File {
+                        data, mode, mtime, ..
+                    }) => Ok(base(
+                        ino,
+                        data.len() as u64,
+                        kind_for(*mode),
+                        perm_for(*mode, false),
+                        *mtime,
+                    )),
+                    _ => Err(not_found(path)),
+                }
+            }
+            Node::Control(c) => super::control::attr(self, path, c),
+        }
+    }
+
+    // ---------------------------------------------------------------- reading
+
+    pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
+        let ppath = self.path_of(parent)?;
+        let path = join(&ppath, name);
+        let node = self.resolve(&path)?.ok_or_else(|| not_found(&path))?;
+        self.attr_of(&path, &node)
+    }
+
+    pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        let path = self.path_of(ino)?;
+        // Open files that were unlinked stay stat-able through their handles.
+        {
+            let st = lock(&self.state);
+            if let Some(of) = st.open.get(&ino) {
+                if of.unlinked {
+                    return Ok(Attr {
+                        ino,
+                        size: of.data.len() as u64,
+                        kind: kind_for(of.mode),
+                        perm: perm_for(of.mode, false),
+                        mtime: SystemTime::now(),
+                        uid: self.cfg.uid,
+                        gid: self.cfg.gid,
+                        immutable: false,
+                    });
+                }
+            }
+        }
+        let node = self.resolve(&path)?.ok_or_else(|| not_found(&path))?;
+        self.attr_of(&path, &node)
+    }
+
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        let path = self.path_of(ino)?;
+        match self.resolve(&path)? {
+            Some(Node::Blob {
+                oid,
+                mode: FileMode::Symlink,
+            }) => self.with_reader(|r| Ok(read_blob(r, oid)?)),
+            Some(Node::Control(c)) => super::control::readlink(self, &c),
+            Some(_) => Err(Error::new(Kind::Invalid, format!("{path}: not a symlink"))),
+            None => Err(not_found(&path)),
+        }
+    }
+
+    /// Directory entries: (inode, kind, name), without `.` and `..`.
+    pub fn readdir(&self, ino: u64) -> Result<Vec<(u64, FileKind, String)>> {
+        let path = self.path_of(ino)?;
+        let node = self.resolve(&path)?.ok_or_else(|| not_found(&path))?;
+        match node {
+            Node::Dir => {}
+            Node::Control(c) => return super::control::readdir(self, &path, &c),
+            _ => return Err(Error::new(Kind::NotDir, format!("{path}: not a directory"))),
+        }
+        let snap = self.snapshot();
+        let listed = self.with_reader(|r| Ok(r.list(&snap, &path)?))?;
+        let mut out: BTreeMap<String, FileKind> = BTreeMap::new();
+        for e in listed.unwrap_or_default() {
+            let k = match e.kind {
+                EntryKind::Dir => FileKind::Dir,
+                EntryKind::File(m) => kind_for(m),
+                EntryKind::Other => continue,
+            };
+            out.insert(e.name, k);
+        }
+        let st = lock(&self.state);
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        for (p, m) in st.mem.range(prefix.clone()..) {
+            if !p.starts_with(&prefix) {
+                break;
+            }
+            let rest = &p[prefix.len()..];
+            if rest.is_empty() {
+                continue;
+            }
+            match rest.split_once('/') {
+                Some((dir, _)) => {
+                    if !matches!(st.mem.get(&join(&path, dir)), Some(Mem::Whiteout(_))) {
+                        out.entry(dir.to_string()).or_insert(FileKind::Dir);
+                    }
+                }
+                None => match m {
+                    Mem::Whiteout(_) => {
+                        out.remove(rest);
+                    }
+                    Mem::Dir(_) => {
+                        out.insert(rest.to_string(), FileKind::Dir);
+                    }
+                    Mem::File { mode, .. } => {
+                        out.insert(rest.to_string(), kind_for(*mode));
+                    }
+                },
+            }
+        }
+        drop(st);
+        if path.is_empty() {
+            out.insert(CONTROL.to_string(), FileKind::Dir);
+        }
+        let mut st = lock(&self.state);
+        Ok(out
+            .into_iter()
+            .map(|(name, k)| {
+                let ino = Self::ino_locked(&mut st, &join(&path, &name));
+                (ino, k, name)
+            })
+            .collect())
+    }
+
+    pub fn open(&self, ino: u64, flags: i32) -> Result<OpenReply> {
+        let path = self.path_of(ino)?;
+        let acc = flags & libc::O_ACCMODE;
+        let write = acc != libc::O_RDONLY;
+        let trunc = flags & libc::O_TRUNC != 0 && write;
+        let node = self.resolve(&path)?.ok_or_else(|| not_found(&path))?;
+        match &node {
+            Node::Dir => return Err(Error::new(Kind::IsDir, format!("{path}: a directory"))),
+            Node::Control(c) => {
+                if write {
+                    return Err(Error::new(Kind::ReadOnly, format!("{path}: read-only")));
+                }
+                let (content, direct) = super::control::content(self, &path, c)?;
+                let mut st = lock(&self.state);
+                let fh = st.next_fh;
+                st.next_fh += 1;
+                st.handles.insert(
+                    fh,
+                    Handle {
+                        ino,
+                        write: false,
+                        wrote: false,
+                        content: Some(content),
+                        ticket: None,
+                    },
+                );
+                return Ok(OpenReply {
+                    fh,
+                    keep_cache: !direct,
+                    noflush: true,
+                    direct_io: direct,
+                });
+            }
+            _ => {}
+        }
+        let snap = self.snapshot();
+        // Current content of the file, unless a buffer already exists.
+        let existing = lock(&self.state).open.contains_key(&ino);
+        let mut decoded = None;
+        let mut mem_data = None;
+        let mut mode = FileMode::Regular;
+        match &node {
+            Node::Blob { oid, mode: m } => {
+                mode = *m;
+                if *m != FileMode::Symlink && (!existing || !write) {
+                    let d = self.decode(&path, *oid)?;
+                    if write && d.locked.is_some() {
+                        return Err(Error::new(
+                            Kind::ReadOnly,
+                            format!("{path}: {}", d.locked.clone().unwrap_or_default()),
+                        ));
+                    }
+                    decoded = Some(d);
+                }
+            }
+            Node::Mem => {
+                let st = lock(&self.state);
+                if let Some(Mem::File { data, mode: m, .. }) = st.mem.get(&path) {
+                    mem_data = Some(data.to_vec());
+                    mode = *m;
+                }
+            }
+            _ => {}
+        }
+        let scratch = self.is_scratch(&path);
+        let mut st = lock(&self.state);
+        let fh = st.next_fh;
+        st.next_fh += 1;
+        let mut keep_cache = false;
+        if write || st.open.contains_key(&ino) {
+            let of = st.open.entry(ino).or_insert_with(|| OpenFile {
+                path: path.clone(),
+                base: snap.commit,
+                data: Zeroizing::new(
+                    mem_data
+                        .clone()
+                        .or_else(|| decoded.as_ref().map(|d| d.data.to_vec()))
+                        .unwrap_or_default(),
+                ),
+                mode,
+                dirty: false,
+                handles: 0,
+                scratch,
+                unlinked: false,
+                last: None,
+            });
+            of.handles += 1;
+            if trunc && !of.data.is_empty() {
+                of.data.clear();
+                of.dirty = true;
+            }
+            st.handles.insert(
+                fh,
+                Handle {
+                    ino,
+                    write,
+                    wrote: false,
+                    content: None,
+                    ticket: None,
+                },
+            );
+        } else {
+            let content = match (decoded, mem_data) {
+                (Some(d), _) => d,
+                (None, Some(m)) => Arc::new(Decoded {
+                    data: Zeroizing::new(m),
+                    sops: None,
+                    locked: None,
+                }),
+                (None, None) => Arc::new(Decoded {
+                    data: Zeroizing::new(Vec::new()),
+                    sops: None,
+                    locked: None,
+                }),
+            };
+            if let Node::Blob { oid, .. } = node {
+                keep_cache = st.cached.insert(ino, oid) == Some(oid);
+            }
+            st.handles.insert(
+                fh,
+                Handle {
+                    ino,
+                    write: false,
+                    wrote: false,
+                    content: Some(content),
+                    ticket: None,
+                },
+            );
+        }
+        if write {
+            st.cached.remove(&ino);
+        }
+        Ok(OpenReply {
+            fh,
+            keep_cache,
+            noflush: !write,
+            direct_io: false,
+        })
+    }
+
+    pub fn create(&self, parent: u64, name: &str, flags: i32, mode: u32) -> Result<(Attr, OpenReply)> {
+        check_name(name)?;
+        let ppath = self.path_of(parent)?;
+        if ppath == CONTROL || ppath.starts_with(".valuesfs/") {
+            return Err(Error::new(Kind::ReadOnly, ".valuesfs is read-only"));
+        }
+        if ppath.is_empty() && name == CONTROL {
+            return Err(Error::new(Kind::Perm, ".valuesfs is reserved"));
+        }
+        let path = join(&ppath, name);
+        if let Some(n) = self.resolve(&path)? {
+            if flags & libc::O_EXCL != 0 {
+                return Err(Error::new(Kind::Exists, format!("{path}: exists")));
+            }
+            let ino = self.ino_of(&path);
+            let _ = n;
+            let reply = self.open(ino, flags | libc::O_TRUNC)?;
+            return Ok((self.getattr(ino)?, reply));
+        }
+        let fmode = if mode & 0o111 != 0 {
+            FileMode::Executable
+        } else {
+            FileMode::Regular
+        };
+        let scratch = self.is_scratch(&path);
+        let snap = self.snapshot();
+        let mut st = lock(&self.state);
+        st.mem.insert(
+            path.clone(),
+            Mem::File {
+                data: Zeroizing::new(Vec::new()),
+                mode: fmode,
+                kind: if scratch {
+                    MemKind::Scratch
+                } else {
+                    MemKind::Pending
+                },
+                mtime: SystemTime::now(),
+            },
+        );
+        let ino = Self::ino_locked(&mut st, &path);
+        st.mtimes.remove(&path);
+        st.open.insert(
+            ino,
+            OpenFile {
+                path: path.clone(),
+                base: snap.commit,
+                data: Zeroizing::new(Vec::new()),
+                mode: fmode,
+                // A new file is committed on release even if nothing is written.
+                dirty: !scratch,
+                handles: 1,
+                scratch,
+                unlinked: false,
+                last: None,
+            },
+        );
+        let fh = st.next_fh;
+        st.next_fh += 1;
+        st.handles.insert(
+            fh,
+            Handle {
+                ino,
+                write: true,
+                wrote: false,
+                content: None,
+                ticket: None,
+            },
+        );
+        drop(st);
+        let attr = self.getattr(ino)?;
+        Ok((
+            attr,
+            OpenReply {
+                fh,
+                keep_cache: false,
+                noflush: false,
+                direct_io: false,
+            },
+        ))
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let st = lock(&self.state);
+        let h = st
+            .handles
+            .get(&fh)
+            .ok_or_else(|| Error::new(Kind::BadHandle, "unknown handle"))?;
+        let slice = |data: &[u8]| -> Vec<u8> {
+            let start = (offset as usize).min(data.len());
+            let end = start.saturating_add(size as usize).min(data.len());
+            data[start..end].to_vec()
+        };
+        if let Some(of) = st.open.get(&h.ino) {
+            if h.write || h.content.is_none() {
+                return Ok(slice(&of.data));
+            }
+        }
+        match &h.content {
+            Some(c) => Ok(slice(&c.data)),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8], append: bool) -> Result<u32> {
+        let mut st = lock(&self.state);
+        let max = self.cfg.max_file;
+        let ino = {
+            let h = st
+                .handles
+                .get_mut(&fh)
+                .ok_or_else(|| Error::new(Kind::BadHandle, "unknown handle"))?;
+            if !h.write {
+                return Err(Error::new(Kind::BadHandle, "handle not open for writing"));
+            }
+            h.wrote = true;
+            h.ino
+        };
+        let of = st
+            .open
+            .get_mut(&ino)
+            .ok_or_else(|| Error::new(Kind::BadHandle, "no open file"))?;
+        let off = if append { of.data.len() } else { offset as usize };
+        let end = off
+            .checked_add(data.len())
+            .filter(|e| *e <= max)
+            .ok_or_else(|| Error::new(Kind::TooBig, "file larger than the limit"))?;
+        if of.data.len() < end {
+            of.data.resize(end, 0);
+        }
+        of.data[off..end].copy_from_slice(data);
+        of.dirty = true;
+        Ok(data.len() as u32)
+    }
+
+    // ---------------------------------------------------------------- committing
+
+    /// The `.sops.yaml` creation parameters for a new file, if a rule matches.
+    fn creation_params(&self, snap: &Snapshot, path: &str) -> Result<Option<crypto::CreationParams>> {
+        let mut dir = parent_of(path).to_string();
+        loop {
+            let cfg_path = join(&dir, ".sops.yaml");
+            if let Some((bytes, _)) = self.with_reader(|r| Ok(r.read(snap, &cfg_path)?))? {
+                let text = String::from_utf8_lossy(&bytes);
+                let cfg = SopsConfig::parse(&text, PathBuf::from(&dir)).map_err(|e| {
+                    Error::new(Kind::Io, format!("{cfg_path}: {e}"))
+                })?;
+                let rel = if dir.is_empty() {
+                    path
+                } else {
+                    &path[dir.len() + 1..]
+                };
+                return cfg
+                    .params_for(rel)
+                    .map_err(|e| Error::new(Kind::Io, format!("{path}: {e}")));
+            }
+            if dir.is_empty() {
+                return Ok(None);
+            }
+            dir = parent_of(&dir).to_string();
+        }
+    }
+
+    /// Encrypt (if the path must be) and commit one file; waits until committed.
+    /// `None` when the content equals what the base already has.
+    fn commit_file(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: FileMode,
+        base: Option<Oid>,
+    ) -> Result<Option<Arc<Mutex<Ticket>>>> {
+        let snap = self.snapshot();
+        // The version the edit started from decides how it is stored.
+        let base_snap = Snapshot {
+            commit: base,
+            tree: match base {
+                Some(c) if Some(c) != snap.commit => self.with_reader(|r| {
+                    let repo = git2::Repository::open_bare(r.repo_path())
+                        .map_err(|e| Error::new(Kind::Io, e.to_string()))?;
+                    let t = repo
+                        .find_commit(c)
+                        .map_err(|e| Error::new(Kind::Io, e.to_string()))?
+                        .tree_id();
+                    Ok(t)
+                })?,
+                _ => snap.tree,
+            },
+            seq: 0,
+        };
+        let prev = self.with_reader(|r| Ok(r.stat(&base_snap, path)?))?;
+        let prev = match prev {
+            Some((EntryKind::File(m), oid)) if m != FileMode::Symlink => {
+                Some((self.decode(path, oid)?, m))
+            }
+            _ => None,
+        };
+        if let Some((d, m)) = &prev {
+            if d.data.as_slice() == data && *m == mode {
+                return Ok(None);
+            }
+            if d.locked.is_some() {
+                return Err(Error::new(Kind::ReadOnly, format!("{path}: cannot decrypt")));
+            }
+        }
+        let format = Format::from_path(path);
+        let stored: Vec<u8> = match &prev {
+            Some((d, _)) if d.sops.is_some() => {
+                let opened = d.sops.as_ref().expect("checked is_some");
+                match opened.reencrypt(data) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let recips: Vec<String> =
+                            opened.metadata.age.iter().map(|(r, _)| r.clone()).collect();
+                        return Err(self.make_draft(path, data, mode, &recips, &e.to_string()));
+                    }
+                }
+            }
+            Some(_) => data.to_vec(),
+            None => match self.creation_params(&snap, path)? {
+                Some(params) => match crypto::encrypt(data, format, &params) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        return Err(self.make_draft(
+                            path,
+                            data,
+                            mode,
+                            &params.recipients,
+                            &e.to_string(),
+                        ))
+                    }
+                },
+                None => data.to_vec(),
+            },
+        };
+        let mut session = Session::new(base);
+        session.write_mode(path, stored, mode);
+        session.message(format!("valuesfs: update {path}"));
+        let mut ticket = self.master.submit(session)?;
+        match ticket.wait_committed() {
+            Ok(_) => {}
+            Err(e) => {
+                let msg = format!("{path}: {e}");
+                tracing::error!("commit refused: {msg}");
+                lock(&self.state).errors.insert(path.to_string(), e.to_string());
+                return Err(Error::new(Kind::Io, msg));
+            }
+        }
+        self.clear_draft(path);
+        lock(&self.state).errors.remove(path);
+        Ok(Some(Arc::new(Mutex::new(ticket))))
+    }
+
+    fn draft_file(&self, path: &str) -> PathBuf {
+        let hex: String = path.bytes().map(|b| format!("{b:02x}")).collect();
+        self.cfg.state_dir.join("drafts").join(format!("{hex}.age"))
+    }
+
+    /// Keep refused content: readable at its path, encrypted on disk. Returns the error.
+    fn make_draft(&self, path: &str, data: &[u8], mode: FileMode, recipients: &[String], why: &str) -> Error {
+        let mut all: Vec<String> = recipients.to_vec();
+        all.extend(self.keys.recipients());
+        all.sort();
+        all.dedup();
+        let saved = crypto::keys::encrypt_to(&all, data)
+            .map_err(|e| e.to_string())
+            .and_then(|enc| {
+                let file = self.draft_file(path);
+                if let Some(d) = file.parent() {
+                    std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+                }
+                write_synced(&file, &enc).map_err(|e| e.to_string())
+            });
+        if let Err(e) = &saved {
+            tracing::error!("{path}: draft not saved to disk: {e}");
+        }
+        tracing::error!("{path}: content refused, kept as a draft: {why}");
+        let mut st = lock(&self.state);
+        st.mem.insert(
+            path.to_string(),
+            Mem::File {
+                data: Zeroizing::new(data.to_vec()),
+                mode,
+                kind: MemKind::Draft(why.to_string()),
+                mtime: SystemTime::now(),
+            },
+        );
+        st.errors.insert(path.to_string(), format!("draft: {why}"));
+        Error::new(Kind::Io, format!("{path}: content refused (kept as a draft): {why}"))
+    }
+
+    fn clear_draft(&self, path: &str) {
+        let mut st = lock(&self.state);
+        if matches!(
+            st.mem.get(path),
+            Some(Mem::File {
+                kind: MemKind::Draft(_) | MemKind::Pending,
+                ..
+            })
+        ) {
+            st.mem.remove(path);
+        }
+        drop(st);
+        let _ = std::fs::remove_file(self.draft_file(path));
+    }
+
+    fn load_drafts(&self) {
+        let dir = self.cfg.state_dir.join("drafts");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(hex) = name.strip_suffix(".age") else {
+                continue;
+            };
+            let bytes: Option<Vec<u8>> = (0..hex.len())
+                .step_by(2)
+                .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                .collect();
+            let Some(path) = bytes.and_then(|b| String::from_utf8(b).ok()) else {
+                continue;
+            };
+            let Ok(enc) = std::fs::read(e.path()) else {
+                continue;
+            };
+            match self.keys.decrypt_file(&enc) {
+                Some(data) => {
+                    let mut st = lock(&self.state);
+                    st.errors
+                        .insert(path.clone(), "draft: restored after restart".into());
+                    st.mem.insert(
+                        path,
+                        Mem::File {
+                            data,
+                            mode: FileMode::Regular,
+                            kind: MemKind::Draft("restored after restart".into()),
+                            mtime: SystemTime::now(),
+                        },
+                    );
+                }
+                None => tracing::error!("draft {name}: cannot decrypt"),
+            }
+        }
+    }
+
+    /// Submit the open file of `ino` if dirty. Blocking.
+    fn commit_open(&self, ino: u64) -> Result<Option<Arc<Mutex<Ticket>>>> {
+        let (path, data, mode, base, scratch) = {
+            let mut st = lock(&self.state);
+            let Some(of) = st.open.get_mut(&ino) else {
+                return Ok(None);
+            };
+            if !of.dirty || of.unlinked {
+                return Ok(None);
+            }
+            of.dirty = false;
+            (
+                of.path.clone(),
+                Zeroizing::new(of.data.to_vec()),
+                of.mode,
+                of.base,
+                of.scratch,
+            )
+        };
+        if scratch || self.is_scratch(&path) {
+            let mut st = lock(&self.state);
+            st.mem.insert(
+                path,
+                Mem::File {
+                    data,
+                    mode,
+                    kind: MemKind::Scratch,
+                    mtime: SystemTime::now(),
+                },
+            );
+            return Ok(None);
+        }
+        let res = self.commit_file(&path, &data, mode, base);
+        let mut st = lock(&self.state);
+        match &res {
+            Ok(t) => {
+                let head = self.snapshot().commit;
+                if let Some(of) = st.open.get_mut(&ino) {
+                    of.base = head;
+                    if t.is_some() {
+                        of.last = t.clone();
+                    }
+                }
+                if t.is_none() {
+                    // Nothing to commit: a pending file equal to the base is the base.
+                    if matches!(st.mem.get(&path), Some(Mem::File { kind: MemKind::Pending, .. })) {
+                        st.mem.remove(&path);
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+        res
+    }
+
+    fn wait_pushed(&self, ticket: &Arc<Mutex<Ticket>>) -> Result<()> {
+        let res = lock(ticket).wait_pushed(self.cfg.push_timeout);
+        match res {
+            Ok(_) => Ok(()),
+            Err(crate::repo::Error::Conflict(c)) => {
+                tracing::error!("{c}");
+                Err(Error::new(Kind::Io, c.to_string()))
+            }
+            // Offline work must not break editors: durable locally is enough.
+            Err(e) => {
+                tracing::warn!("push pending: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Blocking: the first flush after this handle wrote commits the file.
+    pub fn flush(&self, fh: u64) -> Result<()> {
+        let ino = {
+            let mut st = lock(&self.state);
+            let Some(h) = st.handles.get_mut(&fh) else {
+                return Err(Error::new(Kind::BadHandle, "unknown handle"));
+            };
+            if !h.write || !h.wrote {
+                return Ok(());
+            }
+            h.wrote = false;
+            h.ino
+        };
+        let t = self.commit_open(ino)?;
+        if let Some(t) = &t {
+            if let Some(h) = lock(&self.state).handles.get_mut(&fh) {
+                h.ticket = Some(t.clone());
+            }
+            if self.cfg.push_sync {
+                self.wait_pushed(t)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Blocking: commit what is pending, then wait for the push (bounded).
+    pub fn fsync(&self, fh: u64) -> Result<()> {
+        let (ino, scratch) = {
+            let st = lock(&self.state);
+            let h = st
+                .handles
+                .get(&fh)
+                .ok_or_else(|| Error::new(Kind::BadHandle, "unknown handle"))?;
+            let scratch = st.open.get(&h.ino).is_none_or(|of| of.scratch);
+            (h.ino, scratch)
+        };
+        if scratch {
+            // Scratch files live in memory: nothing to wait for.
+            return Ok(());
+        }
+        let t = self.commit_open(ino)?;
+        let ticket = t.or_else(|| {
+            let st = lock(&self.state);
+            st.handles
+                .get(&fh)
+                .and_then(|h| h.ticket.clone())
+                .or_else(|| st.open.get(&ino).and_then(|of| of.last.clone()))
+        });
+        if let Some(h) = lock(&self.state).handles.get_mut(&fh) {
+            h.wrote = false;
+        }
+        match ticket {
+            Some(t) => self.wait_pushed(&t),
+            None => Ok(()),
+        }
+    }
+
+    /// Blocking: the last close of a file commits what no flush did.
+    pub fn release(&self, fh: u64) -> Result<()> {
+        let (ino, last) = {
+            let mut st = lock(&self.state);
+            let Some(h) = st.handles.remove(&fh) else {
+                return Ok(());
+            };
+            let last = match st.open.get_mut(&h.ino) {
+                Some(of) => {
+                    of.handles = of.handles.saturating_sub(1);
+                    of.handles == 0
+                }
+                None => false,
+            };
+            (h.ino, last)
+        };
+        if !last {
+            return Ok(());
+        }
+        let res = self.commit_open(ino);
+        let mut st = lock(&self.state);
+        if st.open.get(&ino).is_some_and(|of| of.handles == 0) {
+            st.open.remove(&ino);
+        }
+        res.map(|_| ())
+    }
+
+    // ---------------------------------------------------------------- changing the tree
+
+    pub fn setattr(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        mtime: Option<SystemTime>,
+    ) -> Result<Attr> {
+        let path = self.path_of(ino)?;
+        if uid.is_some_and(|u| u != self.cfg.uid) || gid.is_some_and(|g| g != self.cfg.gid) {
+            return Err(Error::new(Kind::Perm, "chown to another owner is not supported"));
+        }
+        let node = self.resolve(&path)?.ok_or_else(|| not_found(&path))?;
+        if let Node::Control(_) = node {
+            return Err(Error::new(Kind::ReadOnly, format!("{path}: read-only")));
+        }
+        if let Some(size) = size {
+            if size as usize > self.cfg.max_file {
+                return Err(Error::new(Kind::TooBig, "file larger than the limit"));
+            }
+            let has_open = lock(&self.state).open.contains_key(&ino);
+            if has_open {
+                let mut st = lock(&self.state);
+                if let Some(of) = st.open.get_mut(&ino) {
+                    if of.data.len() != size as usize {
+                        of.data.resize(size as usize, 0);
+                        of.dirty = true;
+                    }
+                }
+                if let Some(h) = fh.and_then(|f| st.handles.get_mut(&f)) {
+                    h.wrote = true;
+                }
+            } else {
+                match &node {
+                    Node::Mem => {
+                        let mut st = lock(&self.state);
+                        if let Some(Mem::File { data, .. }) = st.mem.get_mut(&path) {
+                            data.resize(size as usize, 0);
+                        }
+                    }
+                    Node::Blob { oid, mode } => {
+                        let d = self.decode(&path, *oid)?;
+                        let mut data = Zeroizing::new(d.data.to_vec());
+                        data.resize(size as usize, 0);
+                        let base = self.snapshot().commit;
+                        self.commit_file(&path, &data, *mode, base)?;
+                    }
+                    _ => return Err(Error::new(Kind::IsDir, format!("{path}: a directory"))),
+                }
+            }
+        }
+        if let Some(m) = mode {
+            let exec = m & 0o111 != 0;
+            let want = if exec {
+                FileMode::Executable
+            } else {
+                FileMode::Regular
+            };
+            let mut commit = None;
+            {
+                let mut st = lock(&self.state);
+                if let Some(of) = st.open.get_mut(&ino) {
+                    if of.mode != FileMode::Symlink && of.mode != want {
+                        of.mode = want;
+                        of.dirty = true;
+                    }
+                } else if let Some(Mem::File { mode, .. }) = st.mem.get_mut(&path) {
+                    if *mode != FileMode::Symlink {
+                        *mode = want;
+                    }
+                } else if let Node::Blob { mode: cur, .. } = &node {
+                    if *cur != FileMode::Symlink && *cur != want {
+                        commit = Some(want);
+                    }
+                }
+            }
+            if let Some(want) = commit {
+                let mut s = Session::new(self.snapshot().commit);
+                s.set_executable(path.as_str(), want == FileMode::Executable);
+                s.message(format!("valuesfs: chmod {path}"));
+                self.master.submit(s)?.wait_committed()?;
+            }
+        }
+        if let Some(t) = mtime {
+            let mut st = lock(&self.state);
+            st.mtimes.insert(path.clone(), (None, t));
+            if let Some(Mem::File { mtime, .. }) = st.mem.get_mut(&path) {
+                *mtime = t;
+            }
+        }
+        self.getattr(ino)
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &str) -> Result<Attr> {
+        check_name(name)?;
+        let ppath = self.path_of(parent)?;
+        if ppath == CONTROL || ppath.starts_with(".valuesfs/") || ppath.is_empty() && name == CONTROL {
+            return Err(Error::new(Kind::ReadOnly, ".valuesfs is read-only"));
+        }
+        let path = join(&ppath, name);
+        if self.resolve(&path)?.is_some() {
+            return Err(Error::new(Kind::Exists, format!("{path}: exists")));
+        }
+        lock(&self.state).mem.insert(path.clone(), Mem::Dir(SystemTime::now()));
+        self.lookup(parent, name)
+    }
+
+    /// Blocking for tracked files (commits the deletion).
+    pub fn unlink(&self, parent: u64, name: &str) -> Result<()> {
+        let ppath = self.path_of(parent)?;
+        let path = join(&ppath, name);
+        let node = self.resolve(&path)?.ok_or_else(|| not_found(&path))?;
+        let in_git = match &node {
+            Node::Dir => return Err(Error::new(Kind::IsDir, format!("{path}: a directory"))),
+            Node::Control(_) => return Err(Error::new(Kind::ReadOnly, ".valuesfs is read-only")),
+            Node::Blob { .. } => true,
+            Node::Mem => {
+                let mut st = lock(&self.state);
+                st.mem.remove(&path);
+                drop(st);
+                let _ = std::fs::remove_file(self.draft_file(&path));
+                let snap = self.snapshot();
+                matches!(
+                    self.with_reader(|r| Ok(r.stat(&snap, &path)?))?,
+                    Some((EntryKind::File(_), _))
+                )
+            }
+        };
+        {
+            let mut st = lock(&self.state);
+            if let Some(ino) = st.path_ino.remove(&path) {
+                st.ino_path.remove(&ino);
+                if let Some(of) = st.open.get_mut(&ino) {
+                    of.unlinked = true;
+                }
+            }
+            st.mtimes.remove(&path);
+        }
+        if in_git {
+            let mut s = Session::new(self.snapshot().commit);
+            s.delete(path.as_str());
+            s.message(format!("valuesfs: delete {path}"));
+            self.master.submit(s)?.wait_committed()?;
+        }
+        Ok(())
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
+        let ppath = self.path_of(parent)?;
+        let path = join(&ppath, name);
+        match self.resolve(&path)?.ok_or_else(|| not_found(&path))? {
+            Node::Dir => {}
+            Node::Control(_) => return Err(Error::new(Kind::ReadOnly, ".valuesfs is read-only")),
+            _ => return Err(Error::new(Kind::NotDir, format!("{path}: not a directory"))),
+        }
+        let ino = self.ino_of(&path);
+        if !self.readdir(ino)?.is_empty() {
+            return Err(Error::new(Kind::NotEmpty, format!("{path}: not empty")));
+        }
+        let mut st = lock(&self.state);
+        st.mem.remove(&path);
+        // Whiteouts of files below it go too.
+        let prefix = format!("{path}/");
+        st.mem.retain(|p, _| !p.starts_with(&prefix));
+        if let Some(ino) = st.path_ino.remove(&path) {
+            st.ino_path.remove(&ino);
+        }
+        Ok(())
+    }
+
+    /// Blocking: commits the link.
+    pub fn symlink(&self, parent: u64, name: &str, target: &[u8]) -> Result<Attr> {
+        check_name(name)?;
+        let ppath = self.path_of(parent)?;
+        if ppath == CONTROL || ppath.starts_with(".valuesfs/") {
+            return Err(Error::new(Kind::ReadOnly, ".valuesfs is read-only"));
+        }
+        let path = join(&ppath, name);
+        if self.resolve(&path)?.is_some() {
+            return Err(Error::new(Kind::Exists, format!("{path}: exists")));
+        }
+        let mut s = Session::new(self.snapshot().commit);
+        s.symlink(path.as_str(), target.to_vec());
+        s.message(format!("valuesfs: symlink {path}"));
+        self.master.submit(s)?.wait_committed()?;
+        lock(&self.state).mem.remove(&path);
+        self.lookup(parent, name)
+    }
+
+    /// Blocking: a rename that involves tracked content commits one session.
+    pub fn rename(&self, parent: u64, name: &str, newparent: u64, newname: &str, noreplace: bool) -> Result<()> {
+        check_name(newname)?;
+        let from = join(&self.path_of(parent)?, name);
+        let to = join(&self.path_of(newparent)?, newname);
+        for p in [&from, &to] {
+            if p == CONTROL || p.starts_with(".valuesfs/") {
+                return Err(Error::new(Kind::ReadOnly, ".valuesfs is read-only"));
+            }
+        }
+        if from == to {
+            return Ok(());
+        }
+        if to.starts_with(&format!("{from}/")) {
+            return Err(Error::new(Kind::Invalid, "cannot move a directory into itself"));
+        }
+        let node = self.resolve(&from)?.ok_or_else(|| not_found(&from))?;
+        let target = self.resolve(&to)?;
+        if noreplace && target.is_some() {
+            return Err(Error::new(Kind::Exists, format!("{to}: exists")));
+        }
+        match (&node, &target) {
+            (Node::Dir, Some(Node::Blob { .. } | Node::Mem)) => {
+                return Err(Error::new(Kind::NotDir, format!("{to}: not a directory")))
+            }
+            (Node::Blob { .. } | Node::Mem, Some(Node::Dir)) => {
+                return Err(Error::new(Kind::IsDir, format!("{to}: a directory")))
+            }
+            (Node::Dir, Some(Node::Dir)) => {
+                let ino = self.ino_of(&to);
+                if !self.readdir(ino)?.is_empty() {
+                    return Err(Error::new(Kind::NotEmpty, format!("{to}: not empty")));
+                }
+            }
+            _ => {}
+        }
+        let to_scratch = self.is_scratch(&to);
+        let snap = self.snapshot();
+        match node {
+            Node::Mem => {
+                let from_ino = self.ino_of(&from);
+                let (data, mode) = {
+                    let st = lock(&self.state);
+                    let open = st.open.get(&from_ino).map(|of| (of.data.to_vec(), of.mode));
+                    match (open, st.mem.get(&from)) {
+                        (Some((d, m)), _) => (Zeroizing::new(d), m),
+                        (None, Some(Mem::File { data, mode, .. })) => {
+                            (Zeroizing::new(data.to_vec()), *mode)
+                        }
+                        _ => return Err(not_found(&from)),
+                    }
+                };
+                if to_scratch {
+                    let mut st = lock(&self.state);
+                    if let Some(m) = st.mem.remove(&from) {
+                        st.mem.insert(to.clone(), m);
+                    }
+                } else {
+                    // Write-temporary-then-rename: exactly one session of the target.
+                    self.commit_file(&to, &data, mode, snap.commit)?;
+                    let mut st = lock(&self.state);
+                    st.mem.remove(&from);
+                    st.mem.remove(&to);
+                    if let Some(of) = st.open.get_mut(&from_ino) {
+                        of.scratch = false;
+                        of.dirty = false;
+                        of.base = self.master.snapshot().commit;
+                    }
+                }
+                let _ = std::fs::remove_file(self.draft_file(&from));
+            }
+            Node::Blob { oid, mode } if to_scratch => {
+                // A tracked file moved aside (an editor's backup): hide it, keep it in
+                // memory, and commit its deletion only if nothing replaces it.
+                let content = if mode == FileMode::Symlink {
+                    Zeroizing::new(self.with_reader(|r| Ok(read_blob(r, oid)?))?)
+                } else {
+                    Zeroizing::new(self.decode(&from, oid)?.data.to_vec())
+                };
+                let mut st = lock(&self.state);
+                st.mem.insert(
+                    to.clone(),
+                    Mem::File {
+                        data: content,
+                        mode,
+                        kind: MemKind::Scratch,
+                        mtime: SystemTime::now(),
+                    },
+                );
+                st.mem.insert(from.clone(), Mem::Whiteout(Instant::now()));
+            }
+            Node::Blob { .. } | Node::Dir => {
+                let in_git = matches!(
+                    self.with_reader(|r| Ok(r.stat(&snap, &from)?))?,
+                    Some(_)
+                );
+                if in_git {
+                    let mut s = Session::new(snap.commit);
+                    s.rename(from.as_str(), to.as_str());
+                    s.message(format!("valuesfs: rename {from} -> {to}"));
+                    self.master.submit(s)?.wait_committed()?;
+                }
+                let mut st = lock(&self.state);
+                // Move overlay entries (empty dirs, scratch files) below a directory.
+                let prefix = format!("{from}/");
+                let moved: Vec<String> = st
+                    .mem
+                    .keys()
+                    .filter(|p| p.as_str() == from || p.starts_with(&prefix))
+                    .cloned()
+                    .collect();
+                for p in moved {
+                    if let Some(m) = st.mem.remove(&p) {
+                        st.mem.insert(format!("{to}{}", &p[from.len()..]), m);
+                    }
+                }
+                st.mem.remove(&to).filter(|m| !matches!(m, Mem::Dir(_)));
+            }
+            Node::Control(_) => return Err(Error::new(Kind::ReadOnly, ".valuesfs is read-only")),
+        }
+        let mut st = lock(&self.state);
+        if matches!(st.mem.get(&to), Some(Mem::Whiteout(_))) {
+            st.mem.remove(&to);
+        }
+        Self::move_inodes(&mut st, &from, &to);
+        Ok(())
+    }
+
+    /// Commit deletions of tracked files that were moved aside and never replaced.
+    /// Blocking; called periodically by the mount.
+    pub fn reap_whiteouts(&self) {
+        let due: Vec<String> = {
+            let st = lock(&self.state);
+            st.mem
+                .iter()
+                .filter_map(|(p, m)| match m {
+                    Mem::Whiteout(t) if t.elapsed() >= self.cfg.whiteout_grace => Some(p.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        for path in due {
+            let mut s = Session::new(self.snapshot().commit);
+            s.delete(path.as_str());
+            s.message(format!("valuesfs: delete {path}"));
+            let res = self.master.submit(s).and_then(|mut t| t.wait_committed());
+            let mut st = lock(&self.state);
+            match res {
+                Ok(_) => {
+                    if matches!(st.mem.get(&path), Some(Mem::Whiteout(_))) {
+                        st.mem.remove(&path);
+                    }
+                }
+                Err(e) => {
+                    st.errors.insert(path.clone(), e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Paths of drafts, locked files and recent errors, for the status file.
+    pub(crate) fn status_extras(&self) -> (Vec<(String, String)>, Vec<(String, String)>, Vec<(String, String)>) {
+        let st = lock(&self.state);
+        let drafts = st
+            .mem
+            .iter()
+            .filter_map(|(p, m)| match m {
+                Mem::File {
+                    kind: MemKind::Draft(why),
+                    ..
+                } => Some((p.clone(), why.clone())),
+                _ => None,
+            })
+            .collect();
+        let locked = st.locked.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+        let errors = st.errors.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+        (drafts, locked, errors)
+    }
+
+    /// Content a read-only handle reads (for tests and the control files).
+    pub(crate) fn handle_content(&self, fh: u64) -> Option<Arc<Decoded>> {
+        lock(&self.state).handles.get(&fh).and_then(|h| h.content.clone())
+    }
+
+    /// Inodes of paths that changed between two heads (for kernel cache invalidation):
+    /// (inode, parent inode, name).
+    pub fn known_inodes(&self, paths: &[String]) -> Vec<(Option<u64>, Option<u64>, String)> {
+        let mut st = lock(&self.state);
+        let mut out = Vec::new();
+        for p in paths {
+            let ino = st.path_ino.get(p).copied();
+            if let Some(i) = ino {
+                st.cached.remove(&i);
+            }
+            let parent = st.path_ino.get(parent_of(p)).copied();
+            let name = p.rsplit('/').next().unwrap_or(p).to_string();
+            out.push((ino, parent, name));
+        }
+        out
+    }
+}
+
+fn kind_for(mode: FileMode) -> FileKind {
+    match mode {
+        FileMode::Symlink => FileKind::Symlink,
+        _ => FileKind::File,
+    }
+}
+
+fn perm_for(mode: FileMode, ro: bool) -> u16 {
+    match (mode, ro) {
+        (FileMode::Symlink, _) => 0o777,
+        (FileMode::Executable, false) => 0o755,
+        (FileMode::Executable, true) => 0o555,
+        (FileMode::Regular, false) => 0o644,
+        (FileMode::Regular, true) => 0o444,
+    }
+}
+
+fn memchr_all(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Read a blob by id through a reader's repository.
+pub(crate) fn read_blob(r: &Reader, oid: Oid) -> crate::repo::Result<Vec<u8>> {
+    r.read_blob(oid)
+}
+
+fn write_synced(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
