@@ -519,15 +519,8 @@ unsafe impl Send for MemObjects {}
 impl MemObjects {
     fn new(repo: &Repository) -> Result<MemObjects> {
         // Batch packs are small and short-lived (merged later, with deltas, by a fresh
-        // handle): skip delta search for them. libgit2 reads its "no delta above this
-        // size" threshold from pack.deltaCacheSize; an app-level config file on this
-        // handle only sets it to 1 byte. If that ever stops working we merely lose speed.
-        let override_file = repo.path().join("valuesfs-batch.gitconfig");
-        if !override_file.exists() {
-            fs::write(&override_file, "[pack]\n\tdeltaCacheSize = 1\n")?;
-        }
-        repo.config()?
-            .add_file(&override_file, git2::ConfigLevel::App, true)?;
+        // handle): skip delta search for them.
+        without_deltas(repo)?;
         let odb = repo.odb()?;
         let mempack = odb.add_new_mempack_backend(1000)?;
         // SAFETY: the lifetimes only tie these handles to the Rust `Repository` value;
@@ -593,6 +586,20 @@ fn persist(
         Some(m) => m.persist(repo, tips, hide, keep),
         None => Ok(()),
     }
+}
+
+/// Turns off delta search in packs built through this handle. libgit2 reads its "no
+/// delta above this size" threshold from `pack.deltaCacheSize`; an app-level config
+/// file on this handle only sets it to 1 byte. If that ever stops working we merely
+/// lose speed.
+pub(crate) fn without_deltas(repo: &Repository) -> Result<()> {
+    let file = repo.path().join("valuesfs-nodelta.gitconfig");
+    if !file.exists() {
+        fs::write(&file, "[pack]\n\tdeltaCacheSize = 1\n")?;
+    }
+    repo.config()?
+        .add_file(&file, git2::ConfigLevel::App, true)?;
+    Ok(())
 }
 
 /// A session applied in memory, waiting for the batch's ref write.

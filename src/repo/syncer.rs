@@ -68,11 +68,15 @@ impl Syncer {
         let mut reject_streak = 0u32;
         let mut cache = transport::RemoteCache::default();
         let mut seen_generation = self.generation.get();
+        self.tune();
         loop {
             let g = self.generation.get();
             if g != seen_generation {
                 match Repository::open_bare(&self.repo_path) {
-                    Ok(r) => self.repo = r,
+                    Ok(r) => {
+                        self.repo = r;
+                        self.tune();
+                    }
                     Err(e) => tracing::error!("reopening after pack merge: {e}"),
                 }
                 seen_generation = g;
@@ -161,6 +165,15 @@ impl Syncer {
                     retry_at = Instant::now() + self.jittered(fail_backoff);
                     fail_backoff = (fail_backoff * 2).min(self.backoff_max);
                 }
+            }
+        }
+    }
+
+    /// Packs for a local remote stay on this machine: deltas would only cost CPU.
+    fn tune(&self) {
+        if transport::local_path(&self.url).is_some() {
+            if let Err(e) = super::master::without_deltas(&self.repo) {
+                tracing::warn!("{e}");
             }
         }
     }
