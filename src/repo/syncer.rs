@@ -100,7 +100,12 @@ impl Syncer {
             }
             let now = Instant::now();
             if !tokens.is_empty() || now >= next_fetch {
-                self.fetch(tokens);
+                if self.fetch(tokens) && fail_backoff > self.backoff_min {
+                    // The remote answers again: retry a failed push now, not at the
+                    // end of its backoff.
+                    retry_at = Instant::now();
+                    fail_backoff = self.backoff_min;
+                }
                 next_fetch = Instant::now() + self.jittered(self.interval);
             }
             let Some((t, base)) = target else { continue };
