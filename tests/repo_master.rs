@@ -134,6 +134,14 @@ fn empty_remote_gets_a_root_commit_and_state_dir_is_adopted() {
     }
     fsck(&remote);
     assert_eq!(git(&remote, &["rev-parse", "main"]).trim(), c.to_string());
+    drop(m);
+    // A state dir serves one remote for life.
+    let other = bare(tmp.path(), "other.git");
+    match Master::start(config(other.to_str().expect("utf8"), &state)) {
+        Err(Error::StateDirMismatch { .. }) => {}
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("state dir reused for another remote"),
+    }
 }
 
 #[test]

@@ -318,6 +318,19 @@ impl Master {
         };
         {
             let mut c = repo.config()?;
+            // Local history replayed onto another remote's would be a disaster: a state
+            // dir serves one remote and branch for life.
+            let owner = format!("{} {}", cfg.remote_url, cfg.branch);
+            match c.get_string("valuesfs.owner") {
+                Ok(o) if o != owner => {
+                    return Err(Error::StateDirMismatch {
+                        dir: cfg.state_dir.clone(),
+                        owner: o,
+                    })
+                }
+                Ok(_) => {}
+                Err(_) => c.set_str("valuesfs.owner", &owner)?,
+            }
             c.set_bool("core.fsyncObjectFiles", true)?;
             c.set_str("remote.origin.url", &cfg.remote_url)?;
         }

@@ -130,6 +130,14 @@ pub enum Error {
     /// Another master holds the state directory.
     #[error("state dir {0} is in use by another master")]
     StateDirBusy(PathBuf),
+    /// The state dir belongs to another remote or branch (`owner` is "url branch").
+    #[error("state dir {dir} belongs to {owner}")]
+    StateDirMismatch {
+        /// The state dir.
+        dir: PathBuf,
+        /// Remote URL and branch it was created for.
+        owner: String,
+    },
     /// The remote could not be reached or refused the operation.
     #[error("remote: {0}")]
     Remote(String),
