@@ -144,8 +144,13 @@ impl Syncer {
             match res {
                 Ok(PushOutcome::Pushed) => {
                     tracing::debug!(%t, "pushed");
-                    // (refs/remotes/origin is left to the next fetch: one fsync less.)
                     self.known = Some(Some(t));
+                    // The next fetch hides what our refs name; without this the local
+                    // transport would resend all history pushed since the last fetch.
+                    let tracking = format!("refs/remotes/origin/{}", self.branch);
+                    if let Err(e) = self.repo.reference(&tracking, t, true, "valuesfs: pushed") {
+                        tracing::warn!("updating {tracking}: {e}");
+                    }
                     target = None;
                     fail_backoff = self.backoff_min;
                     reject_streak = 0;
