@@ -267,8 +267,23 @@ fn kill_9_mid_batch_then_restart() {
     let tmp = tempfile::tempdir().expect("tmp");
     let remote = bare(tmp.path(), "r.git");
     let url = remote.to_str().expect("utf8").to_string();
-    cli_commit(tmp.path(), &url, &[("README", "r\n")], "seed");
-    let state = tmp.path().join("state");
+    kill_9_then_restart(tmp.path(), &remote, &url);
+}
+
+#[test]
+fn kill_9_mid_batch_then_restart_git_daemon() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let base = tmp.path().join("srv");
+    std::fs::create_dir(&base).expect("mkdir");
+    let remote = bare(&base, "r.git");
+    let d = Daemon::start(&base);
+    kill_9_then_restart(tmp.path(), &remote, &d.url("r.git"));
+}
+
+fn kill_9_then_restart(tmp: &std::path::Path, remote: &std::path::Path, url: &str) {
+    let url = url.to_string();
+    cli_commit(tmp, &url, &[("README", "r\n")], "seed");
+    let state = tmp.join("state");
     let n = 400;
     let mut child = Command::new(std::env::current_exe().expect("exe"))
         .args([
@@ -312,8 +327,8 @@ fn kill_9_mid_batch_then_restart() {
     let m = Master::start(config(&url, &state)).expect("restart");
     m.flush(T).expect("all pushed");
     m.fetch_now().expect("fetch");
-    fsck(&remote);
-    let co = clone(tmp.path(), &url);
+    fsck(remote);
+    let co = clone(tmp, &url);
     let files = read_tree(co.path());
     for i in &acked {
         assert_eq!(
@@ -323,7 +338,7 @@ fn kill_9_mid_batch_then_restart() {
         );
     }
     // Exactly once: every session's file is added by exactly one commit.
-    let log = git(&remote, &["log", "--format=", "--name-only", "main"]);
+    let log = git(remote, &["log", "--format=", "--name-only", "main"]);
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for l in log.lines().filter(|l| !l.is_empty()) {
         *seen.entry(l).or_default() += 1;
@@ -332,7 +347,7 @@ fn kill_9_mid_batch_then_restart() {
         seen.values().all(|c| *c == 1),
         "duplicated sessions: {seen:?}"
     );
-    let commits: usize = git(&remote, &["rev-list", "--count", "main"])
+    let commits: usize = git(remote, &["rev-list", "--count", "main"])
         .trim()
         .parse()
         .expect("count");

@@ -134,6 +134,14 @@ fn empty_remote_gets_a_root_commit_and_state_dir_is_adopted() {
     }
     fsck(&remote);
     assert_eq!(git(&remote, &["rev-parse", "main"]).trim(), c.to_string());
+    drop(m);
+    // A state dir serves one remote for life.
+    let other = bare(tmp.path(), "other.git");
+    match Master::start(config(other.to_str().expect("utf8"), &state)) {
+        Err(Error::StateDirMismatch { .. }) => {}
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("state dir reused for another remote"),
+    }
 }
 
 #[test]
@@ -278,6 +286,58 @@ fn a_conflict_inside_a_batch_keeps_the_rest_of_the_batch() {
         &tmp.path().join("state/repo.git"),
         &["fsck", "--strict"]
     ));
+}
+
+#[test]
+fn readers_survive_pack_merges_and_old_snapshots_stay_readable() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    let url = remote.to_str().expect("utf8");
+    cli_commit(tmp.path(), url, &[("keep.txt", "old\n")], "seed");
+    let m = Master::start(config(url, &tmp.path().join("state"))).expect("start");
+    let sub = m.subscribe().expect("subscribe");
+    let old = m.snapshot();
+    let reader = m.reader().expect("reader");
+    // One batch (= one pack) per session: enough to merge packs several times.
+    for i in 0..120 {
+        let mut s = Session::new(m.snapshot().commit);
+        s.write("keep.txt", format!("v{i}\n"));
+        m.commit(s).expect("commit");
+        if i % 10 == 0 {
+            assert_eq!(
+                reader.read(&old, "keep.txt").expect("read").map(|x| x.0),
+                Some(b"old\n".to_vec())
+            );
+        }
+    }
+    let ev = sub.recv_timeout(T).expect("event for a local session");
+    assert_eq!(ev.cause, HeadChangeCause::Sessions);
+    assert_eq!(ev.paths, ["keep.txt"]);
+    let packs = std::fs::read_dir(tmp.path().join("state/repo.git/objects/pack"))
+        .expect("pack dir")
+        .filter(|e| {
+            e.as_ref()
+                .map(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                .unwrap_or(false)
+        })
+        .count();
+    assert!(packs <= 40, "{packs} packs: merging does not keep up");
+    let fresh = m.reader().expect("reader");
+    for r in [&reader, &fresh] {
+        assert_eq!(
+            r.read(&old, "keep.txt").expect("read").map(|x| x.0),
+            Some(b"old\n".to_vec())
+        );
+        assert_eq!(
+            r.read(&m.snapshot(), "keep.txt")
+                .expect("read")
+                .map(|x| x.0),
+            Some(b"v119\n".to_vec())
+        );
+    }
+    m.flush(T).expect("flush");
+    fsck(&tmp.path().join("state/repo.git"));
+    fsck(&remote);
 }
 
 #[test]

@@ -318,6 +318,19 @@ impl Master {
         };
         {
             let mut c = repo.config()?;
+            // Local history replayed onto another remote's would be a disaster: a state
+            // dir serves one remote and branch for life.
+            let owner = format!("{} {}", cfg.remote_url, cfg.branch);
+            match c.get_string("valuesfs.owner") {
+                Ok(o) if o != owner => {
+                    return Err(Error::StateDirMismatch {
+                        dir: cfg.state_dir.clone(),
+                        owner: o,
+                    })
+                }
+                Ok(_) => {}
+                Err(_) => c.set_str("valuesfs.owner", &owner)?,
+            }
             c.set_bool("core.fsyncObjectFiles", true)?;
             c.set_str("remote.origin.url", &cfg.remote_url)?;
         }
@@ -519,15 +532,8 @@ unsafe impl Send for MemObjects {}
 impl MemObjects {
     fn new(repo: &Repository) -> Result<MemObjects> {
         // Batch packs are small and short-lived (merged later, with deltas, by a fresh
-        // handle): skip delta search for them. libgit2 reads its "no delta above this
-        // size" threshold from pack.deltaCacheSize; an app-level config file on this
-        // handle only sets it to 1 byte. If that ever stops working we merely lose speed.
-        let override_file = repo.path().join("valuesfs-batch.gitconfig");
-        if !override_file.exists() {
-            fs::write(&override_file, "[pack]\n\tdeltaCacheSize = 1\n")?;
-        }
-        repo.config()?
-            .add_file(&override_file, git2::ConfigLevel::App, true)?;
+        // handle): skip delta search for them.
+        without_deltas(repo)?;
         let odb = repo.odb()?;
         let mempack = odb.add_new_mempack_backend(1000)?;
         // SAFETY: the lifetimes only tie these handles to the Rust `Repository` value;
@@ -593,6 +599,20 @@ fn persist(
         Some(m) => m.persist(repo, tips, hide, keep),
         None => Ok(()),
     }
+}
+
+/// Turns off delta search in packs built through this handle. libgit2 reads its "no
+/// delta above this size" threshold from `pack.deltaCacheSize`; an app-level config
+/// file on this handle only sets it to 1 byte. If that ever stops working we merely
+/// lose speed.
+pub(crate) fn without_deltas(repo: &Repository) -> Result<()> {
+    let file = repo.path().join("valuesfs-nodelta.gitconfig");
+    if !file.exists() {
+        fs::write(&file, "[pack]\n\tdeltaCacheSize = 1\n")?;
+    }
+    repo.config()?
+        .add_file(&file, git2::ConfigLevel::App, true)?;
+    Ok(())
 }
 
 /// A session applied in memory, waiting for the batch's ref write.

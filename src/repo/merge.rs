@@ -246,6 +246,38 @@ mod tests {
     }
 
     #[test]
+    fn modes_merge_and_delete_vs_modify_conflicts() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let repo = Repository::init_bare(dir.path()).expect("init");
+        let base = tree_with(&repo, &[("a", "1\n"), ("b", "1\n")]);
+        // Ours: content change of `a`. Theirs: exec bit on `a`, delete `b`.
+        let ours = tree_with(&repo, &[("a", "2\n"), ("b", "1\n")]);
+        let mut th = Overlay::new();
+        let a = lookup(&base, "a").expect("l").expect("a");
+        th.insert(
+            "a".into(),
+            Some(Entry {
+                oid: a.oid,
+                mode: crate::repo::tree::MODE_EXEC,
+            }),
+        );
+        th.insert("b".into(), None);
+        let m = merge_overlay(&repo, &NoSemanticMerge, Some(&base), Some(&ours), &th)
+            .expect("io")
+            .expect("clean");
+        let e = m["a"].expect("a kept");
+        assert_eq!(e.mode, crate::repo::tree::MODE_EXEC);
+        assert_eq!(repo.find_blob(e.oid).expect("blob").content(), b"2\n");
+        assert_eq!(m["b"], None);
+        // Theirs deletes what ours modified: conflict.
+        let ours2 = tree_with(&repo, &[("a", "1\n"), ("b", "changed\n")]);
+        let c = merge_overlay(&repo, &NoSemanticMerge, Some(&base), Some(&ours2), &th)
+            .expect("io")
+            .expect_err("delete vs modify");
+        assert_eq!(c.path, "b");
+    }
+
+    #[test]
     fn text_merges_like_git() {
         let dir = tempfile::tempdir().expect("tmp");
         let repo = Repository::init_bare(dir.path()).expect("init");

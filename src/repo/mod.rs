@@ -15,6 +15,33 @@
 //!   their own [`Reader`] (a separate read-only `Repository`); git objects are immutable,
 //!   so readers never synchronise with the master beyond that pointer swap.
 //!
+//! # Use
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use valuesfs::repo::{Config, Master, Session};
+//!
+//! # fn main() -> Result<(), valuesfs::repo::Error> {
+//! let mut cfg = Config::new("git@example.com:org/values.git", "/var/lib/valuesfs/mnt1");
+//! cfg.fetch_interval = valuesfs::repo::parse_duration("30s")?;
+//! let master = Master::start(cfg)?;
+//!
+//! // Read: a snapshot plus a reader (one per thread).
+//! let snap = master.snapshot();
+//! let reader = master.reader()?;
+//! let _ = reader.read(&snap, "apps/web/values.yaml")?;
+//!
+//! // Write: one session per write-close, based on the snapshot the writer saw.
+//! let mut s = Session::new(snap.commit);
+//! s.write("apps/web/values.yaml", b"replicas: 3\n".to_vec());
+//! let mut ticket = master.submit(s)?;
+//! ticket.wait_committed()?; // durable locally (or Error::Conflict)
+//! ticket.wait_pushed(Duration::from_secs(10))?; // on the remote (or Error::Timeout)
+//!
+//! print!("{}", master.status()?.to_yaml());
+//! # Ok(()) }
+//! ```
+//!
 //! # Invariants
 //!
 //! * History is linear on our side: each session is one commit whose parent is the
@@ -105,6 +132,14 @@ pub enum Error {
     /// Another master holds the state directory.
     #[error("state dir {0} is in use by another master")]
     StateDirBusy(PathBuf),
+    /// The state dir belongs to another remote or branch (`owner` is "url branch").
+    #[error("state dir {dir} belongs to {owner}")]
+    StateDirMismatch {
+        /// The state dir.
+        dir: PathBuf,
+        /// Remote URL and branch it was created for.
+        owner: String,
+    },
     /// The remote could not be reached or refused the operation.
     #[error("remote: {0}")]
     Remote(String),

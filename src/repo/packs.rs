@@ -102,6 +102,7 @@ pub(crate) fn maybe_merge(
         }
     }
     packs.sort_by_key(|p| p.1);
+    let packs_len = packs.len();
     let largest = packs.last().map_or(0, |p| p.1);
     let small: u64 = packs[..packs.len() - 1].iter().map(|p| p.1).sum();
     let victims: Vec<PathBuf> = if small >= largest {
@@ -112,9 +113,16 @@ pub(crate) fn maybe_merge(
             .map(|p| p.0.clone())
             .collect()
     };
-    // A fresh handle: the master's own has delta search turned off for batch packs.
-    let fresh = Repository::open_bare(repo.path())?;
-    let repo = &fresh;
+    // Deltas only when everything is merged (rare, geometric): a fresh handle, since
+    // the master's own has delta search turned off. The frequent small merges stay
+    // cheap so they do not stall the sessions queued behind them.
+    let fresh;
+    let repo = if victims.len() == packs_len {
+        fresh = Repository::open_bare(repo.path())?;
+        &fresh
+    } else {
+        repo
+    };
     let mut pb = repo.packbuilder()?;
     for idx in &victims {
         for oid in idx_oids(idx)? {

@@ -68,11 +68,15 @@ impl Syncer {
         let mut reject_streak = 0u32;
         let mut cache = transport::RemoteCache::default();
         let mut seen_generation = self.generation.get();
+        self.tune();
         loop {
             let g = self.generation.get();
             if g != seen_generation {
                 match Repository::open_bare(&self.repo_path) {
-                    Ok(r) => self.repo = r,
+                    Ok(r) => {
+                        self.repo = r;
+                        self.tune();
+                    }
                     Err(e) => tracing::error!("reopening after pack merge: {e}"),
                 }
                 seen_generation = g;
@@ -96,7 +100,12 @@ impl Syncer {
             }
             let now = Instant::now();
             if !tokens.is_empty() || now >= next_fetch {
-                self.fetch(tokens);
+                if self.fetch(tokens) && fail_backoff > self.backoff_min {
+                    // The remote answers again: retry a failed push now, not at the
+                    // end of its backoff.
+                    retry_at = Instant::now();
+                    fail_backoff = self.backoff_min;
+                }
                 next_fetch = Instant::now() + self.jittered(self.interval);
             }
             let Some((t, base)) = target else { continue };
@@ -135,8 +144,13 @@ impl Syncer {
             match res {
                 Ok(PushOutcome::Pushed) => {
                     tracing::debug!(%t, "pushed");
-                    // (refs/remotes/origin is left to the next fetch: one fsync less.)
                     self.known = Some(Some(t));
+                    // The next fetch hides what our refs name; without this the local
+                    // transport would resend all history pushed since the last fetch.
+                    let tracking = format!("refs/remotes/origin/{}", self.branch);
+                    if let Err(e) = self.repo.reference(&tracking, t, true, "valuesfs: pushed") {
+                        tracing::warn!("updating {tracking}: {e}");
+                    }
                     target = None;
                     fail_backoff = self.backoff_min;
                     reject_streak = 0;
@@ -161,6 +175,15 @@ impl Syncer {
                     retry_at = Instant::now() + self.jittered(fail_backoff);
                     fail_backoff = (fail_backoff * 2).min(self.backoff_max);
                 }
+            }
+        }
+    }
+
+    /// Packs for a local remote stay on this machine: deltas would only cost CPU.
+    fn tune(&self) {
+        if transport::local_path(&self.url).is_some() {
+            if let Err(e) = super::master::without_deltas(&self.repo) {
+                tracing::warn!("{e}");
             }
         }
     }

@@ -184,6 +184,18 @@ fn push_local(
         )));
     }
     let refname = format!("refs/heads/{branch}");
+    if !remote.is_bare() {
+        // As git-receive-pack's receive.denyCurrentBranch: moving the checked-out branch
+        // would leave that work tree silently out of date.
+        if let Ok(head) = remote.find_reference("HEAD") {
+            if head.symbolic_target() == Some(refname.as_str()) {
+                return Err(Error::Remote(format!(
+                    "refusing to update checked-out branch {refname} of non-bare {}",
+                    remote.path().display()
+                )));
+            }
+        }
+    }
     let current = match remote.refname_to_id(&refname) {
         Ok(id) => Some(id),
         Err(e) if e.code() == git2::ErrorCode::NotFound => None,
