@@ -4,4 +4,5 @@
 //! repository (the master); `fs` is the filesystem on top of both.
 
 pub mod crypto;
+pub mod fs;
 pub mod repo;

@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use valuesfs::crypto::{self, sops, CreationParams, Format, Keyring, Selector, SopsConfig};
 use zeroize::Zeroizing;
 
+mod mount;
+
 #[derive(Parser)]
 #[command(
     name = "valuesfs",
@@ -50,6 +52,55 @@ enum Cmd {
         #[command(flatten)]
         types: Types,
     },
+    /// Mount a values repository: SOPS files decrypted, every write-close a commit.
+    Mount(MountArgs),
+    /// Unmount a mount cleanly (pending pushes are attempted first).
+    Unmount { mountpoint: PathBuf },
+    /// Print the status of the mount containing the current directory (or --mount).
+    Status {
+        #[arg(long)]
+        mount: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct MountArgs {
+    /// Remote URL: a path, file://, git://, ssh or https.
+    remote: Option<String>,
+    /// Where to mount.
+    mountpoint: Option<PathBuf>,
+    /// YAML file with the same settings (command-line flags win).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    branch: Option<String>,
+    /// age identity file (must not be readable by group or others).
+    #[arg(long)]
+    identity: Option<PathBuf>,
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Let other users (e.g. pods of a DaemonSet) use the mount.
+    #[arg(long)]
+    allow_other: bool,
+    /// `async` (close waits for the local commit) or `sync` (close waits for the push).
+    #[arg(long)]
+    push: Option<String>,
+    #[arg(long)]
+    push_timeout: Option<String>,
+    #[arg(long)]
+    fetch_interval: Option<String>,
+    /// More scratch-file globs (kept in memory, never committed).
+    #[arg(long)]
+    ignore: Vec<String>,
+    /// Memory for decrypted files, in MiB.
+    #[arg(long)]
+    cache_mib: Option<usize>,
+    /// Stay in the foreground (default: detach once mounted).
+    #[arg(long)]
+    foreground: bool,
+    /// Log format: human or json.
+    #[arg(long, default_value = "human")]
+    log_format: String,
 }
 
 #[derive(Args)]
@@ -118,6 +169,13 @@ pub fn run() -> i32 {
         Cmd::Decrypt { file, .. } | Cmd::Encrypt { file, .. } | Cmd::Edit { file, .. } => {
             file.clone()
         }
+        Cmd::Mount(m) => m
+            .mountpoint
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "mount".into()),
+        Cmd::Unmount { mountpoint } => mountpoint.display().to_string(),
+        Cmd::Status { .. } => "status".into(),
     };
     match dispatch(cli.cmd) {
         Ok(()) => 0,
@@ -199,6 +257,9 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Edit { file, types } => edit(&file, &types),
+        Cmd::Mount(args) => mount::run(args),
+        Cmd::Unmount { mountpoint } => mount::unmount(&mountpoint),
+        Cmd::Status { mount } => mount::status(mount.as_deref()),
     }
 }
 

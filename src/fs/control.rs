@@ -4,7 +4,6 @@
 //! `conflicts/<id>/...` (the tree of each rejected session, decrypted).
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use git2::{ObjectType, Oid, Repository};
 use zeroize::Zeroizing;
@@ -19,9 +18,8 @@ pub(crate) enum CNode {
     Daemon,
     History,
     Conflicts,
-    /// Inside a commit's tree: `commit`, and the entry (tree or blob).
+    /// Inside a commit's tree: the entry (tree or blob).
     Tree {
-        commit: Oid,
         oid: Oid,
         dir: bool,
         link: bool,
@@ -62,7 +60,6 @@ fn in_tree(repo: &Repository, commit: Oid, inner: &str) -> Result<Option<CNode>>
         .map_err(git_err)?;
     if inner.is_empty() {
         return Ok(Some(CNode::Tree {
-            commit,
             oid: tree.id(),
             dir: true,
             link: false,
@@ -71,7 +68,6 @@ fn in_tree(repo: &Repository, commit: Oid, inner: &str) -> Result<Option<CNode>>
     }
     match tree.get_path(std::path::Path::new(inner)) {
         Ok(e) => Ok(Some(CNode::Tree {
-            commit,
             oid: e.id(),
             dir: e.kind() == Some(ObjectType::Tree),
             link: e.filemode() == 0o120000,

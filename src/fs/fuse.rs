@@ -16,7 +16,7 @@ use fuser::{
     Request, TimeOrNow, WriteFlags,
 };
 
-use super::view::{Attr, FileKind, Fs, OpenReply};
+use super::view::{Attr, FileKind, Fs, OpenReply, SetAttr};
 use super::Error;
 
 /// Attribute and entry cache time for the live view.
@@ -190,15 +190,14 @@ impl Filesystem for Adapter {
     ) {
         let fs = self.fs.clone();
         self.workers.run(move || {
-            match fs.setattr(
-                ino.0,
-                fh.map(|f| f.0),
+            let set = SetAttr {
                 mode,
                 uid,
                 gid,
                 size,
-                mtime.map(time_of),
-            ) {
+                mtime: mtime.map(time_of),
+            };
+            match fs.setattr(ino.0, fh.map(|f| f.0), set) {
                 Ok(a) => reply.attr(&ttl(&a), &file_attr(&a)),
                 Err(e) => reply.error(errno(&e)),
             }
@@ -281,10 +280,11 @@ impl Filesystem for Adapter {
         };
         let target = target.as_os_str().as_encoded_bytes().to_vec();
         let fs = self.fs.clone();
-        self.workers.run(move || match fs.symlink(parent.0, &name, &target) {
-            Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(&e)),
-        });
+        self.workers
+            .run(move || match fs.symlink(parent.0, &name, &target) {
+                Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
+                Err(e) => reply.error(errno(&e)),
+            });
     }
 
     fn rename(
@@ -301,18 +301,19 @@ impl Filesystem for Adapter {
             (Ok(a), Ok(b)) => (a.to_string(), b.to_string()),
             _ => return reply.error(Errno::from_i32(libc::EINVAL)),
         };
-        if flags.contains(RenameFlags::RENAME_EXCHANGE) || flags.contains(RenameFlags::RENAME_WHITEOUT)
+        if flags.contains(RenameFlags::RENAME_EXCHANGE)
+            || flags.contains(RenameFlags::RENAME_WHITEOUT)
         {
             return reply.error(Errno::from_i32(libc::EINVAL));
         }
         let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
         let fs = self.fs.clone();
-        self.workers.run(
-            move || match fs.rename(parent.0, &name, newparent.0, &newname, noreplace) {
+        self.workers.run(move || {
+            match fs.rename(parent.0, &name, newparent.0, &newname, noreplace) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno(&e)),
-            },
-        );
+            }
+        });
     }
 
     fn link(
@@ -369,7 +370,14 @@ impl Filesystem for Adapter {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         let fs = self.fs.clone();
         self.workers.run(move || match fs.flush(fh.0) {
             Ok(()) => reply.ok(),
@@ -394,7 +402,14 @@ impl Filesystem for Adapter {
         });
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let fs = self.fs.clone();
         self.workers.run(move || match fs.fsync(fh.0) {
             Ok(()) => reply.ok(),
@@ -422,7 +437,12 @@ impl Filesystem for Adapter {
             (ino.0, FileKind::Dir, ".".to_string()),
             (ino.0, FileKind::Dir, "..".to_string()),
         ];
-        for (i, (ino, kind, name)) in dots.into_iter().chain(entries).enumerate().skip(offset as usize) {
+        for (i, (ino, kind, name)) in dots
+            .into_iter()
+            .chain(entries)
+            .enumerate()
+            .skip(offset as usize)
+        {
             let kind = match kind {
                 FileKind::File => FileType::RegularFile,
                 FileKind::Dir => FileType::Directory,
@@ -438,7 +458,8 @@ impl Filesystem for Adapter {
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         // Report the state directory's filesystem: that is where commits land.
         let (mut blocks, mut bfree, mut bavail) = (1 << 20, 1 << 19, 1 << 19);
-        if let Ok(p) = std::ffi::CString::new(self.fs.cfg.state_dir.as_os_str().as_encoded_bytes()) {
+        if let Ok(p) = std::ffi::CString::new(self.fs.cfg.state_dir.as_os_str().as_encoded_bytes())
+        {
             // SAFETY: statvfs writes into the zeroed struct we own.
             let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
             if unsafe { libc::statvfs(p.as_ptr(), &mut s) } == 0 {
@@ -464,7 +485,14 @@ impl Filesystem for Adapter {
         reply.error(Errno::from_i32(libc::ENOTSUP));
     }
 
-    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
         reply.error(Errno::from_i32(libc::ENOTSUP));
     }
 

@@ -9,4 +9,4 @@ pub mod mount;
 pub mod view;
 
 pub use error::{Error, Kind, Result};
-pub use view::{Attr, FileKind, Fs, FsConfig, OpenReply};
+pub use view::{Attr, FileKind, Fs, FsConfig, OpenReply, SetAttr};

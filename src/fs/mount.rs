@@ -150,36 +150,28 @@ pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
     fcfg.cache_bytes = opts.cache_bytes;
     let fs = Arc::new(Fs::new(master.clone(), keys, fcfg)?);
 
-    let mut mount_options = vec![
+    let mount_options = vec![
         fuser::MountOption::FSName("valuesfs".into()),
         fuser::MountOption::Subtype("valuesfs".into()),
         fuser::MountOption::DefaultPermissions,
         fuser::MountOption::NoDev,
         fuser::MountOption::NoSuid,
     ];
-    if opts.allow_other {
-        mount_options.push(fuser::MountOption::AllowOther);
-    }
-    let config = fuser::Config {
-        mount_options,
-        acl: if opts.allow_other {
-            fuser::SessionACL::All
-        } else {
-            fuser::SessionACL::Owner
-        },
-        n_threads: Some(4),
-        clone_fd: false,
+    // `acl` All is fuser's spelling of `allow_other`.
+    let mut config = fuser::Config::default();
+    config.mount_options = mount_options;
+    config.acl = if opts.allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
     };
+    config.n_threads = Some(4);
     let workers = Arc::new(Workers::new(8));
-    let session = fuser::Session::new(
-        Adapter::new(fs.clone(), workers),
-        &opts.mountpoint,
-        &config,
-    )
-    .map_err(|e| MountError::Fuse {
-        path: opts.mountpoint.display().to_string(),
-        err: e.to_string(),
-    })?;
+    let session = fuser::Session::new(Adapter::new(fs.clone(), workers), &opts.mountpoint, &config)
+        .map_err(|e| MountError::Fuse {
+            path: opts.mountpoint.display().to_string(),
+            err: e.to_string(),
+        })?;
     let notifier = session.notifier();
     let session = session.spawn().map_err(|e| MountError::Fuse {
         path: opts.mountpoint.display().to_string(),

@@ -24,9 +24,7 @@ use zeroize::Zeroizing;
 use super::error::{not_found, Error, Kind, Result};
 use super::ignore::IgnoreSet;
 use crate::crypto::{self, Format, Keyring, SopsConfig};
-use crate::repo::{
-    EntryKind, FileMode, MasterHandle, Oid, Reader, Session, Snapshot, Ticket,
-};
+use crate::repo::{EntryKind, FileMode, MasterHandle, Oid, Reader, Session, Snapshot, Ticket};
 
 pub const ROOT_INO: u64 = 1;
 pub const CONTROL: &str = ".valuesfs";
@@ -91,6 +89,19 @@ pub struct Attr {
     /// Immutable (history, conflicts): the kernel may cache it for long.
     pub immutable: bool,
 }
+
+/// The attributes a `setattr` call changes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub mtime: Option<SystemTime>,
+}
+
+/// Status lists: (path, reason).
+pub type PathReasons = Vec<(String, String)>;
 
 /// What `open`/`create` tell the kernel about caching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,15 +237,17 @@ fn parent_of(path: &str) -> &str {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0')
-    {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
         return Err(Error::new(Kind::Invalid, format!("invalid name {name:?}")));
     }
     if name.len() > 255 {
         return Err(Error::new(Kind::NameTooLong, "name too long"));
     }
     if name == ".git" {
-        return Err(Error::new(Kind::Perm, ".git cannot be created in the mount"));
+        return Err(Error::new(
+            Kind::Perm,
+            ".git cannot be created in the mount",
+        ));
     }
     Ok(())
 }
@@ -376,7 +389,10 @@ impl Fs {
         if size > self.cfg.max_file {
             return Err(Error::new(
                 Kind::TooBig,
-                format!("{path}: {size} bytes, over the {} byte limit", self.cfg.max_file),
+                format!(
+                    "{path}: {size} bytes, over the {} byte limit",
+                    self.cfg.max_file
+                ),
             ));
         }
         let raw = self.with_reader(|r| Ok(read_blob(r, oid)?))?;
@@ -394,7 +410,9 @@ impl Fs {
                     | crypto::Error::UnsupportedKeyServices { .. }),
                 ) => {
                     let reason = e.to_string();
-                    lock(&self.state).locked.insert(path.to_string(), reason.clone());
+                    lock(&self.state)
+                        .locked
+                        .insert(path.to_string(), reason.clone());
                     Decoded {
                         data: Zeroizing::new(raw),
                         sops: None,
@@ -404,7 +422,9 @@ impl Fs {
                 Err(e) => {
                     let msg = format!("{path}: {e}");
                     tracing::error!("{msg}");
-                    lock(&self.state).errors.insert(path.to_string(), e.to_string());
+                    lock(&self.state)
+                        .errors
+                        .insert(path.to_string(), e.to_string());
                     return Err(Error::new(Kind::Io, msg));
                 }
             }
@@ -503,7 +523,10 @@ impl Fs {
                 let mut st = lock(&self.state);
                 let ino = Self::ino_locked(&mut st, path);
                 let perm = if path.is_empty() { 0o700 } else { 0o755 };
-                let t = self.mtime_for(&mut st, path, None);
+                let t = match st.mem.get(path) {
+                    Some(Mem::Dir(t)) => *t,
+                    _ => self.mtime_for(&mut st, path, None),
+                };
                 Ok(base(ino, 4096, FileKind::Dir, perm, t))
             }
             Node::Blob { oid, mode } => {
@@ -512,10 +535,9 @@ impl Fs {
                 {
                     let mut st = lock(&self.state);
                     if let Some(of) = st.open.get(&ino) {
-                        let size = of.data.len() as u64;
-                        let perm = perm_for(of.mode, false);
+                        let (size, mode) = (of.data.len() as u64, of.mode);
                         let t = self.mtime_for(&mut st, path, None);
-                        return Ok(base(ino, size, kind_for(of.mode), perm, t));
+                        return Ok(base(ino, size, kind_for(mode), perm_for(mode, false), t));
                     }
                 }
                 let (size, ro) = if *mode == FileMode::Symlink {
@@ -806,7 +828,13 @@ impl Fs {
         })
     }
 
-    pub fn create(&self, parent: u64, name: &str, flags: i32, mode: u32) -> Result<(Attr, OpenReply)> {
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &str,
+        flags: i32,
+        mode: u32,
+    ) -> Result<(Attr, OpenReply)> {
         check_name(name)?;
         let ppath = self.path_of(parent)?;
         if ppath == CONTROL || ppath.starts_with(".valuesfs/") {
@@ -928,7 +956,11 @@ impl Fs {
             .open
             .get_mut(&ino)
             .ok_or_else(|| Error::new(Kind::BadHandle, "no open file"))?;
-        let off = if append { of.data.len() } else { offset as usize };
+        let off = if append {
+            of.data.len()
+        } else {
+            offset as usize
+        };
         let end = off
             .checked_add(data.len())
             .filter(|e| *e <= max)
@@ -944,15 +976,18 @@ impl Fs {
     // ---------------------------------------------------------------- committing
 
     /// The `.sops.yaml` creation parameters for a new file, if a rule matches.
-    fn creation_params(&self, snap: &Snapshot, path: &str) -> Result<Option<crypto::CreationParams>> {
+    fn creation_params(
+        &self,
+        snap: &Snapshot,
+        path: &str,
+    ) -> Result<Option<crypto::CreationParams>> {
         let mut dir = parent_of(path).to_string();
         loop {
             let cfg_path = join(&dir, ".sops.yaml");
             if let Some((bytes, _)) = self.with_reader(|r| Ok(r.read(snap, &cfg_path)?))? {
                 let text = String::from_utf8_lossy(&bytes);
-                let cfg = SopsConfig::parse(&text, PathBuf::from(&dir)).map_err(|e| {
-                    Error::new(Kind::Io, format!("{cfg_path}: {e}"))
-                })?;
+                let cfg = SopsConfig::parse(&text, PathBuf::from(&dir))
+                    .map_err(|e| Error::new(Kind::Io, format!("{cfg_path}: {e}")))?;
                 let rel = if dir.is_empty() {
                     path
                 } else {
@@ -1008,7 +1043,10 @@ impl Fs {
                 return Ok(None);
             }
             if d.locked.is_some() {
-                return Err(Error::new(Kind::ReadOnly, format!("{path}: cannot decrypt")));
+                return Err(Error::new(
+                    Kind::ReadOnly,
+                    format!("{path}: cannot decrypt"),
+                ));
             }
         }
         let format = Format::from_path(path);
@@ -1050,7 +1088,9 @@ impl Fs {
             Err(e) => {
                 let msg = format!("{path}: {e}");
                 tracing::error!("commit refused: {msg}");
-                lock(&self.state).errors.insert(path.to_string(), e.to_string());
+                lock(&self.state)
+                    .errors
+                    .insert(path.to_string(), e.to_string());
                 return Err(Error::new(Kind::Io, msg));
             }
         }
@@ -1065,7 +1105,14 @@ impl Fs {
     }
 
     /// Keep refused content: readable at its path, encrypted on disk. Returns the error.
-    fn make_draft(&self, path: &str, data: &[u8], mode: FileMode, recipients: &[String], why: &str) -> Error {
+    fn make_draft(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: FileMode,
+        recipients: &[String],
+        why: &str,
+    ) -> Error {
         let mut all: Vec<String> = recipients.to_vec();
         all.extend(self.keys.recipients());
         all.sort();
@@ -1094,7 +1141,10 @@ impl Fs {
             },
         );
         st.errors.insert(path.to_string(), format!("draft: {why}"));
-        Error::new(Kind::Io, format!("{path}: content refused (kept as a draft): {why}"))
+        Error::new(
+            Kind::Io,
+            format!("{path}: content refused (kept as a draft): {why}"),
+        )
     }
 
     fn clear_draft(&self, path: &str) {
@@ -1124,7 +1174,10 @@ impl Fs {
             };
             let bytes: Option<Vec<u8>> = (0..hex.len())
                 .step_by(2)
-                .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                })
                 .collect();
             let Some(path) = bytes.and_then(|b| String::from_utf8(b).ok()) else {
                 continue;
@@ -1186,23 +1239,26 @@ impl Fs {
         }
         let res = self.commit_file(&path, &data, mode, base);
         let mut st = lock(&self.state);
-        match &res {
-            Ok(t) => {
-                let head = self.snapshot().commit;
-                if let Some(of) = st.open.get_mut(&ino) {
-                    of.base = head;
-                    if t.is_some() {
-                        of.last = t.clone();
-                    }
-                }
-                if t.is_none() {
-                    // Nothing to commit: a pending file equal to the base is the base.
-                    if matches!(st.mem.get(&path), Some(Mem::File { kind: MemKind::Pending, .. })) {
-                        st.mem.remove(&path);
-                    }
+        if let Ok(t) = &res {
+            let head = self.snapshot().commit;
+            if let Some(of) = st.open.get_mut(&ino) {
+                of.base = head;
+                if t.is_some() {
+                    of.last = t.clone();
                 }
             }
-            Err(_) => {}
+            if t.is_none() {
+                // Nothing to commit: a pending file equal to the base is the base.
+                if matches!(
+                    st.mem.get(&path),
+                    Some(Mem::File {
+                        kind: MemKind::Pending,
+                        ..
+                    })
+                ) {
+                    st.mem.remove(&path);
+                }
+            }
         }
         res
     }
@@ -1309,19 +1365,20 @@ impl Fs {
 
     // ---------------------------------------------------------------- changing the tree
 
-    pub fn setattr(
-        &self,
-        ino: u64,
-        fh: Option<u64>,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        mtime: Option<SystemTime>,
-    ) -> Result<Attr> {
+    pub fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> Result<Attr> {
+        let SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            mtime,
+        } = set;
         let path = self.path_of(ino)?;
         if uid.is_some_and(|u| u != self.cfg.uid) || gid.is_some_and(|g| g != self.cfg.gid) {
-            return Err(Error::new(Kind::Perm, "chown to another owner is not supported"));
+            return Err(Error::new(
+                Kind::Perm,
+                "chown to another owner is not supported",
+            ));
         }
         let node = self.resolve(&path)?.ok_or_else(|| not_found(&path))?;
         if let Node::Control(_) = node {
@@ -1407,14 +1464,19 @@ impl Fs {
     pub fn mkdir(&self, parent: u64, name: &str) -> Result<Attr> {
         check_name(name)?;
         let ppath = self.path_of(parent)?;
-        if ppath == CONTROL || ppath.starts_with(".valuesfs/") || ppath.is_empty() && name == CONTROL {
+        if ppath == CONTROL
+            || ppath.starts_with(".valuesfs/")
+            || ppath.is_empty() && name == CONTROL
+        {
             return Err(Error::new(Kind::ReadOnly, ".valuesfs is read-only"));
         }
         let path = join(&ppath, name);
         if self.resolve(&path)?.is_some() {
             return Err(Error::new(Kind::Exists, format!("{path}: exists")));
         }
-        lock(&self.state).mem.insert(path.clone(), Mem::Dir(SystemTime::now()));
+        lock(&self.state)
+            .mem
+            .insert(path.clone(), Mem::Dir(SystemTime::now()));
         self.lookup(parent, name)
     }
 
@@ -1501,7 +1563,14 @@ impl Fs {
     }
 
     /// Blocking: a rename that involves tracked content commits one session.
-    pub fn rename(&self, parent: u64, name: &str, newparent: u64, newname: &str, noreplace: bool) -> Result<()> {
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &str,
+        newparent: u64,
+        newname: &str,
+        noreplace: bool,
+    ) -> Result<()> {
         check_name(newname)?;
         let from = join(&self.path_of(parent)?, name);
         let to = join(&self.path_of(newparent)?, newname);
@@ -1514,7 +1583,10 @@ impl Fs {
             return Ok(());
         }
         if to.starts_with(&format!("{from}/")) {
-            return Err(Error::new(Kind::Invalid, "cannot move a directory into itself"));
+            return Err(Error::new(
+                Kind::Invalid,
+                "cannot move a directory into itself",
+            ));
         }
         let node = self.resolve(&from)?.ok_or_else(|| not_found(&from))?;
         let target = self.resolve(&to)?;
@@ -1592,10 +1664,7 @@ impl Fs {
                 st.mem.insert(from.clone(), Mem::Whiteout(Instant::now()));
             }
             Node::Blob { .. } | Node::Dir => {
-                let in_git = matches!(
-                    self.with_reader(|r| Ok(r.stat(&snap, &from)?))?,
-                    Some(_)
-                );
+                let in_git = self.with_reader(|r| Ok(r.stat(&snap, &from)?))?.is_some();
                 if in_git {
                     let mut s = Session::new(snap.commit);
                     s.rename(from.as_str(), to.as_str());
@@ -1661,7 +1730,7 @@ impl Fs {
     }
 
     /// Paths of drafts, locked files and recent errors, for the status file.
-    pub(crate) fn status_extras(&self) -> (Vec<(String, String)>, Vec<(String, String)>, Vec<(String, String)>) {
+    pub(crate) fn status_extras(&self) -> (PathReasons, PathReasons, PathReasons) {
         let st = lock(&self.state);
         let drafts = st
             .mem
@@ -1674,14 +1743,17 @@ impl Fs {
                 _ => None,
             })
             .collect();
-        let locked = st.locked.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
-        let errors = st.errors.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+        let locked = st
+            .locked
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect();
+        let errors = st
+            .errors
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect();
         (drafts, locked, errors)
-    }
-
-    /// Content a read-only handle reads (for tests and the control files).
-    pub(crate) fn handle_content(&self, fh: u64) -> Option<Arc<Decoded>> {
-        lock(&self.state).handles.get(&fh).and_then(|h| h.content.clone())
     }
 
     /// Inodes of paths that changed between two heads (for kernel cache invalidation):

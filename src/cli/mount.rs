@@ -1,0 +1,227 @@
+//! `valuesfs mount`, `unmount` and `status`.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use valuesfs::crypto::value::Value;
+use valuesfs::fs::mount::{self as m, MountOptions};
+use valuesfs::repo::parse_duration;
+
+use super::MountArgs;
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VALUESFS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+/// Settings from `--config FILE` (YAML), overridden by flags.
+fn options(args: &MountArgs) -> Result<MountOptions> {
+    let cfg = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+            valuesfs::crypto::yaml::parse_mappings(&text, Default::default())
+                .with_context(|| format!("{}", p.display()))?
+                .into_iter()
+                .next()
+                .unwrap_or(Value::Map(Vec::new()))
+        }
+        None => Value::Map(Vec::new()),
+    };
+    let text = |k: &str| -> Option<String> {
+        match cfg.get(k) {
+            Some(Value::Str(s)) => Some(s.clone()),
+            Some(Value::Int(i)) => Some(i.to_string()),
+            _ => None,
+        }
+    };
+    let remote = args
+        .remote
+        .clone()
+        .or_else(|| text("remote"))
+        .ok_or_else(|| anyhow!("no remote given"))?;
+    let mountpoint = args
+        .mountpoint
+        .clone()
+        .or_else(|| text("mountpoint").map(PathBuf::from))
+        .ok_or_else(|| anyhow!("no mountpoint given"))?;
+    let mut o = MountOptions::new(remote, mountpoint);
+    if let Some(b) = args.branch.clone().or_else(|| text("branch")) {
+        o.branch = b;
+    }
+    o.identity = args
+        .identity
+        .clone()
+        .or_else(|| text("identity").map(PathBuf::from));
+    o.state_dir = args
+        .state_dir
+        .clone()
+        .or_else(|| text("state_dir").map(PathBuf::from));
+    o.allow_other = args.allow_other || matches!(cfg.get("allow_other"), Some(Value::Bool(true)));
+    match args.push.clone().or_else(|| text("push")).as_deref() {
+        None | Some("async") => {}
+        Some("sync") => o.push_sync = true,
+        Some(other) => bail!("--push takes async or sync, not {other:?}"),
+    }
+    if let Some(t) = args.push_timeout.clone().or_else(|| text("push_timeout")) {
+        o.push_timeout = parse_duration(&t)?;
+    }
+    if let Some(t) = args
+        .fetch_interval
+        .clone()
+        .or_else(|| text("fetch_interval"))
+    {
+        o.fetch_interval = parse_duration(&t)?;
+    }
+    o.ignore = args.ignore.clone();
+    if let Some(Value::Seq(items)) = cfg.get("ignore") {
+        o.ignore
+            .extend(items.iter().filter_map(|v| v.as_str().map(String::from)));
+    }
+    if let Some(mib) = args.cache_mib {
+        o.cache_bytes = mib << 20;
+    }
+    Ok(o)
+}
+
+pub fn run(args: MountArgs) -> Result<()> {
+    let opts = options(&args)?;
+    if !opts.mountpoint.is_dir() {
+        bail!(
+            "mountpoint {} is not a directory",
+            opts.mountpoint.display()
+        );
+    }
+    if !args.foreground {
+        return detach(&opts);
+    }
+    init_logging(&args.log_format);
+    m::block_signals();
+    let mounted = m::mount(&opts)?;
+    let sig = m::wait_for_signal();
+    tracing::info!("signal {sig}: unmounting");
+    mounted.unmount();
+    Ok(())
+}
+
+/// Start the daemon in the background and return once the mount answers.
+fn detach(opts: &MountOptions) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let state = opts
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| m::default_state_dir(&opts.remote, &opts.branch, &opts.mountpoint));
+    std::fs::create_dir_all(&state)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state.join("daemon.log"))?;
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    argv.push("--foreground".into());
+    if opts.state_dir.is_none() {
+        argv.push("--state-dir".into());
+        argv.push(state.display().to_string());
+    }
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(&argv)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()?;
+    let marker = opts.mountpoint.join(".valuesfs/status");
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(60) {
+        if let Ok(Some(st)) = child.try_wait() {
+            bail!(
+                "the daemon exited ({st}); see {}",
+                state.join("daemon.log").display()
+            );
+        }
+        if marker.exists() {
+            println!(
+                "mounted on {} (log: {})",
+                opts.mountpoint.display(),
+                state.join("daemon.log").display()
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("the mount did not come up within 60 s");
+}
+
+fn socket_of(mountpoint: &Path) -> Result<PathBuf> {
+    let daemon = std::fs::read_to_string(mountpoint.join(".valuesfs/daemon"))
+        .with_context(|| format!("{} is not a valuesfs mount", mountpoint.display()))?;
+    let line = daemon
+        .lines()
+        .find_map(|l| l.strip_prefix("socket: "))
+        .ok_or_else(|| anyhow!("no socket in .valuesfs/daemon"))?;
+    Ok(PathBuf::from(line.trim().trim_matches('"')))
+}
+
+fn ask(mountpoint: &Path, cmd: &str) -> Result<String> {
+    let mut s = UnixStream::connect(socket_of(mountpoint)?).context("connecting to the daemon")?;
+    s.write_all(format!("{cmd}\n").as_bytes())?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+pub fn unmount(mountpoint: &Path) -> Result<()> {
+    if ask(mountpoint, "unmount").is_err() {
+        // No daemon answering: let the kernel drop the mount.
+        let ok = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(mountpoint)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+            || std::process::Command::new("umount")
+                .arg(mountpoint)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+        if !ok {
+            bail!("cannot unmount");
+        }
+        return Ok(());
+    }
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(60) {
+        if !mountpoint.join(".valuesfs").exists() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("the daemon did not unmount within 60 s")
+}
+
+/// The mount root containing `dir`: the nearest ancestor with `.valuesfs/daemon`.
+fn find_mount(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|d| d.join(".valuesfs/daemon").is_file())
+        .map(Path::to_path_buf)
+}
+
+pub fn status(mount: Option<&Path>) -> Result<()> {
+    let root = match mount {
+        Some(m) => m.to_path_buf(),
+        None => find_mount(&std::env::current_dir()?)
+            .ok_or_else(|| anyhow!("not inside a valuesfs mount (use --mount)"))?,
+    };
+    print!("{}", ask(&root, "status")?);
+    Ok(())
+}
