@@ -222,6 +222,7 @@ pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
             });
     }
     serve_socket(&state_dir, fs.clone(), master.clone(), stop.clone());
+    watch_unmount(&opts.mountpoint, stop.clone());
     tracing::info!(
         "mounted {} on {} (state {})",
         opts.remote,
@@ -280,6 +281,36 @@ fn serve_socket(state_dir: &Path, fs: Arc<Fs>, master: MasterHandle, stop: Arc<A
                     other => format!("error: unknown command {other:?}\n"),
                 };
                 let _ = conn.write_all(reply.as_bytes());
+            }
+        });
+}
+
+/// When the mount disappears from under us (`fusermount3 -u`, `umount`), stop the daemon
+/// as if it got SIGTERM, so that pending work is pushed and the process exits.
+fn watch_unmount(mountpoint: &Path, stop: Arc<AtomicBool>) {
+    let mp = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+    let target = mp.display().to_string();
+    let _ = std::thread::Builder::new()
+        .name("valuesfs-watch".into())
+        .spawn(move || {
+            // Give the kernel a moment to list the new mount.
+            std::thread::sleep(Duration::from_millis(500));
+            while !stop.load(Ordering::Relaxed) {
+                let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+                    .map(|t| {
+                        t.lines()
+                            .any(|l| l.split(' ').nth(4) == Some(target.as_str()))
+                    })
+                    .unwrap_or(true);
+                if !mounted {
+                    tracing::info!("{target} was unmounted");
+                    // SAFETY: raising a signal at ourselves; the main thread waits on it.
+                    unsafe {
+                        libc::kill(libc::getpid(), libc::SIGTERM);
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(500));
             }
         });
 }

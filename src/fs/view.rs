@@ -161,6 +161,9 @@ struct OpenFile {
 
 struct Handle {
     ino: u64,
+    /// Counted in the inode's `OpenFile::handles` (read-only handles of an inode with
+    /// no open buffer are not).
+    counted: bool,
     write: bool,
     wrote: bool,
     /// Content of a read-only open, fixed at open time.
@@ -708,6 +711,7 @@ impl Fs {
                     fh,
                     Handle {
                         ino,
+                        counted: false,
                         write: false,
                         wrote: false,
                         content: Some(content),
@@ -783,6 +787,7 @@ impl Fs {
                 fh,
                 Handle {
                     ino,
+                    counted: true,
                     write,
                     wrote: false,
                     content: None,
@@ -810,6 +815,7 @@ impl Fs {
                 fh,
                 Handle {
                     ino,
+                    counted: false,
                     write: false,
                     wrote: false,
                     content: Some(content),
@@ -897,6 +903,7 @@ impl Fs {
             fh,
             Handle {
                 ino,
+                counted: true,
                 write: true,
                 wrote: false,
                 content: None,
@@ -1040,6 +1047,8 @@ impl Fs {
         };
         if let Some((d, m)) = &prev {
             if d.data.as_slice() == data && *m == mode {
+                // Same as committed: nothing to do, and any draft is resolved.
+                self.clear_draft(path);
                 return Ok(None);
             }
             if d.locked.is_some() {
@@ -1343,7 +1352,7 @@ impl Fs {
             let Some(h) = st.handles.remove(&fh) else {
                 return Ok(());
             };
-            let last = match st.open.get_mut(&h.ino) {
+            let last = match st.open.get_mut(&h.ino).filter(|_| h.counted) {
                 Some(of) => {
                     of.handles = of.handles.saturating_sub(1);
                     of.handles == 0
