@@ -283,6 +283,11 @@ impl Fs {
         Ok(fs)
     }
 
+    /// The master this view commits to.
+    pub fn master(&self) -> &MasterHandle {
+        &self.master
+    }
+
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.master.snapshot()
     }

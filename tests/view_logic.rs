@@ -1,0 +1,178 @@
+//! The filesystem logic driven directly, without a FUSE mount: the same `Fs` the adapter
+//! calls, on a real master and a real bare remote.
+
+mod common;
+#[path = "repo_common/mod.rs"]
+mod repo_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use repo_common::*;
+use valuesfs::crypto::{self, Format};
+use valuesfs::fs::{Fs, FsConfig, Kind, SetAttr};
+use valuesfs::repo::{Master, SopsMerge};
+
+const ROOT: u64 = 1;
+
+fn setup(tmp: &std::path::Path) -> (Fs, std::path::PathBuf) {
+    let remote = bare(tmp, "r.git");
+    let url = remote.to_str().expect("utf8").to_string();
+    let secret = std::fs::read_to_string(vectors().join("enc/values.yaml")).expect("vec");
+    let rules = std::fs::read_to_string(vectors().join(".sops.yaml")).expect("rules");
+    cli_commit(
+        tmp,
+        &url,
+        &[
+            ("secret.yaml", &secret),
+            (".sops.yaml", &rules),
+            ("notes.txt", "one\n"),
+        ],
+        "seed",
+    );
+    let mut cfg = config(&url, &tmp.join("state"));
+    let keys = Arc::new(keyring());
+    cfg.merger = Arc::new(SopsMerge::new(keys.clone()));
+    let master = Master::start(cfg).expect("master");
+    let mut fcfg = FsConfig::new(tmp.join("state"));
+    fcfg.whiteout_grace = Duration::from_millis(200);
+    (Fs::new(master, keys, fcfg).expect("fs"), remote)
+}
+
+fn commits(remote: &std::path::Path) -> usize {
+    git(remote, &["rev-list", "--count", "main"])
+        .trim()
+        .parse()
+        .expect("count")
+}
+
+#[test]
+fn write_close_is_one_commit_and_reads_back() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (fs, remote) = setup(tmp.path());
+    let secret = fs.lookup(ROOT, "secret.yaml").expect("lookup");
+    let plain = crypto::decrypt(
+        &std::fs::read(vectors().join("enc/values.yaml")).expect("vec"),
+        Format::Yaml,
+        &keyring(),
+    )
+    .expect("decrypt");
+    assert_eq!(
+        secret.size as usize,
+        plain.plaintext.len(),
+        "plaintext size in getattr"
+    );
+
+    // A shell redirect: open O_TRUNC, an empty flush, write, flush, release.
+    let o = fs
+        .open(secret.ino, libc::O_WRONLY | libc::O_TRUNC)
+        .expect("open");
+    fs.flush(o.fh).expect("empty flush");
+    let text = String::from_utf8(plain.plaintext.to_vec())
+        .expect("utf8")
+        .replace("replicas: 2", "replicas: 5");
+    fs.write(o.fh, 0, text.as_bytes(), false).expect("write");
+    fs.flush(o.fh).expect("flush commits");
+    fs.release(o.fh).expect("release");
+    fs.master().flush(Duration::from_secs(10)).expect("pushed");
+    assert_eq!(
+        commits(&remote),
+        2,
+        "exactly one commit for the write-close"
+    );
+
+    let r = fs.open(secret.ino, libc::O_RDONLY).expect("open");
+    assert_eq!(fs.read(r.fh, 0, 1 << 20).expect("read"), text.as_bytes());
+    fs.release(r.fh).expect("release");
+    // Stored encrypted, and sops reads it.
+    let co = clone(tmp.path(), remote.to_str().expect("utf8"));
+    let key = private_key(tmp.path());
+    let out = sops_decrypt(&co.path().join("secret.yaml"), &key, &[]);
+    assert!(String::from_utf8_lossy(&out).contains("replicas: 5"));
+}
+
+#[test]
+fn scratch_files_stay_in_memory_and_rename_commits_the_target_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (fs, remote) = setup(tmp.path());
+    let (a, o) = fs
+        .create(ROOT, "notes.txt.tmp", libc::O_WRONLY | libc::O_CREAT, 0o644)
+        .expect("create");
+    fs.write(o.fh, 0, b"two\n", false).expect("write");
+    fs.fsync(o.fh)
+        .expect("fsync of a scratch file returns at once");
+    fs.release(o.fh).expect("release");
+    assert_eq!(fs.getattr(a.ino).expect("attr").size, 4);
+    fs.master().flush(Duration::from_secs(10)).expect("flush");
+    assert_eq!(commits(&remote), 1, "scratch file not committed");
+    fs.rename(ROOT, "notes.txt.tmp", ROOT, "notes.txt", false)
+        .expect("rename");
+    fs.master().flush(Duration::from_secs(10)).expect("flush");
+    assert_eq!(commits(&remote), 2, "one session for the atomic save");
+    assert_eq!(git(&remote, &["show", "main:notes.txt"]), "two\n");
+    assert!(!git(&remote, &["ls-tree", "-r", "--name-only", "main"]).contains(".tmp"));
+}
+
+#[test]
+fn errors_map_to_what_tools_expect() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (fs, _remote) = setup(tmp.path());
+    fn err<T>(r: valuesfs::fs::Result<T>) -> Kind {
+        r.map(|_| ()).expect_err("error").kind
+    }
+    assert_eq!(err(fs.lookup(ROOT, "missing")), Kind::NotFound);
+    assert_eq!(err(fs.mkdir(ROOT, ".git")), Kind::Perm);
+    assert_eq!(
+        err(fs.create(ROOT, "secret.yaml", libc::O_EXCL | libc::O_CREAT, 0o644)),
+        Kind::Exists
+    );
+    let notes = fs.lookup(ROOT, "notes.txt").expect("notes");
+    let set = SetAttr {
+        uid: Some(4242),
+        ..Default::default()
+    };
+    assert_eq!(err(fs.setattr(notes.ino, None, set)), Kind::Perm);
+    let ctl = fs.lookup(ROOT, ".valuesfs").expect("control dir");
+    assert_eq!(
+        err(fs.create(ctl.ino, "x", libc::O_CREAT, 0o644)),
+        Kind::ReadOnly
+    );
+    fs.mkdir(ROOT, "d").expect("mkdir");
+    let d = fs.lookup(ROOT, "d").expect("d");
+    fs.create(d.ino, "f.txt", libc::O_CREAT | libc::O_WRONLY, 0o644)
+        .map(|(_, o)| fs.release(o.fh))
+        .expect("create")
+        .expect("release");
+    assert_eq!(err(fs.rmdir(ROOT, "d")), Kind::NotEmpty);
+    assert_eq!(
+        err(fs.rename(ROOT, "notes.txt", ROOT, "secret.yaml", true)),
+        Kind::Exists
+    );
+}
+
+#[test]
+fn invalid_content_for_an_encrypted_path_becomes_a_draft() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (fs, remote) = setup(tmp.path());
+    let secret = fs.lookup(ROOT, "secret.yaml").expect("lookup");
+    let o = fs
+        .open(secret.ino, libc::O_WRONLY | libc::O_TRUNC)
+        .expect("open");
+    fs.write(o.fh, 0, b"a: [unclosed\n", false).expect("write");
+    let e = fs.flush(o.fh).expect_err("refused");
+    assert_eq!(e.kind, Kind::Io);
+    fs.release(o.fh).ok();
+    fs.master().flush(Duration::from_secs(10)).expect("flush");
+    assert_eq!(commits(&remote), 1, "nothing committed");
+    // Readable at its path, kept encrypted on disk.
+    let r = fs.open(secret.ino, libc::O_RDONLY).expect("open");
+    assert_eq!(fs.read(r.fh, 0, 100).expect("read"), b"a: [unclosed\n");
+    fs.release(r.fh).expect("release");
+    let drafts: Vec<_> = std::fs::read_dir(tmp.path().join("state/drafts"))
+        .expect("drafts dir")
+        .collect();
+    assert_eq!(drafts.len(), 1);
+    let stored = std::fs::read(drafts[0].as_ref().expect("entry").path()).expect("read");
+    assert!(!String::from_utf8_lossy(&stored).contains("unclosed"));
+}
