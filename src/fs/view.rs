@@ -362,6 +362,13 @@ impl Fs {
         st.cached.remove(&ino);
     }
 
+    fn new_handle(st: &mut State, h: Handle) -> u64 {
+        let fh = st.next_fh;
+        st.next_fh += 1;
+        st.handles.insert(fh, h);
+        fh
+    }
+
     fn move_inodes(st: &mut State, from: &str, to: &str) {
         let prefix = format!("{from}/");
         let moved: Vec<(String, u64)> = st
@@ -710,10 +717,8 @@ impl Fs {
                 }
                 let (content, direct) = super::control::content(self, &path, c)?;
                 let mut st = lock(&self.state);
-                let fh = st.next_fh;
-                st.next_fh += 1;
-                st.handles.insert(
-                    fh,
+                let fh = Self::new_handle(
+                    &mut st,
                     Handle {
                         ino,
                         counted: false,
@@ -763,10 +768,8 @@ impl Fs {
         }
         let scratch = self.is_scratch(&path);
         let mut st = lock(&self.state);
-        let fh = st.next_fh;
-        st.next_fh += 1;
         let mut keep_cache = false;
-        if write || st.open.contains_key(&ino) {
+        let fh = if write || st.open.contains_key(&ino) {
             let of = st.open.entry(ino).or_insert_with(|| OpenFile {
                 path: path.clone(),
                 base: snap.commit,
@@ -788,8 +791,8 @@ impl Fs {
                 of.data.clear();
                 of.dirty = true;
             }
-            st.handles.insert(
-                fh,
+            Self::new_handle(
+                &mut st,
                 Handle {
                     ino,
                     counted: true,
@@ -798,17 +801,12 @@ impl Fs {
                     content: None,
                     ticket: None,
                 },
-            );
+            )
         } else {
             let content = match (decoded, mem_data) {
                 (Some(d), _) => d,
-                (None, Some(m)) => Arc::new(Decoded {
-                    data: Zeroizing::new(m),
-                    sops: None,
-                    locked: None,
-                }),
-                (None, None) => Arc::new(Decoded {
-                    data: Zeroizing::new(Vec::new()),
+                (None, m) => Arc::new(Decoded {
+                    data: Zeroizing::new(m.unwrap_or_default()),
                     sops: None,
                     locked: None,
                 }),
@@ -816,8 +814,8 @@ impl Fs {
             if let Node::Blob { oid, .. } = node {
                 keep_cache = st.cached.insert(ino, oid) == Some(oid);
             }
-            st.handles.insert(
-                fh,
+            Self::new_handle(
+                &mut st,
                 Handle {
                     ino,
                     counted: false,
@@ -826,8 +824,8 @@ impl Fs {
                     content: Some(content),
                     ticket: None,
                 },
-            );
-        }
+            )
+        };
         if write {
             st.cached.remove(&ino);
         }
@@ -902,10 +900,8 @@ impl Fs {
                 last: None,
             },
         );
-        let fh = st.next_fh;
-        st.next_fh += 1;
-        st.handles.insert(
-            fh,
+        let fh = Self::new_handle(
+            &mut st,
             Handle {
                 ino,
                 counted: true,
