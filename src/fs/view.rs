@@ -649,6 +649,10 @@ impl Fs {
         let listed = self.with_reader(|r| Ok(r.list(&snap, &path)?))?;
         let mut out: BTreeMap<String, FileKind> = BTreeMap::new();
         for e in listed.unwrap_or_default() {
+            // Hostile trees: names git itself would refuse are never shown.
+            if e.name.is_empty() || e.name == "." || e.name == ".." || e.name.contains('\0') {
+                continue;
+            }
             let k = match e.kind {
                 EntryKind::Dir => FileKind::Dir,
                 EntryKind::File(m) => kind_for(m),
