@@ -1277,18 +1277,38 @@ impl Fs {
         res
     }
 
+    /// Wait until the change is on the remote, up to the push timeout. A lost conflict is
+    /// EIO; an unreachable remote is success once the change is durable locally (offline
+    /// work must not break editors, which fsync on every save).
     fn wait_pushed(&self, ticket: &Arc<Mutex<Ticket>>) -> Result<()> {
-        let res = lock(ticket).wait_pushed(self.cfg.push_timeout);
-        match res {
-            Ok(_) => Ok(()),
-            Err(crate::repo::Error::Conflict(c)) => {
-                tracing::error!("{c}");
-                Err(Error::new(Kind::Io, c.to_string()))
-            }
-            // Offline work must not break editors: durable locally is enough.
-            Err(e) => {
-                tracing::warn!("push pending: {e}");
-                Ok(())
+        let deadline = Instant::now() + self.cfg.push_timeout;
+        loop {
+            let step = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(250));
+            let res = lock(ticket).wait_pushed(step);
+            match res {
+                Ok(_) => return Ok(()),
+                Err(crate::repo::Error::Conflict(c)) => {
+                    tracing::error!("{c}");
+                    return Err(Error::new(Kind::Io, c.to_string()));
+                }
+                Err(crate::repo::Error::Timeout) if Instant::now() < deadline => {
+                    let offline = self
+                        .master
+                        .status()
+                        .is_ok_and(|st| st.last_push_error.is_some() && st.pending_pushes > 0);
+                    if offline {
+                        tracing::warn!(
+                            "remote unreachable: the change is committed locally, push pending"
+                        );
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("push pending: {e}");
+                    return Ok(());
+                }
             }
         }
     }
