@@ -1,0 +1,285 @@
+//! Two mounts of one remote: an edit on A shows on B after B fetches (kernel caches
+//! invalidated, even after B read the old content); edits of different keys of one
+//! encrypted file through both mounts both land; the same key changed two ways gives EIO
+//! to the loser's fsync and keeps its version under `.valuesfs/conflicts/`; with the
+//! remote down writes still succeed and are pushed once it is back.
+
+mod common;
+#[path = "repo_common/mod.rs"]
+mod repo_common;
+mod fs_common;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::*;
+use fs_common::*;
+use repo_common::clone;
+
+/// After a fetch, the kernel must see new content at once (well inside the 1 s attribute
+/// TTL): allow only the invalidation thread's latency.
+const INVAL_GRACE: Duration = Duration::from_millis(250);
+
+fn secret_with(from: &str, to: &str) -> String {
+    let s = String::from_utf8(secret_plaintext()).expect("utf8");
+    assert!(s.contains(from), "{from:?} not in the secret");
+    s.replace(from, to)
+}
+
+fn sops_d_of_remote(r: &Remote, path: &str) -> String {
+    let co = clone(r.dir(), &r.url);
+    String::from_utf8(sops_decrypt(&co.path().join(path), &r.key, &[])).expect("utf8")
+}
+
+/// The ids of the conflicts listed in a status text.
+fn conflict_ids(status: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for l in status.lines() {
+        if !l.starts_with(' ') {
+            inside = l == "conflicts:";
+            continue;
+        }
+        if inside {
+            if let Some(id) = l.trim_start().strip_prefix("- id: ") {
+                out.push(id.trim().trim_matches('"').to_string());
+            }
+        }
+    }
+    out
+}
+
+fn pending_pushes(status: &str) -> usize {
+    status_field(status, "pending_pushes")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no pending_pushes in status:\n{status}"))
+}
+
+#[test]
+fn edit_on_a_shows_on_b_after_fetch() {
+    let r = seeded_remote();
+    let seed = remote_head(&r);
+    let a = mount_remote(&r);
+    let b = mount_remote(&r);
+
+    // B reads (and so caches) the old content.
+    assert_eq!(b.read("plain.txt"), PLAIN.as_bytes());
+    assert_eq!(b.read("secret.yaml"), secret_plaintext());
+    assert_eq!(b.read("dir/a.txt"), b"alpha\n");
+    assert!(!b.p("new.txt").exists());
+
+    // A edits: a longer plain file, a same-length secret change, a new file, a deletion.
+    let plain2 = b"changed on A, and longer than before\n".to_vec();
+    let secret2 = secret_with("replicas: 2", "replicas: 9");
+    put(&a.p("plain.txt"), &plain2);
+    put(&a.p("secret.yaml"), secret2.as_bytes());
+    put(&a.p("new.txt"), b"new\n");
+    std::fs::remove_file(a.p("dir/a.txt")).expect("unlink on A");
+    a.flush();
+
+    // Before fetching, B still shows its snapshot.
+    assert_eq!(b.read("plain.txt"), PLAIN.as_bytes());
+    assert_eq!(b.read("secret.yaml"), secret_plaintext());
+    assert_eq!(
+        std::fs::metadata(b.p("plain.txt")).expect("stat").len(),
+        PLAIN.len() as u64
+    );
+
+    b.fetch();
+    let t0 = Instant::now();
+    let seen = wait_for(INVAL_GRACE, || {
+        let p = std::fs::read(b.p("plain.txt")).ok()?;
+        let s = std::fs::read(b.p("secret.yaml")).ok()?;
+        (p == plain2 && s == secret2.as_bytes()).then_some(())
+    });
+    assert!(
+        seen.is_some(),
+        "B shows stale content {:?} after fetch_now (waited {:?}); secret has replicas: 9? {}",
+        String::from_utf8_lossy(&std::fs::read(b.p("plain.txt")).unwrap_or_default()),
+        t0.elapsed(),
+        String::from_utf8_lossy(&std::fs::read(b.p("secret.yaml")).unwrap_or_default())
+            .contains("replicas: 9")
+    );
+    assert_eq!(
+        std::fs::metadata(b.p("plain.txt")).expect("stat").len(),
+        plain2.len() as u64,
+        "stale size in B's attribute cache"
+    );
+    assert!(
+        wait_for(INVAL_GRACE, || b.p("new.txt").exists().then_some(())).is_some(),
+        "new file not visible on B"
+    );
+    assert_eq!(b.read("new.txt"), b"new\n");
+    assert!(
+        wait_for(INVAL_GRACE, || (!b.p("dir/a.txt").exists()).then_some(())).is_some(),
+        "file deleted on A still visible on B"
+    );
+    let names: Vec<String> = std::fs::read_dir(b.p("dir"))
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["sub"]);
+    // History on B follows too.
+    assert_eq!(
+        b.read(&format!(".valuesfs/history/{seed}/plain.txt")),
+        PLAIN.as_bytes()
+    );
+    assert_eq!(b.read(".valuesfs/history/HEAD/plain.txt"), plain2);
+}
+
+#[test]
+fn different_keys_of_one_secret_edited_on_both_mounts_both_land() {
+    let r = seeded_remote();
+    let a = mount_remote(&r);
+    let b = mount_remote(&r);
+    // Both start from the seed; neither fetches before writing.
+    put(&a.p("secret.yaml"), secret_with("replicas: 2", "replicas: 3").as_bytes());
+    put(&b.p("secret.yaml"), secret_with("port: 5432", "port: 5433").as_bytes());
+    a.flush();
+    b.flush();
+    a.flush();
+
+    let out = sops_d_of_remote(&r, "secret.yaml");
+    assert!(out.contains("replicas: 3"), "A's edit lost:\n{out}");
+    assert!(out.contains("port: 5433"), "B's edit lost:\n{out}");
+    let both = secret_with("replicas: 2", "replicas: 3").replace("port: 5432", "port: 5433");
+    assert_eq!(
+        String::from_utf8(remote_plain(&r, "secret.yaml").expect("secret")).expect("utf8"),
+        both,
+        "merged plaintext lost the formatting"
+    );
+    for m in [&a, &b] {
+        m.fetch();
+        let got = wait_for(INVAL_GRACE, || {
+            let s = std::fs::read(m.p("secret.yaml")).ok()?;
+            (s == both.as_bytes()).then_some(())
+        });
+        assert!(
+            got.is_some(),
+            "a mount does not show the merged secret: {}",
+            m.read_str("secret.yaml")
+        );
+        let st = m.status();
+        assert_eq!(pending_pushes(&st), 0, "{st}");
+        assert!(conflict_ids(&st).is_empty(), "{st}");
+    }
+}
+
+#[test]
+fn same_key_changed_two_ways_is_a_conflict() {
+    let r = seeded_remote();
+    let a = mount_remote(&r);
+    let b = mount_remote(&r);
+    let ours_a = secret_with("replicas: 2", "replicas: 7");
+    let ours_b = secret_with("replicas: 2", "replicas: 8");
+
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(a.p("secret.yaml"))
+            .expect("open on A");
+        f.write_all(ours_a.as_bytes()).expect("write on A");
+        f.sync_all().expect("fsync on A (first, wins)");
+        close_checked(f).expect("close on A");
+    }
+    let before = commits(&r);
+
+    // B never fetched: its change of the same key loses.
+    let mut f = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(b.p("secret.yaml"))
+        .expect("open on B");
+    f.write_all(ours_b.as_bytes()).expect("write on B");
+    let res = f.sync_all();
+    let _ = close_checked(f);
+    match res {
+        Ok(()) => panic!("fsync of the losing side of a conflict succeeded"),
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
+    }
+
+    // The remote keeps A's value; B's commit never landed.
+    b.flush();
+    assert_eq!(commits(&r), before, "{:?}", subjects(&r));
+    let out = sops_d_of_remote(&r, "secret.yaml");
+    assert!(out.contains("replicas: 7"), "{out}");
+
+    // B's status lists the conflict, and its version is readable, decrypted.
+    let st = b.status();
+    let ids = conflict_ids(&st);
+    assert_eq!(ids.len(), 1, "expected one conflict in B's status:\n{st}");
+    assert!(
+        status_paths(&st, "conflicts").contains(&"secret.yaml".to_string()),
+        "{st}"
+    );
+    let listed: Vec<String> = std::fs::read_dir(b.p(".valuesfs/conflicts"))
+        .expect("readdir conflicts")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(listed, ids);
+    let kept = b.read_str(&format!(".valuesfs/conflicts/{}/secret.yaml", ids[0]));
+    assert_eq!(kept, ours_b, "the conflict does not hold B's version, decrypted");
+    // A is unaffected.
+    assert!(conflict_ids(&a.status()).is_empty());
+
+    // After a fetch B shows the remote's version and has nothing left to push.
+    b.fetch();
+    let got = wait_for(INVAL_GRACE, || {
+        (std::fs::read(b.p("secret.yaml")).ok()? == ours_a.as_bytes()).then_some(())
+    });
+    assert!(
+        got.is_some(),
+        "B does not show the winning version after the conflict: {}",
+        b.read_str("secret.yaml")
+    );
+    assert_eq!(pending_pushes(&b.status()), 0, "{}", b.status());
+}
+
+#[test]
+fn remote_down_writes_succeed_and_push_later() {
+    let r = seeded_remote();
+    let m = mount_with(&r, None, |o| o.push_timeout = Duration::from_secs(2));
+    let gone = r.dir().join("remote.gone");
+    std::fs::rename(&r.path, &gone).expect("take the remote away");
+
+    put(&m.p("plain.txt"), b"written offline\n");
+    put(&m.p("offline.yaml"), b"token: abc\n");
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(m.p("synced.txt"))
+            .expect("open");
+        f.write_all(b"fsynced offline\n").expect("write");
+        let t0 = Instant::now();
+        f.sync_all()
+            .expect("fsync with the remote down must succeed once committed locally");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "fsync waited {:?}, over the push timeout",
+            t0.elapsed()
+        );
+        close_checked(f).expect("close");
+    }
+    assert_eq!(m.read("plain.txt"), b"written offline\n");
+    assert_eq!(m.read("offline.yaml"), b"token: abc\n");
+    let st = m.status();
+    assert!(pending_pushes(&st) >= 3, "pending_pushes should count 3 sessions:\n{st}");
+
+    std::fs::rename(&gone, &r.path).expect("bring the remote back");
+    m.m()
+        .master
+        .flush(PUSH_WAIT)
+        .expect("flush after the remote is back");
+    assert_eq!(remote_raw(&r, "plain.txt").as_deref(), Some(&b"written offline\n"[..]));
+    assert_eq!(remote_raw(&r, "synced.txt").as_deref(), Some(&b"fsynced offline\n"[..]));
+    let raw = remote_raw(&r, "offline.yaml").expect("offline.yaml pushed");
+    assert!(is_sops("offline.yaml", &raw));
+    assert_eq!(decrypt_if_sops("offline.yaml", &raw), b"token: abc\n");
+    assert_eq!(commits(&r), 4, "{:?}", subjects(&r));
+    let st = m.status();
+    assert_eq!(pending_pushes(&st), 0, "{st}");
+}
