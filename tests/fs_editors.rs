@@ -10,6 +10,7 @@ mod fs_common;
 mod repo_common;
 
 use std::collections::BTreeSet;
+use std::fs::OpenOptions;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
@@ -387,4 +388,78 @@ fn cp_mv_rm_land_as_expected() {
         "rm -r dir3 failed: {}",
         String::from_utf8_lossy(&rm.stderr)
     );
+}
+
+#[test]
+fn moved_onto_a_scratch_name_is_deleted_after_the_grace_period() {
+    let r = seeded_remote();
+    let m = mount_remote(&r);
+    let n = commits(&r);
+    // A tracked file moved aside (as an editor's backup) and never replaced.
+    std::fs::rename(m.p("plain.txt"), m.p("plain.txt~")).expect("mv to backup name");
+    assert!(!m.p("plain.txt").exists());
+    assert_eq!(m.read("plain.txt~"), PLAIN.as_bytes(), "the moved-aside copy is readable");
+    m.flush();
+    assert_eq!(commits(&r), n, "deleted before the grace period");
+    let deleted = wait_for(std::time::Duration::from_secs(6), || {
+        m.flush();
+        remote_raw(&r, "plain.txt").is_none().then_some(())
+    });
+    assert!(deleted.is_some(), "deletion of a file moved aside never committed");
+    assert_eq!(commits(&r), n + 1, "{:?}", subjects(&r));
+    assert!(m.p("plain.txt~").exists(), "the scratch copy vanished");
+    assert_no_scratch(&r);
+    // A secret moved aside and moved back within the grace period stays as it was.
+    std::fs::rename(m.p("secret.yaml"), m.p("secret.yaml.swp")).expect("mv aside");
+    std::fs::rename(m.p("secret.yaml.swp"), m.p("secret.yaml")).expect("mv back");
+    std::thread::sleep(std::time::Duration::from_millis(2600));
+    m.flush();
+    assert_eq!(m.read("secret.yaml"), secret_plaintext());
+    assert_eq!(
+        remote_raw(&r, "secret.yaml").as_deref(),
+        Some(&secret_ciphertext()[..]),
+        "moving a secret aside and back changed it"
+    );
+    assert_eq!(commits(&r), n + 1, "{:?}", subjects(&r));
+}
+
+#[test]
+fn scratch_and_ignored_files_stay_in_memory() {
+    let r = seeded_remote();
+    push_files(&r, &[(".gitignore", b"*.log\nbuild/\n")], "ignore logs");
+    let m = mount_with(&r, None, |o| o.ignore = vec!["*.bak".into()]);
+    let n = commits(&r);
+    let files: [(&str, &[u8]); 7] = [
+        ("x.log", b"log line\n"),
+        ("y.bak", b"backup\n"),
+        ("dir/.a.txt.swp", b"swap"),
+        ("notes.txt~", b"tilde"),
+        ("#autosave#", b"emacs"),
+        ("4913", b""),
+        ("z.tmp", b"tmp"),
+    ];
+    for (p, c) in files {
+        put(&m.p(p), c);
+        assert_eq!(m.read(p), c, "{p} not readable");
+    }
+    std::fs::create_dir(m.p("build")).expect("mkdir build");
+    put(&m.p("build/out.bin"), b"artifact");
+    // fsync of a scratch file returns at once and commits nothing.
+    {
+        let f = OpenOptions::new().write(true).open(m.p("x.log")).expect("open");
+        f.sync_all().expect("fsync scratch");
+    }
+    m.flush();
+    assert_eq!(commits(&r), n, "scratch files were committed: {:?}", subjects(&r));
+    // Renaming a scratch file onto a real name commits it once.
+    std::fs::rename(m.p("y.bak"), m.p("restored.txt")).expect("rename scratch onto a name");
+    m.flush();
+    assert_eq!(commits(&r), n + 1);
+    assert_eq!(remote_raw(&r, "restored.txt").as_deref(), Some(&b"backup\n"[..]));
+    assert!(!m.p("y.bak").exists());
+    // Memory only: gone after a remount.
+    m.unmount();
+    let m = mount_remote(&r);
+    assert!(!m.p("x.log").exists(), "a scratch file survived the remount");
+    assert!(m.p("restored.txt").exists());
 }

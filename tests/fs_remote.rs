@@ -283,3 +283,40 @@ fn remote_down_writes_succeed_and_push_later() {
     let st = m.status();
     assert_eq!(pending_pushes(&st), 0, "{st}");
 }
+
+#[test]
+fn push_sync_close_returns_after_the_push() {
+    let r = seeded_remote();
+    let m = mount_with(&r, None, |o| o.push_sync = true);
+    for i in 0..3 {
+        let c = format!("sync {i}\n");
+        put(&m.p("plain.txt"), c.as_bytes());
+        // No flush: with --push sync the close itself waited for the push.
+        assert_eq!(
+            remote_raw(&r, "plain.txt").as_deref(),
+            Some(c.as_bytes()),
+            "close returned before the push"
+        );
+    }
+    assert_eq!(commits(&r), 4);
+}
+
+#[test]
+fn periodic_fetch_brings_remote_changes() {
+    let r = seeded_remote();
+    let m = mount_with(&r, None, |o| o.fetch_interval = Duration::from_secs(1));
+    assert_eq!(m.read("plain.txt"), PLAIN.as_bytes());
+    // Someone pushes with plain git.
+    push_files(&r, &[("plain.txt", b"pushed by git\n"), ("other.txt", b"o\n")], "external");
+    let seen = wait_for(Duration::from_secs(8), || {
+        (std::fs::read(m.p("plain.txt")).ok()? == b"pushed by git\n").then_some(())
+    });
+    assert!(seen.is_some(), "the periodic fetch never showed the remote change");
+    assert_eq!(m.read("other.txt"), b"o\n");
+    // And a local edit on top of it lands on top of the external commit.
+    put(&m.p("other.txt"), b"edited\n");
+    m.flush();
+    assert_eq!(subjects(&r)[1], "external");
+    assert_eq!(remote_raw(&r, "other.txt").as_deref(), Some(&b"edited\n"[..]));
+    assert_eq!(remote_raw(&r, "plain.txt").as_deref(), Some(&b"pushed by git\n"[..]));
+}
