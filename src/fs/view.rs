@@ -1370,6 +1370,20 @@ impl Fs {
         }
     }
 
+    /// Release a handle that has nothing to commit (a read-only open of a file nobody
+    /// writes): done at once, without a worker. Returns false if `release` is needed.
+    pub fn release_fast(&self, fh: u64) -> bool {
+        let mut st = lock(&self.state);
+        match st.handles.get(&fh) {
+            Some(h) if !h.counted => {
+                st.handles.remove(&fh);
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    }
+
     /// Blocking: the last close of a file commits what no flush did.
     pub fn release(&self, fh: u64) -> Result<()> {
         let (ino, last) = {

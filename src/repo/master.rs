@@ -244,6 +244,13 @@ fn enable_fsync() {
         // Re-hashing every object read costs more than the merges themselves; git does
         // not verify on read either (fsck does).
         git2::opts::strict_hash_verification(false);
+        // Readers resolve paths through the root tree on every open; libgit2 only caches
+        // trees up to 4 KiB by default, so a directory of ~100 files was inflated again on
+        // every lookup. Cache trees up to 1 MiB (the cache stays bounded by its total).
+        // SAFETY: plain libgit2 option calls after init.
+        unsafe {
+            let _ = git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 1 << 20);
+        }
     });
 }
 
