@@ -398,14 +398,21 @@ fn moved_onto_a_scratch_name_is_deleted_after_the_grace_period() {
     // A tracked file moved aside (as an editor's backup) and never replaced.
     std::fs::rename(m.p("plain.txt"), m.p("plain.txt~")).expect("mv to backup name");
     assert!(!m.p("plain.txt").exists());
-    assert_eq!(m.read("plain.txt~"), PLAIN.as_bytes(), "the moved-aside copy is readable");
+    assert_eq!(
+        m.read("plain.txt~"),
+        PLAIN.as_bytes(),
+        "the moved-aside copy is readable"
+    );
     m.flush();
     assert_eq!(commits(&r), n, "deleted before the grace period");
     let deleted = wait_for(std::time::Duration::from_secs(6), || {
         m.flush();
         remote_raw(&r, "plain.txt").is_none().then_some(())
     });
-    assert!(deleted.is_some(), "deletion of a file moved aside never committed");
+    assert!(
+        deleted.is_some(),
+        "deletion of a file moved aside never committed"
+    );
     assert_eq!(commits(&r), n + 1, "{:?}", subjects(&r));
     assert!(m.p("plain.txt~").exists(), "the scratch copy vanished");
     assert_no_scratch(&r);
@@ -446,20 +453,34 @@ fn scratch_and_ignored_files_stay_in_memory() {
     put(&m.p("build/out.bin"), b"artifact");
     // fsync of a scratch file returns at once and commits nothing.
     {
-        let f = OpenOptions::new().write(true).open(m.p("x.log")).expect("open");
+        let f = OpenOptions::new()
+            .write(true)
+            .open(m.p("x.log"))
+            .expect("open");
         f.sync_all().expect("fsync scratch");
     }
     m.flush();
-    assert_eq!(commits(&r), n, "scratch files were committed: {:?}", subjects(&r));
+    assert_eq!(
+        commits(&r),
+        n,
+        "scratch files were committed: {:?}",
+        subjects(&r)
+    );
     // Renaming a scratch file onto a real name commits it once.
     std::fs::rename(m.p("y.bak"), m.p("restored.txt")).expect("rename scratch onto a name");
     m.flush();
     assert_eq!(commits(&r), n + 1);
-    assert_eq!(remote_raw(&r, "restored.txt").as_deref(), Some(&b"backup\n"[..]));
+    assert_eq!(
+        remote_raw(&r, "restored.txt").as_deref(),
+        Some(&b"backup\n"[..])
+    );
     assert!(!m.p("y.bak").exists());
     // Memory only: gone after a remount.
     m.unmount();
     let m = mount_remote(&r);
-    assert!(!m.p("x.log").exists(), "a scratch file survived the remount");
+    assert!(
+        !m.p("x.log").exists(),
+        "a scratch file survived the remount"
+    );
     assert!(m.p("restored.txt").exists());
 }

@@ -6,9 +6,9 @@
 //! after a restart on the same state dir.
 
 mod common;
+mod fs_common;
 #[path = "repo_common/mod.rs"]
 mod repo_common;
-mod fs_common;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -68,7 +68,11 @@ fn assert_no_plaintext(dir: &Path, repos: &[&Path], markers: &[&str]) {
     for f in &files {
         let bytes = std::fs::read(f).unwrap_or_default();
         for m in markers {
-            assert!(!contains(&bytes, m), "plaintext {m} found in {}", f.display());
+            assert!(
+                !contains(&bytes, m),
+                "plaintext {m} found in {}",
+                f.display()
+            );
         }
     }
     for repo in repos {
@@ -115,7 +119,11 @@ fn bad_content_becomes_a_draft() {
         assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
         let _ = close_checked(f);
     }
-    assert_eq!(m.read_str("secret.yaml"), bad1, "the draft is not readable at its path");
+    assert_eq!(
+        m.read_str("secret.yaml"),
+        bad1,
+        "the draft is not readable at its path"
+    );
     let st = m.status();
     assert_eq!(status_paths(&st, "drafts"), ["secret.yaml"], "{st}");
 
@@ -149,10 +157,22 @@ fn bad_content_becomes_a_draft() {
     assert_eq!(drafts, ["new.yaml", "secret.yaml"], "{st}");
 
     m.flush();
-    assert_eq!(commits(&r), n, "bad content was committed: {:?}", subjects(&r));
-    assert_eq!(remote_raw(&r, "secret.yaml").expect("secret"), secret_ciphertext());
+    assert_eq!(
+        commits(&r),
+        n,
+        "bad content was committed: {:?}",
+        subjects(&r)
+    );
+    assert_eq!(
+        remote_raw(&r, "secret.yaml").expect("secret"),
+        secret_ciphertext()
+    );
     assert_eq!(remote_raw(&r, "new.yaml"), None);
-    assert_eq!(drafts_on_disk(&state).len(), 2, "drafts are not kept in the state dir");
+    assert_eq!(
+        drafts_on_disk(&state).len(),
+        2,
+        "drafts are not kept in the state dir"
+    );
 
     // Drafts survive a remount (restored from their encrypted copies).
     m.unmount();
@@ -171,8 +191,14 @@ fn bad_content_becomes_a_draft() {
     put(&m.p("new.yaml"), format!("x: [{new_marker}]\n").as_bytes());
     assert_eq!(m.read_str("secret.yaml"), good);
     let st = m.status();
-    assert!(status_paths(&st, "drafts").is_empty(), "drafts still listed:\n{st}");
-    assert!(drafts_on_disk(&state).is_empty(), "draft files left in the state dir");
+    assert!(
+        status_paths(&st, "drafts").is_empty(),
+        "drafts still listed:\n{st}"
+    );
+    assert!(
+        drafts_on_disk(&state).is_empty(),
+        "draft files left in the state dir"
+    );
     m.flush();
     assert_eq!(commits(&r), n + 2, "{:?}", subjects(&r));
     let out = String::from_utf8(remote_plain(&r, "secret.yaml").expect("secret")).expect("utf8");
@@ -203,7 +229,11 @@ fn without_a_matching_identity_secrets_are_read_only_ciphertext() {
     assert_eq!(m.read("secret.yaml"), cipher, "not shown as its ciphertext");
     let meta = std::fs::metadata(m.p("secret.yaml")).expect("stat");
     assert_eq!(meta.len(), cipher.len() as u64);
-    assert_eq!(meta.mode() & 0o777, 0o444, "an undecryptable secret must be read-only");
+    assert_eq!(
+        meta.mode() & 0o777,
+        0o444,
+        "an undecryptable secret must be read-only"
+    );
     let e = OpenOptions::new().write(true).open(m.p("secret.yaml"));
     assert!(e.is_err(), "opened an undecryptable secret for writing");
     let e = OpenOptions::new()
@@ -246,7 +276,10 @@ fn identity_readable_by_others_is_refused() {
     let Some(status) = status else {
         let _ = child.kill();
         let _ = child.wait();
-        let _ = Command::new("fusermount3").args(["-u", "-z"]).arg(&mnt).status();
+        let _ = Command::new("fusermount3")
+            .args(["-u", "-z"])
+            .arg(&mnt)
+            .status();
         panic!("valuesfs mount with a 0644 identity did not exit");
     };
     let out = child.wait_with_output().expect("output");
@@ -289,7 +322,13 @@ impl Daemon {
             .arg(&r.key)
             .arg("--state-dir")
             .arg(state)
-            .args(["--push-timeout", "1s", "--fetch-interval", "1h", "--foreground"])
+            .args([
+                "--push-timeout",
+                "1s",
+                "--fetch-interval",
+                "1h",
+                "--foreground",
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -371,8 +410,15 @@ fn kill9_while_offline_then_restart_pushes_each_commit_once() {
     let mut d = Daemon::start(&r, &mnt, &state, &log);
     std::fs::rename(&r.path, &gone).expect("take the remote away");
     for i in 1..=5 {
-        put(&mnt.join(format!("f{i}.txt")), format!("file {i}\n").as_bytes());
+        put(
+            &mnt.join(format!("f{i}.txt")),
+            format!("file {i}\n").as_bytes(),
+        );
     }
+    // And a draft (content that cannot be encrypted) in flight.
+    let bad = b"broken: [yaml\n";
+    let e = write_checked(&mnt.join("draft.yaml"), bad).expect_err("bad YAML accepted");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
     let st = std::fs::read_to_string(mnt.join(".valuesfs/status")).expect("status");
     assert_eq!(
         status_field(&st, "pending_pushes").as_deref(),
@@ -380,7 +426,10 @@ fn kill9_while_offline_then_restart_pushes_each_commit_once() {
         "{st}"
     );
     d.kill9();
-    assert!(!mnt.join(".valuesfs/status").exists(), "still mounted after kill -9");
+    assert!(
+        !mnt.join(".valuesfs/status").exists(),
+        "still mounted after kill -9"
+    );
     std::fs::rename(&gone, &r.path).expect("bring the remote back");
 
     let mut d = Daemon::start(&r, &mnt, &state, &log);
@@ -396,6 +445,12 @@ fn kill9_while_offline_then_restart_pushes_each_commit_once() {
         "pending pushes not drained after the restart:\n{last}\nlog:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+    assert_eq!(
+        std::fs::read(mnt.join("draft.yaml")).expect("draft after kill -9"),
+        bad,
+        "the draft did not survive kill -9"
+    );
+    assert_eq!(status_paths(&last, "drafts"), ["draft.yaml"], "{last}");
     for i in 1..=5 {
         assert_eq!(
             std::fs::read(mnt.join(format!("f{i}.txt"))).expect("read after restart"),
@@ -403,8 +458,14 @@ fn kill9_while_offline_then_restart_pushes_each_commit_once() {
         );
     }
     // The CLI finds the mount from the working directory and reports the same.
-    let out = run(Command::new(bin()).arg("status").current_dir(mnt.join("dir/sub")));
-    assert_eq!(status_field(&out, "pending_pushes").as_deref(), Some("0"), "{out}");
+    let out = run(Command::new(bin())
+        .arg("status")
+        .current_dir(mnt.join("dir/sub")));
+    assert_eq!(
+        status_field(&out, "pending_pushes").as_deref(),
+        Some("0"),
+        "{out}"
+    );
     // A clean unmount through the CLI stops the daemon.
     run(Command::new(bin()).arg("unmount").arg(&mnt));
     let child = d.child.as_mut().expect("daemon");
@@ -414,7 +475,10 @@ fn kill9_while_offline_then_restart_pushes_each_commit_once() {
         None => panic!("the daemon did not exit after `valuesfs unmount`"),
     }
     d.child = None;
-    assert!(!mnt.join(".valuesfs").exists(), "still mounted after unmount");
+    assert!(
+        !mnt.join(".valuesfs").exists(),
+        "still mounted after unmount"
+    );
     d.terminate();
 
     let co = clone(r.dir(), &r.url);

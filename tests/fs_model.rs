@@ -6,9 +6,9 @@
 //! file and listing must match, and so must the remote's tree once pushed (decrypted).
 
 mod common;
+mod fs_common;
 #[path = "repo_common/mod.rs"]
 mod repo_common;
-mod fs_common;
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -51,12 +51,23 @@ enum Op {
         sync: bool,
     },
     /// ftruncate: YAML keeps at least one whole line; text to any length.
-    Truncate { f: usize, lines: usize, len: usize },
-    Rename { pair: usize, forward: bool },
-    Unlink { f: usize },
+    Truncate {
+        f: usize,
+        lines: usize,
+        len: usize,
+    },
+    Rename {
+        pair: usize,
+        forward: bool,
+    },
+    Unlink {
+        f: usize,
+    },
     Mkdir,
     Rmdir,
-    Fsync { f: usize },
+    Fsync {
+        f: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -202,7 +213,14 @@ impl Model {
 
 /// Offset and bytes of a write: YAML files get a whole line at a line boundary no further
 /// than one past the last line (keys stay unique: the key is the line number).
-fn write_args(p: &str, cur: usize, line: usize, val: u32, off: usize, bytes: &[u8]) -> (usize, Vec<u8>) {
+fn write_args(
+    p: &str,
+    cur: usize,
+    line: usize,
+    val: u32,
+    off: usize,
+    bytes: &[u8],
+) -> (usize, Vec<u8>) {
     if is_yaml(p) {
         let line = line.min(cur / LINE);
         (line * LINE, yaml_line(line, val).into_bytes())
@@ -328,7 +346,12 @@ fn check(ops: &[Op]) -> Result<(), TestCaseError> {
 
     // Every file and listing through the mount.
     for (p, data) in &model.files {
-        prop_assert_eq!(&std::fs::read(m.p(p)).ok(), &Some(data.clone()), "final content of {}", p);
+        prop_assert_eq!(
+            &std::fs::read(m.p(p)).ok(),
+            &Some(data.clone()),
+            "final content of {}",
+            p
+        );
     }
     let mut want_root: Vec<String> = model
         .files

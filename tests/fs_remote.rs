@@ -5,9 +5,9 @@
 //! remote down writes still succeed and are pushed once it is back.
 
 mod common;
+mod fs_common;
 #[path = "repo_common/mod.rs"]
 mod repo_common;
-mod fs_common;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -134,8 +134,14 @@ fn different_keys_of_one_secret_edited_on_both_mounts_both_land() {
     let a = mount_remote(&r);
     let b = mount_remote(&r);
     // Both start from the seed; neither fetches before writing.
-    put(&a.p("secret.yaml"), secret_with("replicas: 2", "replicas: 3").as_bytes());
-    put(&b.p("secret.yaml"), secret_with("port: 5432", "port: 5433").as_bytes());
+    put(
+        &a.p("secret.yaml"),
+        secret_with("replicas: 2", "replicas: 3").as_bytes(),
+    );
+    put(
+        &b.p("secret.yaml"),
+        secret_with("port: 5432", "port: 5433").as_bytes(),
+    );
     a.flush();
     b.flush();
     a.flush();
@@ -220,7 +226,10 @@ fn same_key_changed_two_ways_is_a_conflict() {
         .collect();
     assert_eq!(listed, ids);
     let kept = b.read_str(&format!(".valuesfs/conflicts/{}/secret.yaml", ids[0]));
-    assert_eq!(kept, ours_b, "the conflict does not hold B's version, decrypted");
+    assert_eq!(
+        kept, ours_b,
+        "the conflict does not hold B's version, decrypted"
+    );
     // A is unaffected.
     assert!(conflict_ids(&a.status()).is_empty());
 
@@ -267,15 +276,24 @@ fn remote_down_writes_succeed_and_push_later() {
     assert_eq!(m.read("plain.txt"), b"written offline\n");
     assert_eq!(m.read("offline.yaml"), b"token: abc\n");
     let st = m.status();
-    assert!(pending_pushes(&st) >= 3, "pending_pushes should count 3 sessions:\n{st}");
+    assert!(
+        pending_pushes(&st) >= 3,
+        "pending_pushes should count 3 sessions:\n{st}"
+    );
 
     std::fs::rename(&gone, &r.path).expect("bring the remote back");
     m.m()
         .master
         .flush(PUSH_WAIT)
         .expect("flush after the remote is back");
-    assert_eq!(remote_raw(&r, "plain.txt").as_deref(), Some(&b"written offline\n"[..]));
-    assert_eq!(remote_raw(&r, "synced.txt").as_deref(), Some(&b"fsynced offline\n"[..]));
+    assert_eq!(
+        remote_raw(&r, "plain.txt").as_deref(),
+        Some(&b"written offline\n"[..])
+    );
+    assert_eq!(
+        remote_raw(&r, "synced.txt").as_deref(),
+        Some(&b"fsynced offline\n"[..])
+    );
     let raw = remote_raw(&r, "offline.yaml").expect("offline.yaml pushed");
     assert!(is_sops("offline.yaml", &raw));
     assert_eq!(decrypt_if_sops("offline.yaml", &raw), b"token: abc\n");
@@ -307,16 +325,58 @@ fn periodic_fetch_brings_remote_changes() {
     let m = mount_with(&r, None, |o| o.fetch_interval = Duration::from_secs(1));
     assert_eq!(m.read("plain.txt"), PLAIN.as_bytes());
     // Someone pushes with plain git.
-    push_files(&r, &[("plain.txt", b"pushed by git\n"), ("other.txt", b"o\n")], "external");
+    push_files(
+        &r,
+        &[("plain.txt", b"pushed by git\n"), ("other.txt", b"o\n")],
+        "external",
+    );
     let seen = wait_for(Duration::from_secs(8), || {
         (std::fs::read(m.p("plain.txt")).ok()? == b"pushed by git\n").then_some(())
     });
-    assert!(seen.is_some(), "the periodic fetch never showed the remote change");
+    assert!(
+        seen.is_some(),
+        "the periodic fetch never showed the remote change"
+    );
     assert_eq!(m.read("other.txt"), b"o\n");
     // And a local edit on top of it lands on top of the external commit.
     put(&m.p("other.txt"), b"edited\n");
     m.flush();
     assert_eq!(subjects(&r)[1], "external");
-    assert_eq!(remote_raw(&r, "other.txt").as_deref(), Some(&b"edited\n"[..]));
-    assert_eq!(remote_raw(&r, "plain.txt").as_deref(), Some(&b"pushed by git\n"[..]));
+    assert_eq!(
+        remote_raw(&r, "other.txt").as_deref(),
+        Some(&b"edited\n"[..])
+    );
+    assert_eq!(
+        remote_raw(&r, "plain.txt").as_deref(),
+        Some(&b"pushed by git\n"[..])
+    );
+}
+
+/// A directory emptied on the other mount (its only file deleted) disappears on this one
+/// after a fetch, even though this mount had looked it up before.
+#[test]
+fn directory_emptied_remotely_disappears_after_fetch() {
+    let r = seeded_remote();
+    let a = mount_remote(&r);
+    let b = mount_remote(&r);
+    assert!(b.p("dir/sub").is_dir());
+    assert_eq!(b.read("dir/sub/b.txt"), b"beta\n");
+    std::fs::remove_file(a.p("dir/sub/b.txt")).expect("unlink on A");
+    a.flush();
+    b.fetch();
+    let gone = wait_for(INVAL_GRACE, || {
+        (!b.p("dir/sub/b.txt").exists() && !b.p("dir/sub").exists()).then_some(())
+    });
+    let names: Vec<String> = std::fs::read_dir(b.p("dir"))
+        .map(|rd| {
+            rd.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        gone.is_some(),
+        "dir/sub still visible on B after fetch (b.txt exists: {}, dir lists {names:?})",
+        b.p("dir/sub/b.txt").exists()
+    );
+    assert_eq!(names, ["a.txt"]);
 }

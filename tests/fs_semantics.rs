@@ -48,6 +48,10 @@ const AWKWARD_YAML: &str = concat!(
     "trailing_ws: x   ",
 );
 
+const AWKWARD_JSON: &str = "{\n  \"a\": 1,\n  \"nested\": {\"b\": [true, null, \"x\"]},\n  \"s\": \"h\\u00e9 \u{2713}\"\n}\n";
+const AWKWARD_ENV: &str =
+    "A=1\n# comment\nB=\"quoted value\"\nEMPTY=\nURL=https://x.example/?a=b&c=d\n";
+
 #[test]
 fn read_after_write_survives_remount_and_second_mount() {
     use rand::RngCore;
@@ -59,6 +63,8 @@ fn read_after_write_survives_remount_and_second_mount() {
     let m = mount_with(&r, Some(&state), |_| {});
     write_file(&m.p("blob.dat"), &blob);
     write_file(&m.p("awkward.yaml"), AWKWARD_YAML.as_bytes());
+    write_file(&m.p("conf.json"), AWKWARD_JSON.as_bytes());
+    write_file(&m.p("app.env"), AWKWARD_ENV.as_bytes());
     assert_eq!(m.read("blob.dat"), blob, "random bytes differ on read-back");
     assert_eq!(m.read_str("awkward.yaml"), AWKWARD_YAML);
     assert_eq!(
@@ -88,6 +94,15 @@ fn read_after_write_survives_remount_and_second_mount() {
         String::from_utf8(decrypt_if_sops("awkward.yaml", &raw)).expect("utf8"),
         AWKWARD_YAML
     );
+    for (p, want) in [("conf.json", AWKWARD_JSON), ("app.env", AWKWARD_ENV)] {
+        let raw = remote_raw(&r, p).unwrap_or_else(|| panic!("{p} not pushed"));
+        assert!(is_sops(p, &raw), "new {p} was not encrypted");
+        assert_eq!(
+            String::from_utf8(decrypt_if_sops(p, &raw)).expect("utf8"),
+            want
+        );
+        assert_eq!(m.read_str(p), want, "{p} differs on read-back");
+    }
     let before = commits(&r);
 
     // Remount on the same state dir.
@@ -95,6 +110,8 @@ fn read_after_write_survives_remount_and_second_mount() {
     let m = mount_with(&r, Some(&state), |_| {});
     assert_eq!(m.read("blob.dat"), blob, "after remount");
     assert_eq!(m.read_str("awkward.yaml"), AWKWARD_YAML, "after remount");
+    assert_eq!(m.read_str("conf.json"), AWKWARD_JSON, "after remount");
+    assert_eq!(m.read_str("app.env"), AWKWARD_ENV, "after remount");
 
     // A second mount of the same remote with its own state dir.
     let m2 = mount_remote(&r);
@@ -730,9 +747,186 @@ fn reopen_right_after_write_close() {
             failures.push(format!("{i}: stat: {e}"));
         }
     }
+    let st = std::fs::read_to_string(m.p(".valuesfs/status")).unwrap_or_default();
     assert!(
         failures.is_empty(),
-        "{} of 160 operations failed right after a write-close, e.g. {:?}",
+        "{} of 160 operations failed right after a write-close, e.g. {:?}\nstatus:\n{st}",
+        failures.len(),
+        &failures[..failures.len().min(6)]
+    );
+}
+
+/// A handle opened before its file was renamed (in the same mount) writes to the file
+/// under its new name, as on any POSIX filesystem: no conflict with the mount's own rename.
+#[test]
+fn write_through_a_handle_opened_before_a_rename() {
+    let r = seeded_remote();
+    let m = mount_remote(&r);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.p("plain.txt"))
+        .expect("open");
+    std::fs::rename(m.p("plain.txt"), m.p("dir/renamed.txt")).expect("rename while open");
+    f.write_all(b"written after the rename\n").expect("write");
+    let closed = close_checked(f);
+    m.flush();
+    let st = m.status();
+    assert!(
+        closed.is_ok(),
+        "close after a rename of the open file failed: {closed:?}\nstatus:\n{st}"
+    );
+    assert_eq!(m.read("dir/renamed.txt"), b"written after the rename\n");
+    assert!(!m.p("plain.txt").exists());
+    assert_eq!(
+        remote_raw(&r, "dir/renamed.txt").as_deref(),
+        Some(&b"written after the rename\n"[..])
+    );
+    assert_eq!(remote_raw(&r, "plain.txt"), None);
+    assert!(st.contains("conflicts: []"), "{st}");
+}
+
+/// Several processes (threads here) writing different files at once: every write-close
+/// is its own commit and all of them land.
+#[test]
+fn parallel_writers_in_one_mount() {
+    let r = seeded_remote();
+    let m = mount_remote(&r);
+    let n = commits(&r);
+    std::thread::scope(|s| {
+        for t in 0..6 {
+            let m = &m;
+            s.spawn(move || {
+                for i in 0..5 {
+                    let name = if i % 2 == 0 {
+                        format!("t{t}-{i}.txt")
+                    } else {
+                        format!("t{t}-{i}.yaml")
+                    };
+                    put(&m.p(&name), format!("k: v{t}{i}\n").as_bytes());
+                }
+            });
+        }
+    });
+    m.flush();
+    assert_eq!(commits(&r), n + 30, "{:?}", subjects(&r));
+    for t in 0..6 {
+        for i in 0..5 {
+            let name = if i % 2 == 0 {
+                format!("t{t}-{i}.txt")
+            } else {
+                format!("t{t}-{i}.yaml")
+            };
+            assert_eq!(
+                remote_plain(&r, &name).unwrap_or_else(|| panic!("{name} missing")),
+                format!("k: v{t}{i}\n").as_bytes()
+            );
+            assert_eq!(m.read(&name), format!("k: v{t}{i}\n").as_bytes());
+        }
+    }
+}
+
+/// mtime: untouched files keep one, a write moves it forward, an explicit time sticks.
+#[test]
+fn mtime_follows_writes_and_utimens() {
+    let r = seeded_remote();
+    let m = mount_remote(&r);
+    let before = std::fs::metadata(m.p("plain.txt"))
+        .expect("stat")
+        .modified()
+        .expect("mtime");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write_file(&m.p("plain.txt"), b"changed\n");
+    let after = std::fs::metadata(m.p("plain.txt"))
+        .expect("stat")
+        .modified()
+        .expect("mtime");
+    assert!(
+        after > before,
+        "mtime did not move on write: {before:?} -> {after:?}"
+    );
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_577_836_800);
+    File::options()
+        .write(true)
+        .open(m.p("dir/a.txt"))
+        .expect("open")
+        .set_modified(t)
+        .expect("utimens");
+    assert_eq!(
+        std::fs::metadata(m.p("dir/a.txt"))
+            .expect("stat")
+            .modified()
+            .expect("mtime"),
+        t
+    );
+    let n = {
+        m.flush();
+        commits(&r)
+    };
+    assert_eq!(m.read("dir/a.txt"), b"alpha\n");
+    assert_eq!(
+        std::fs::metadata(m.p("dir/a.txt"))
+            .expect("stat")
+            .modified()
+            .expect("mtime"),
+        t
+    );
+    m.flush();
+    assert_eq!(commits(&r), n, "utimens committed something");
+}
+
+/// The kernel sends one FLUSH per close of every descriptor of an open file (a `dup`, or
+/// a forked child's inherited copy closed at exec). The close of the descriptor that
+/// wrote must still return only once the write is committed, even when the other
+/// descriptor's FLUSH got there first: here both are closed at the same moment, and right
+/// after the writer's close returns the mount's head must hold the data.
+#[test]
+fn close_waits_for_the_commit_even_when_another_descriptor_flushes() {
+    let r = seeded_remote();
+    let m = mount_remote(&r);
+    let master = m.m().master.clone();
+    let head_content = || -> Option<Vec<u8>> {
+        let snap = master.snapshot();
+        let reader = master.reader().ok()?;
+        reader.read(&snap, "q.txt").ok()?.map(|(b, _)| b)
+    };
+    let mut failures = Vec::new();
+    for i in 0..30 {
+        let data = format!("v{i}\n");
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(m.p("q.txt"))
+            .expect("open");
+        f.write_all(data.as_bytes()).expect("write");
+        let dup = f.try_clone().expect("dup");
+        let barrier = std::sync::Barrier::new(2);
+        let (writer, other) = std::thread::scope(|s| {
+            let other = s.spawn(|| {
+                barrier.wait();
+                close_checked(dup)
+            });
+            barrier.wait();
+            let r = close_checked(f);
+            let writer = (r, head_content());
+            (writer, other.join().expect("thread"))
+        });
+        if let Err(e) = other {
+            failures.push(format!("{i}: close of the dup failed: {e}"));
+        }
+        match writer {
+            (Err(e), _) => failures.push(format!("{i}: close failed: {e}")),
+            (Ok(()), head) if head.as_deref() != Some(data.as_bytes()) => failures.push(format!(
+                "{i}: close returned before the commit (head has {:?})",
+                head.map(|h| String::from_utf8_lossy(&h).into_owned())
+            )),
+            _ => {}
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 30 write-closes broke the contract, e.g. {:?}",
         failures.len(),
         &failures[..failures.len().min(6)]
     );
