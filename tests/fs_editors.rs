@@ -484,3 +484,49 @@ fn scratch_and_ignored_files_stay_in_memory() {
     );
     assert!(m.p("restored.txt").exists());
 }
+
+#[test]
+fn new_files_follow_creation_rules_and_sops_reads_them() {
+    let r = seeded_remote();
+    let m = mount_remote(&r);
+    let k8s = "apiVersion: v1\nkind: Secret\ndata:\n  password: aHVudGVyMg==\nstringData:\n  token: abc\n";
+    let json = "{\n  \"db\": {\"user\": \"app\", \"port\": 5432}\n}\n";
+    let env = "API_KEY=s3cr3t\nDEBUG=false\n";
+    std::fs::create_dir(m.p("secrets")).expect("mkdir");
+    put(&m.p("secrets/k.yaml"), k8s.as_bytes());
+    put(&m.p("conf.json"), json.as_bytes());
+    put(&m.p("app.env"), env.as_bytes());
+    put(&m.p("notes.txt"), b"not a secret\n");
+    for (p, c) in [("secrets/k.yaml", k8s), ("conf.json", json), ("app.env", env)] {
+        assert_eq!(m.read_str(p), c, "{p} read back");
+    }
+    m.flush();
+    let co = clone(r.dir(), &r.url);
+    // The first matching rule (secrets/: only data and stringData encrypted).
+    let raw = std::fs::read_to_string(co.path().join("secrets/k.yaml")).expect("read");
+    assert!(raw.contains("apiVersion: v1") && raw.contains("kind: Secret"), "{raw}");
+    assert!(!raw.contains("aHVudGVyMg==") && !raw.contains("token: abc"), "{raw}");
+    assert!(raw.contains("encrypted_regex"), "{raw}");
+    // The general rule: everything encrypted.
+    let raw = std::fs::read_to_string(co.path().join("conf.json")).expect("read");
+    assert!(!raw.contains("5432") && !raw.contains("\"app\""), "{raw}");
+    let raw = std::fs::read_to_string(co.path().join("app.env")).expect("read");
+    assert!(!raw.contains("s3cr3t"), "{raw}");
+    // No rule: plain.
+    assert_eq!(
+        std::fs::read(co.path().join("notes.txt")).expect("read"),
+        b"not a secret\n"
+    );
+    // The real sops decrypts all of them to the same data.
+    let out = String::from_utf8(sops_decrypt(&co.path().join("secrets/k.yaml"), &r.key, &[]))
+        .expect("utf8");
+    assert!(out.contains("password: aHVudGVyMg==") && out.contains("token: abc"), "{out}");
+    let out = String::from_utf8(sops_decrypt(&co.path().join("conf.json"), &r.key, &[]))
+        .expect("utf8");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["db"]["port"], 5432);
+    assert_eq!(v["db"]["user"], "app");
+    let out =
+        String::from_utf8(sops_decrypt(&co.path().join("app.env"), &r.key, &[])).expect("utf8");
+    assert_eq!(out, env);
+}

@@ -380,3 +380,42 @@ fn directory_emptied_remotely_disappears_after_fetch() {
     );
     assert_eq!(names, ["a.txt"]);
 }
+
+/// An edit that started before a fetch (the file was open while the other mount's change
+/// came in) is merged with that change, key by key, instead of overwriting it.
+#[test]
+fn edit_started_before_a_fetch_merges_with_it() {
+    let r = seeded_remote();
+    let a = mount_remote(&r);
+    let b = mount_remote(&r);
+    // B opens the secret (as an editor would) and reads the old content.
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(b.p("secret.yaml"))
+        .expect("open on B");
+    let mut old = String::new();
+    std::io::Read::read_to_string(&mut f, &mut old).expect("read");
+    assert_eq!(old.as_bytes(), secret_plaintext());
+
+    // Meanwhile A changes another key, and B fetches it.
+    put(&a.p("secret.yaml"), secret_with("replicas: 2", "replicas: 6").as_bytes());
+    a.flush();
+    b.fetch();
+
+    // B saves its edit of the old content through the handle opened before the fetch.
+    let mine = old.replace("port: 5432", "port: 7000");
+    f.set_len(0).expect("truncate");
+    std::os::unix::fs::FileExt::write_all_at(&f, mine.as_bytes(), 0).expect("write");
+    close_checked(f).expect("close of an edit that started before the fetch");
+    b.flush();
+
+    let both = secret_with("replicas: 2", "replicas: 6").replace("port: 5432", "port: 7000");
+    assert_eq!(
+        String::from_utf8(remote_plain(&r, "secret.yaml").expect("secret")).expect("utf8"),
+        both,
+        "B's save overwrote A's change or lost its own"
+    );
+    assert_eq!(b.read_str("secret.yaml"), both);
+    assert!(conflict_ids(&b.status()).is_empty(), "{}", b.status());
+}
