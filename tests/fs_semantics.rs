@@ -581,7 +581,10 @@ fn control_dir() {
         );
     }
 
-    // History: previous versions, decrypted, read-only.
+    // History: previous versions, decrypted, read-only. HEAD moves with the head: what
+    // was read through it before must not be served from a cache afterwards.
+    assert_eq!(m.read(".valuesfs/history/HEAD/plain.txt"), PLAIN.as_bytes());
+    assert_eq!(m.read(".valuesfs/history/HEAD/secret.yaml"), secret_plaintext());
     let edited = String::from_utf8(secret_plaintext())
         .expect("utf8")
         .replace("replicas: 2", "replicas: 5");
@@ -589,7 +592,16 @@ fn control_dir() {
     write_file(&m.p("plain.txt"), b"v2\n");
     m.flush();
     assert_eq!(m.read("secret.yaml"), edited.as_bytes());
-    assert_eq!(m.read(".valuesfs/history/HEAD/plain.txt"), b"v2\n");
+    assert_eq!(
+        m.read(".valuesfs/history/HEAD/plain.txt"),
+        b"v2\n",
+        "history/HEAD serves the previous head's file"
+    );
+    assert_eq!(
+        m.read(".valuesfs/history/HEAD/secret.yaml"),
+        edited.as_bytes(),
+        "history/HEAD serves the previous head's secret"
+    );
     assert_eq!(
         m.read(".valuesfs/history/HEAD~1/plain.txt"),
         PLAIN.as_bytes()
