@@ -554,14 +554,22 @@ fn control_dir() {
     );
 
     // Status: a real size, and the head it names.
-    let meta = std::fs::metadata(m.p(".valuesfs/status")).expect("stat status");
-    let text = m.status();
-    assert_eq!(
-        meta.len(),
-        text.len() as u64,
-        "stat size of status differs from its content"
+    // (It may legitimately change between a stat and a read, e.g. when the first
+    // background fetch lands: wait for a stable pair.)
+    let mut seen = Vec::new();
+    let stable = wait_for(std::time::Duration::from_secs(3), || {
+        let a = std::fs::metadata(m.p(".valuesfs/status")).ok()?.len();
+        let t = m.status();
+        let b = std::fs::metadata(m.p(".valuesfs/status")).ok()?.len();
+        seen.push((a, t.len(), b));
+        (a == t.len() as u64 && a == b).then_some(t)
+    });
+    assert!(
+        stable.is_some(),
+        "stat size of status never matched its content (stat, read, stat): {seen:?}"
     );
-    assert!(meta.len() > 0);
+    let text = stable.expect("checked");
+    assert!(!text.is_empty());
     assert_eq!(
         status_field(&text, "head").as_deref(),
         Some(format!("\"{seed}\"").as_str()),
@@ -592,16 +600,6 @@ fn control_dir() {
     write_file(&m.p("plain.txt"), b"v2\n");
     m.flush();
     assert_eq!(m.read("secret.yaml"), edited.as_bytes());
-    assert_eq!(
-        m.read(".valuesfs/history/HEAD/plain.txt"),
-        b"v2\n",
-        "history/HEAD serves the previous head's file"
-    );
-    assert_eq!(
-        m.read(".valuesfs/history/HEAD/secret.yaml"),
-        edited.as_bytes(),
-        "history/HEAD serves the previous head's secret"
-    );
     assert_eq!(
         m.read(".valuesfs/history/HEAD~1/plain.txt"),
         PLAIN.as_bytes()
@@ -676,6 +674,18 @@ fn control_dir() {
     m.flush();
     assert_eq!(commits(&r), n);
     assert!(remote_paths(&r).iter().all(|p| !p.starts_with(".valuesfs")));
+
+    // (Last, so the checks above run even when this fails.)
+    assert_eq!(
+        m.read(".valuesfs/history/HEAD/plain.txt"),
+        b"v2\n",
+        "history/HEAD serves the previous head's file"
+    );
+    assert_eq!(
+        m.read(".valuesfs/history/HEAD/secret.yaml"),
+        edited.as_bytes(),
+        "history/HEAD serves the previous head's secret"
+    );
 }
 
 #[test]
