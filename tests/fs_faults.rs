@@ -496,3 +496,58 @@ fn kill9_while_offline_then_restart_pushes_each_commit_once() {
     assert_eq!(subjects.len(), 6, "{subjects:?}");
     repo_common::fsck(&r.path);
 }
+
+/// The CLI without `--foreground`: returns once mounted, `status --mount` reports,
+/// `unmount` pushes what is pending and stops the daemon.
+#[test]
+fn cli_mount_detaches_and_unmount_stops_the_daemon() {
+    let r = seeded_remote();
+    let mnt = r.dir().join("mnt");
+    let state = r.dir().join("state");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    run(Command::new(bin())
+        .args(["mount", &r.url])
+        .arg(&mnt)
+        .arg("--identity")
+        .arg(&r.key)
+        .arg("--state-dir")
+        .arg(&state));
+    // Whatever happens below, do not leave a daemon or a mount behind.
+    struct Cleanup(PathBuf, Option<i32>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Some(pid) = self.1 {
+                // SAFETY: signalling the daemon this test started.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+            lazy_unmount(&self.0);
+        }
+    }
+    let mut guard = Cleanup(mnt.clone(), None);
+    let daemon = std::fs::read_to_string(mnt.join(".valuesfs/daemon"))
+        .expect("mounted when `valuesfs mount` returned");
+    let pid: i32 = status_field(&daemon, "pid")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in .valuesfs/daemon: {daemon}"));
+    guard.1 = Some(pid);
+
+    put(&mnt.join("plain.txt"), b"through the detached daemon\n");
+    let out = run(Command::new(bin()).args(["status", "--mount"]).arg(&mnt));
+    assert!(out.contains("head:") && out.contains("pending_pushes:"), "{out}");
+
+    run(Command::new(bin()).arg("unmount").arg(&mnt));
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let gone = wait_for(Duration::from_secs(30), || {
+        (unsafe { libc::kill(pid, 0) } != 0).then_some(())
+    });
+    assert!(gone.is_some(), "the daemon {pid} still runs after `valuesfs unmount`");
+    guard.1 = None;
+    assert!(!mnt.join(".valuesfs").exists(), "still mounted");
+    assert_eq!(
+        remote_raw(&r, "plain.txt").as_deref(),
+        Some(&b"through the detached daemon\n"[..]),
+        "unmount did not push"
+    );
+}
