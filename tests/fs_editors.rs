@@ -497,15 +497,25 @@ fn new_files_follow_creation_rules_and_sops_reads_them() {
     put(&m.p("conf.json"), json.as_bytes());
     put(&m.p("app.env"), env.as_bytes());
     put(&m.p("notes.txt"), b"not a secret\n");
-    for (p, c) in [("secrets/k.yaml", k8s), ("conf.json", json), ("app.env", env)] {
+    for (p, c) in [
+        ("secrets/k.yaml", k8s),
+        ("conf.json", json),
+        ("app.env", env),
+    ] {
         assert_eq!(m.read_str(p), c, "{p} read back");
     }
     m.flush();
     let co = clone(r.dir(), &r.url);
     // The first matching rule (secrets/: only data and stringData encrypted).
     let raw = std::fs::read_to_string(co.path().join("secrets/k.yaml")).expect("read");
-    assert!(raw.contains("apiVersion: v1") && raw.contains("kind: Secret"), "{raw}");
-    assert!(!raw.contains("aHVudGVyMg==") && !raw.contains("token: abc"), "{raw}");
+    assert!(
+        raw.contains("apiVersion: v1") && raw.contains("kind: Secret"),
+        "{raw}"
+    );
+    assert!(
+        !raw.contains("aHVudGVyMg==") && !raw.contains("token: abc"),
+        "{raw}"
+    );
     assert!(raw.contains("encrypted_regex"), "{raw}");
     // The general rule: everything encrypted.
     let raw = std::fs::read_to_string(co.path().join("conf.json")).expect("read");
@@ -520,9 +530,12 @@ fn new_files_follow_creation_rules_and_sops_reads_them() {
     // The real sops decrypts all of them to the same data.
     let out = String::from_utf8(sops_decrypt(&co.path().join("secrets/k.yaml"), &r.key, &[]))
         .expect("utf8");
-    assert!(out.contains("password: aHVudGVyMg==") && out.contains("token: abc"), "{out}");
-    let out = String::from_utf8(sops_decrypt(&co.path().join("conf.json"), &r.key, &[]))
-        .expect("utf8");
+    assert!(
+        out.contains("password: aHVudGVyMg==") && out.contains("token: abc"),
+        "{out}"
+    );
+    let out =
+        String::from_utf8(sops_decrypt(&co.path().join("conf.json"), &r.key, &[])).expect("utf8");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["db"]["port"], 5432);
     assert_eq!(v["db"]["user"], "app");

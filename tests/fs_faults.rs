@@ -535,14 +535,20 @@ fn cli_mount_detaches_and_unmount_stops_the_daemon() {
 
     put(&mnt.join("plain.txt"), b"through the detached daemon\n");
     let out = run(Command::new(bin()).args(["status", "--mount"]).arg(&mnt));
-    assert!(out.contains("head:") && out.contains("pending_pushes:"), "{out}");
+    assert!(
+        out.contains("head:") && out.contains("pending_pushes:"),
+        "{out}"
+    );
 
     run(Command::new(bin()).arg("unmount").arg(&mnt));
     // SAFETY: kill with signal 0 only checks that the process exists.
     let gone = wait_for(Duration::from_secs(30), || {
         (unsafe { libc::kill(pid, 0) } != 0).then_some(())
     });
-    assert!(gone.is_some(), "the daemon {pid} still runs after `valuesfs unmount`");
+    assert!(
+        gone.is_some(),
+        "the daemon {pid} still runs after `valuesfs unmount`"
+    );
     guard.1 = None;
     assert!(!mnt.join(".valuesfs").exists(), "still mounted");
     assert_eq!(

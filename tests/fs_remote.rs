@@ -399,7 +399,10 @@ fn edit_started_before_a_fetch_merges_with_it() {
     assert_eq!(old.as_bytes(), secret_plaintext());
 
     // Meanwhile A changes another key, and B fetches it.
-    put(&a.p("secret.yaml"), secret_with("replicas: 2", "replicas: 6").as_bytes());
+    put(
+        &a.p("secret.yaml"),
+        secret_with("replicas: 2", "replicas: 6").as_bytes(),
+    );
     a.flush();
     b.fetch();
 

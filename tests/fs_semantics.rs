@@ -592,7 +592,10 @@ fn control_dir() {
     // History: previous versions, decrypted, read-only. HEAD moves with the head: what
     // was read through it before must not be served from a cache afterwards.
     assert_eq!(m.read(".valuesfs/history/HEAD/plain.txt"), PLAIN.as_bytes());
-    assert_eq!(m.read(".valuesfs/history/HEAD/secret.yaml"), secret_plaintext());
+    assert_eq!(
+        m.read(".valuesfs/history/HEAD/secret.yaml"),
+        secret_plaintext()
+    );
     let edited = String::from_utf8(secret_plaintext())
         .expect("utf8")
         .replace("replicas: 2", "replicas: 5");
