@@ -514,6 +514,7 @@ fn chmod_is_committed() {
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
+            .truncate(true)
             .mode(0o755)
             .open(m.p("run.sh"))
             .expect("create");

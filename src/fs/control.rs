@@ -18,8 +18,10 @@ pub(crate) enum CNode {
     Daemon,
     History,
     Conflicts,
-    /// Inside a commit's tree: the entry (tree or blob).
+    /// Inside a commit's tree: the entry (tree or blob). `fixed` when the name pins the
+    /// commit (a full id or a conflict); `HEAD~N` and abbreviations may move.
     Tree {
+        fixed: bool,
         oid: Oid,
         dir: bool,
         link: bool,
@@ -53,13 +55,14 @@ fn resolve_rev(fs: &Fs, repo: &Repository, rev: &str) -> Option<Oid> {
     obj.peel_to_commit().ok().map(|c| c.id())
 }
 
-fn in_tree(repo: &Repository, commit: Oid, inner: &str) -> Result<Option<CNode>> {
+fn in_tree(repo: &Repository, commit: Oid, inner: &str, fixed: bool) -> Result<Option<CNode>> {
     let tree = repo
         .find_commit(commit)
         .and_then(|c| c.tree())
         .map_err(git_err)?;
     if inner.is_empty() {
         return Ok(Some(CNode::Tree {
+            fixed,
             oid: tree.id(),
             dir: true,
             link: false,
@@ -68,6 +71,7 @@ fn in_tree(repo: &Repository, commit: Oid, inner: &str) -> Result<Option<CNode>>
     }
     match tree.get_path(std::path::Path::new(inner)) {
         Ok(e) => Ok(Some(CNode::Tree {
+            fixed,
             oid: e.id(),
             dir: e.kind() == Some(ObjectType::Tree),
             link: e.filemode() == 0o120000,
@@ -92,8 +96,9 @@ pub(crate) fn resolve(fs: &Fs, path: &str) -> Result<Option<CNode>> {
         ("conflicts", None) => Some(CNode::Conflicts),
         ("history", Some(rev)) => {
             let repo = repo(fs)?;
+            let fixed = rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit());
             match resolve_rev(fs, &repo, rev) {
-                Some(c) => in_tree(&repo, c, inner)?,
+                Some(c) => in_tree(&repo, c, inner, fixed)?,
                 None => None,
             }
         }
@@ -101,7 +106,7 @@ pub(crate) fn resolve(fs: &Fs, path: &str) -> Result<Option<CNode>> {
             let st = fs.master.status()?;
             let found = st.conflicts.iter().find(|c| c.id == id).cloned();
             match found.and_then(|c| Oid::from_str(&c.commit).ok()) {
-                Some(c) => in_tree(&repo(fs)?, c, inner)?,
+                Some(c) => in_tree(&repo(fs)?, c, inner, true)?,
                 None => None,
             }
         }
@@ -158,16 +163,23 @@ pub(crate) fn attr(fs: &Fs, path: &str, node: &CNode) -> Result<Attr> {
         CNode::Root | CNode::History | CNode::Conflicts => mk(4096, FileKind::Dir, 0o555, false),
         CNode::Status => mk(status_text(fs)?.len() as u64, FileKind::File, 0o444, false),
         CNode::Daemon => mk(daemon_text(fs).len() as u64, FileKind::File, 0o444, false),
-        CNode::Tree { dir: true, .. } => mk(4096, FileKind::Dir, 0o555, true),
         CNode::Tree {
-            link: true, oid, ..
+            dir: true, fixed, ..
+        } => mk(4096, FileKind::Dir, 0o555, *fixed),
+        CNode::Tree {
+            link: true,
+            oid,
+            fixed,
+            ..
         } => {
             let size = fs.with_reader(|r| Ok(r.blob_size(*oid)?))? as u64;
-            mk(size, FileKind::Symlink, 0o777, true)
+            mk(size, FileKind::Symlink, 0o777, *fixed)
         }
-        CNode::Tree { oid, inner, .. } => {
+        CNode::Tree {
+            oid, inner, fixed, ..
+        } => {
             let d = fs.decode(inner, *oid)?;
-            mk(d.data.len() as u64, FileKind::File, 0o444, true)
+            mk(d.data.len() as u64, FileKind::File, 0o444, *fixed)
         }
     })
 }
@@ -221,8 +233,19 @@ pub(crate) fn readdir(fs: &Fs, path: &str, node: &CNode) -> Result<Vec<(u64, Fil
         .collect())
 }
 
-/// Content of a control file and whether it is generated (read with direct I/O).
-pub(crate) fn content(fs: &Fs, path: &str, node: &CNode) -> Result<(Arc<Decoded>, bool)> {
+/// How the kernel may cache a control file's pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Caching {
+    /// Generated on every open (status): direct I/O.
+    Direct,
+    /// Pinned content (a full commit id, a conflict): keep the page cache.
+    Keep,
+    /// May change between opens (`HEAD~N`): drop the page cache on open.
+    Fresh,
+}
+
+/// Content of a control file and how it may be cached.
+pub(crate) fn content(fs: &Fs, path: &str, node: &CNode) -> Result<(Arc<Decoded>, Caching)> {
     let mk = |b: Vec<u8>| {
         Arc::new(Decoded {
             data: Zeroizing::new(b),
@@ -231,15 +254,22 @@ pub(crate) fn content(fs: &Fs, path: &str, node: &CNode) -> Result<(Arc<Decoded>
         })
     };
     match node {
-        CNode::Status => Ok((mk(status_text(fs)?.into_bytes()), true)),
-        CNode::Daemon => Ok((mk(daemon_text(fs).into_bytes()), true)),
+        CNode::Status => Ok((mk(status_text(fs)?.into_bytes()), Caching::Direct)),
+        CNode::Daemon => Ok((mk(daemon_text(fs).into_bytes()), Caching::Direct)),
         CNode::Tree {
             dir: false,
             link: false,
             oid,
             inner,
-            ..
-        } => Ok((fs.decode(inner, *oid)?, false)),
+            fixed,
+        } => Ok((
+            fs.decode(inner, *oid)?,
+            if *fixed {
+                Caching::Keep
+            } else {
+                Caching::Fresh
+            },
+        )),
         CNode::Tree { link: true, .. } => Err(Error::new(Kind::Invalid, "a symlink")),
         _ => Err(Error::new(Kind::IsDir, format!("{path}: a directory"))),
     }

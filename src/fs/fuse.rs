@@ -154,13 +154,16 @@ impl Filesystem for Adapter {
             Err(e) => return reply.error(e),
         };
         match self.fs.lookup(parent.0, name) {
-            Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
+            Ok(a) => {
+                self.fs.remember(a.ino);
+                reply.entry(&ttl(&a), &file_attr(&a), Generation(0))
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
 
-    fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
-        self.fs.forget(ino.0);
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -238,7 +241,10 @@ impl Filesystem for Adapter {
             Err(e) => return reply.error(e),
         };
         match self.fs.mkdir(parent.0, name) {
-            Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
+            Ok(a) => {
+                self.fs.remember(a.ino);
+                reply.entry(&ttl(&a), &file_attr(&a), Generation(0))
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -282,7 +288,10 @@ impl Filesystem for Adapter {
         let fs = self.fs.clone();
         self.workers
             .run(move || match fs.symlink(parent.0, &name, &target) {
-                Ok(a) => reply.entry(&ttl(&a), &file_attr(&a), Generation(0)),
+                Ok(a) => {
+                    fs.remember(a.ino);
+                    reply.entry(&ttl(&a), &file_attr(&a), Generation(0))
+                }
                 Err(e) => reply.error(errno(&e)),
             });
     }
@@ -560,13 +569,16 @@ impl Filesystem for Adapter {
             Err(e) => return reply.error(e),
         };
         match self.fs.create(parent.0, name, flags, mode) {
-            Ok((a, r)) => reply.created(
-                &ttl(&a),
-                &file_attr(&a),
-                Generation(0),
-                FileHandle(r.fh),
-                open_flags(&r),
-            ),
+            Ok((a, r)) => {
+                self.fs.remember(a.ino);
+                reply.created(
+                    &ttl(&a),
+                    &file_attr(&a),
+                    Generation(0),
+                    FileHandle(r.fh),
+                    open_flags(&r),
+                )
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -194,6 +194,12 @@ pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
                     if change.paths.iter().any(|p| p == ".gitignore") {
                         fs.refresh_ignore();
                     }
+                    // Our own sessions were done through the kernel, whose caches already
+                    // match; invalidating them would race the very operations that made
+                    // them (a late entry invalidation turns a fresh create into ENOENT).
+                    if change.cause == crate::repo::HeadChangeCause::Sessions {
+                        continue;
+                    }
                     for (ino, parent, name) in fs.known_inodes(&change.paths) {
                         if let Some(i) = ino {
                             let _ = notifier.inval_inode(fuser::INodeNo(i), 0, 0);

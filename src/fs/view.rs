@@ -157,6 +157,12 @@ struct OpenFile {
     scratch: bool,
     unlinked: bool,
     last: Option<Arc<Mutex<Ticket>>>,
+    /// Held while this file's content is being committed: every flush, fsync and
+    /// release waits for an in-flight commit (a `dup`'d descriptor's flush may have
+    /// started it) before it returns.
+    committing: Arc<Mutex<()>>,
+    /// Why the last commit of this buffer failed, reported to flushes that waited for it.
+    failed: Option<Error>,
 }
 
 struct Handle {
@@ -184,6 +190,8 @@ struct State {
     mtimes: HashMap<String, (Option<Oid>, SystemTime)>,
     /// Per inode: the blob id whose pages the kernel may have cached.
     cached: HashMap<u64, Oid>,
+    /// Per inode: lookups the kernel holds (entry replies minus FORGETs).
+    lookups: HashMap<u64, u64>,
     /// Files shown read-only because no identity matches: path -> reason.
     locked: BTreeMap<String, String>,
     /// Recent errors: path -> message.
@@ -347,12 +355,30 @@ impl Fs {
         ino
     }
 
-    /// The kernel forgot an inode: drop its number if nothing else uses it.
-    pub fn forget(&self, ino: u64) {
+    /// The kernel took a reference to an inode (an entry reply).
+    pub fn remember(&self, ino: u64) {
+        *lock(&self.state).lookups.entry(ino).or_insert(0) += 1;
+    }
+
+    /// The kernel dropped `n` references to an inode: forget its number once none are
+    /// left and nothing else uses it. (A late FORGET may follow a new LOOKUP of the same
+    /// path that got the same number back: counting keeps that mapping alive.)
+    pub fn forget(&self, ino: u64, n: u64) {
         if ino == ROOT_INO {
             return;
         }
         let mut st = lock(&self.state);
+        let left = match st.lookups.get_mut(&ino) {
+            Some(c) => {
+                *c = c.saturating_sub(n);
+                *c
+            }
+            None => 0,
+        };
+        if left > 0 {
+            return;
+        }
+        st.lookups.remove(&ino);
         if st.open.contains_key(&ino) || st.handles.values().any(|h| h.ino == ino) {
             return;
         }
@@ -481,6 +507,16 @@ impl Fs {
                 Some(Mem::File { .. }) => return Ok(Some(Node::Mem)),
                 Some(Mem::Whiteout(_)) => return Ok(None),
                 None => {}
+            }
+            // Overlay entries below a path make it a directory.
+            let below = format!("{path}/");
+            if st
+                .mem
+                .range(below.clone()..)
+                .next()
+                .is_some_and(|(k, m)| k.starts_with(&below) && !matches!(m, Mem::Whiteout(_)))
+            {
+                return Ok(Some(Node::Dir));
             }
             // A parent hidden by a whiteout hides its children.
             let mut p = parent_of(path);
@@ -719,7 +755,9 @@ impl Fs {
                 if write {
                     return Err(Error::new(Kind::ReadOnly, format!("{path}: read-only")));
                 }
-                let (content, direct) = super::control::content(self, &path, c)?;
+                let (content, caching) = super::control::content(self, &path, c)?;
+                let direct = caching == super::control::Caching::Direct;
+                let keep = caching == super::control::Caching::Keep;
                 let mut st = lock(&self.state);
                 let fh = Self::new_handle(
                     &mut st,
@@ -734,7 +772,7 @@ impl Fs {
                 );
                 return Ok(OpenReply {
                     fh,
-                    keep_cache: !direct,
+                    keep_cache: keep,
                     noflush: true,
                     direct_io: direct,
                 });
@@ -789,6 +827,8 @@ impl Fs {
                 scratch,
                 unlinked: false,
                 last: None,
+                committing: Arc::new(Mutex::new(())),
+                failed: None,
             });
             of.handles += 1;
             if trunc && !of.data.is_empty() {
@@ -902,6 +942,8 @@ impl Fs {
                 scratch,
                 unlinked: false,
                 last: None,
+                committing: Arc::new(Mutex::new(())),
+                failed: None,
             },
         );
         let fh = Self::new_handle(
@@ -1221,6 +1263,42 @@ impl Fs {
 
     /// Submit the open file of `ino` if dirty. Blocking.
     fn commit_open(&self, ino: u64) -> Result<Option<Arc<Mutex<Ticket>>>> {
+        let Some(gate) = lock(&self.state)
+            .open
+            .get(&ino)
+            .map(|of| of.committing.clone())
+        else {
+            return Ok(None);
+        };
+        let _committing = lock(&gate);
+        let res = self.commit_open_locked(ino);
+        if let Some(of) = lock(&self.state).open.get_mut(&ino) {
+            of.failed = res.as_ref().err().cloned();
+        }
+        res
+    }
+
+    /// Wait until no commit of this file is in flight; the error of the last one, if any.
+    fn settle(&self, ino: u64) -> Result<()> {
+        let Some(gate) = lock(&self.state)
+            .open
+            .get(&ino)
+            .map(|of| of.committing.clone())
+        else {
+            return Ok(());
+        };
+        let _done = lock(&gate);
+        match lock(&self.state)
+            .open
+            .get(&ino)
+            .and_then(|of| of.failed.clone())
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn commit_open_locked(&self, ino: u64) -> Result<Option<Arc<Mutex<Ticket>>>> {
         let (path, data, mode, base, scratch) = {
             let mut st = lock(&self.state);
             let Some(of) = st.open.get_mut(&ino) else {
@@ -1320,8 +1398,14 @@ impl Fs {
             let Some(h) = st.handles.get_mut(&fh) else {
                 return Err(Error::new(Kind::BadHandle, "unknown handle"));
             };
-            if !h.write || !h.wrote {
+            if !h.write {
                 return Ok(());
+            }
+            if !h.wrote {
+                // Another descriptor's flush may be committing what this one wrote.
+                let ino = h.ino;
+                drop(st);
+                return self.settle(ino);
             }
             h.wrote = false;
             h.ino
@@ -1564,6 +1648,20 @@ impl Fs {
             s.delete(path.as_str());
             s.message(format!("valuesfs: delete {path}"));
             self.master.submit(s)?.wait_committed()?;
+            self.keep_dir(parent_of(&path))?;
+        }
+        Ok(())
+    }
+
+    /// A directory emptied by a local unlink or rename stays until it is removed (git
+    /// keeps no empty directories, POSIX does).
+    fn keep_dir(&self, dir: &str) -> Result<()> {
+        let mut d = dir;
+        while !d.is_empty() && self.resolve(d)?.is_none() {
+            lock(&self.state)
+                .mem
+                .insert(d.to_string(), Mem::Dir(SystemTime::now()));
+            d = parent_of(d);
         }
         Ok(())
     }
@@ -1588,7 +1686,9 @@ impl Fs {
         if let Some(ino) = st.path_ino.remove(&path) {
             st.ino_path.remove(&ino);
         }
-        Ok(())
+        drop(st);
+        // The parent may have existed only through this directory.
+        self.keep_dir(parent_of(&path))
     }
 
     /// Blocking: commits the link.
@@ -1737,11 +1837,21 @@ impl Fs {
             }
             Node::Control(_) => return Err(Error::new(Kind::ReadOnly, ".valuesfs is read-only")),
         }
+        let head = self.snapshot().commit;
         let mut st = lock(&self.state);
         if matches!(st.mem.get(&to), Some(Mem::Whiteout(_))) {
             st.mem.remove(&to);
         }
         Self::move_inodes(&mut st, &from, &to);
+        // Buffers open under the new name now build on the head that has the rename.
+        let below = format!("{to}/");
+        for of in st.open.values_mut() {
+            if of.path == to || of.path.starts_with(&below) {
+                of.base = head;
+            }
+        }
+        drop(st);
+        self.keep_dir(parent_of(&from))?;
         Ok(())
     }
 
