@@ -75,15 +75,37 @@ pub fn parse_envelope(s: &str) -> Result<Envelope, String> {
     Ok(env)
 }
 
-/// Encrypt `plain` under `key` with additional data `aad`; a fresh random IV.
-pub fn seal(key: &[u8; 32], plain: &[u8], aad: &str, kind: &str) -> String {
-    let mut iv = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut iv);
-    seal_with_iv(key, &iv, plain, aad, kind)
+/// A data key with its AES key schedule expanded once (a file has thousands of values).
+pub struct ValueKey {
+    gcm: Gcm32,
 }
 
-fn seal_with_iv(key: &[u8; 32], iv: &[u8; 32], plain: &[u8], aad: &str, kind: &str) -> String {
-    let gcm = Gcm32::new(key.into());
+impl ValueKey {
+    pub fn new(key: &[u8; 32]) -> ValueKey {
+        ValueKey {
+            gcm: Gcm32::new(key.into()),
+        }
+    }
+
+    /// Encrypt with a fresh random IV.
+    pub fn seal(&self, plain: &[u8], aad: &str, kind: &str) -> String {
+        let mut iv = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut iv);
+        seal_with(&self.gcm, &iv, plain, aad, kind)
+    }
+
+    /// Decrypt and authenticate.
+    pub fn open(&self, env: &Envelope, aad: &str) -> Option<Vec<u8>> {
+        open_with(&self.gcm, env, aad)
+    }
+}
+
+/// Encrypt `plain` under `key` with additional data `aad`; a fresh random IV.
+pub fn seal(key: &[u8; 32], plain: &[u8], aad: &str, kind: &str) -> String {
+    ValueKey::new(key).seal(plain, aad, kind)
+}
+
+fn seal_with(gcm: &Gcm32, iv: &[u8; 32], plain: &[u8], aad: &str, kind: &str) -> String {
     let out = gcm
         .encrypt(
             iv.into(),
@@ -103,9 +125,12 @@ fn seal_with_iv(key: &[u8; 32], iv: &[u8; 32], plain: &[u8], aad: &str, kind: &s
     )
 }
 
-/// Decrypt and authenticate an envelope; returns (plaintext, type).
+/// Decrypt and authenticate an envelope.
 pub fn open(key: &[u8; 32], env: &Envelope, aad: &str) -> Option<Vec<u8>> {
-    let gcm = Gcm32::new(key.into());
+    ValueKey::new(key).open(env, aad)
+}
+
+fn open_with(gcm: &Gcm32, env: &Envelope, aad: &str) -> Option<Vec<u8>> {
     let mut ct = Vec::with_capacity(env.data.len() + 16);
     ct.extend_from_slice(&env.data);
     ct.extend_from_slice(&env.tag);

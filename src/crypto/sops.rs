@@ -17,7 +17,7 @@ use regex::Regex;
 use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
 
-use super::cipher::{is_envelope, open, parse_envelope, seal};
+use super::cipher::{is_envelope, open, parse_envelope, seal, ValueKey};
 use super::error::{Error, Result};
 use super::json;
 use super::keys::{wrap_data_key, Keyring};
@@ -304,6 +304,7 @@ impl Opened {
     pub fn reencrypt(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
         let ctx = Ctx {
             key: &self.key,
+            vk: ValueKey::new(&self.key),
             selector: self.metadata.selector_or_default(),
             mac_only: self.metadata.mac_only_encrypted,
         };
@@ -374,6 +375,7 @@ pub fn encrypt(plaintext: &[u8], format: Format, params: &CreationParams) -> Res
     };
     let ctx = Ctx {
         key: &key,
+        vk: ValueKey::new(&key),
         selector: selector.clone(),
         mac_only: params.mac_only_encrypted,
     };
@@ -580,6 +582,7 @@ fn unflatten(flat: &[(String, Value)]) -> Result<Value> {
 
 struct Ctx<'a> {
     key: &'a [u8; 32],
+    vk: ValueKey,
     selector: Selector,
     mac_only: bool,
 }
@@ -617,9 +620,13 @@ impl Decrypter<'_> {
                 path: format!("{}#comment", aad(path)),
             });
         }
-        let plain = open(self.ctx.key, &env, &aad(path)).ok_or_else(|| Error::Tampered {
-            path: format!("{}#comment", aad(path)),
-        })?;
+        let plain = self
+            .ctx
+            .vk
+            .open(&env, &aad(path))
+            .ok_or_else(|| Error::Tampered {
+                path: format!("{}#comment", aad(path)),
+            })?;
         String::from_utf8(plain).map_err(|_| Error::Malformed("comment is not UTF-8".into()))
     }
 
@@ -696,8 +703,7 @@ impl Decrypter<'_> {
                                     ))
                                 }
                             })?;
-                            let bytes =
-                                open(self.ctx.key, &env, &aad(path)).ok_or_else(tampered)?;
+                            let bytes = self.ctx.vk.open(&env, &aad(path)).ok_or_else(tampered)?;
                             Value::from_leaf(&env.kind, &bytes).map_err(|e| {
                                 Error::Malformed(format!("value at {:?}: {e}", aad(path)))
                             })?
@@ -752,7 +758,7 @@ impl Encrypter<'_> {
                 return be.to_string();
             }
         }
-        seal(self.ctx.key, c.as_bytes(), &aad(path), "comment")
+        self.ctx.vk.seal(c.as_bytes(), &aad(path), "comment")
     }
 
     fn value(
@@ -851,7 +857,7 @@ impl Encrypter<'_> {
                 }
                 let bytes = leaf.leaf_bytes().unwrap_or_default();
                 let tag = leaf.type_tag().unwrap_or("str");
-                Value::Str(seal(self.ctx.key, &bytes, &aad(path), tag))
+                Value::Str(self.ctx.vk.seal(&bytes, &aad(path), tag))
             }
         }
     }
@@ -871,6 +877,7 @@ fn open_with_key(
 ) -> Result<Opened> {
     let ctx = Ctx {
         key: &key,
+        vk: ValueKey::new(&key),
         selector: metadata.selector_or_default(),
         mac_only: metadata.mac_only_encrypted,
     };

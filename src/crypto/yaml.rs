@@ -218,11 +218,7 @@ impl<'a> Parser<'a> {
 
     fn stream(&mut self) -> Result<Vec<Value>, YamlError> {
         // YAML streams hold printable characters only (as go-yaml enforces).
-        if let Some((i, c)) = self
-            .s
-            .char_indices()
-            .find(|&(_, c)| c != '\t' && c != '\n' && c != '\r' && is_special(c))
-        {
+        if let Some((i, c)) = first_special(self.s) {
             let line = self.s[..i].matches('\n').count() + 1;
             return Err(YamlError {
                 line,
@@ -1150,6 +1146,29 @@ impl<'a> Parser<'a> {
         }
         Ok(v)
     }
+}
+
+/// The first character YAML does not allow in a stream (ASCII checked bytewise, the rest
+/// decoded only where non-ASCII bytes appear).
+fn first_special(s: &str) -> Option<(usize, char)> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c < 0x80 {
+            if (c < 0x20 && c != b'\t' && c != b'\n' && c != b'\r') || c == 0x7f {
+                return Some((i, c as char));
+            }
+            i += 1;
+        } else {
+            let ch = s[i..].chars().next()?;
+            if is_special(ch) && !(i == 0 && ch == '\u{feff}') {
+                return Some((i, ch));
+            }
+            i += ch.len_utf8();
+        }
+    }
+    None
 }
 
 fn comment_map(comments: Vec<(usize, String)>) -> Value {
