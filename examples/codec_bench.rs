@@ -9,7 +9,9 @@ use valuesfs::crypto::{decrypt, Format, Keyring};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().ok_or_else(|| anyhow::anyhow!("usage: codec_bench DIR ROUNDS"))?;
+    let dir = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: codec_bench DIR ROUNDS"))?;
     let rounds: usize = args.next().unwrap_or_else(|| "5".into()).parse()?;
     let keys = Keyring::from_env()?;
     let mut files = Vec::new();
