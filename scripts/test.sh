@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite (README: "Run the tests").
-set -euo pipefail
+# The whole test suite (README: "Run the tests"). Ends with one summary line.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked
-cargo test --release --locked --all-targets
+cargo build --release --locked || exit 1
+log=$(mktemp)
+cargo test --release --locked --all-targets 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s += $1} END {print s + 0}')
+rm -f "$log"
+echo
+echo "tests: $passed passed, $failed failed"
+exit "$status"
