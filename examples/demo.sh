@@ -36,3 +36,29 @@ if command -v sops >/dev/null; then
   echo "== sops -d reads it"
   sops -d values.yaml | head -5
 fi
+
+echo
+echo "== the mount: a values repo on a bare remote, SOPS files shown decrypted"
+git init -q --bare remote.git
+git clone -q remote.git seed 2>/dev/null
+cp .sops.yaml values.yaml app.env seed/
+git -C seed add -A
+git -C seed -c user.name=demo -c user.email=demo@example.com commit -qm "values"
+git -C seed push -q origin HEAD:main
+mkdir mnt
+"$bin" mount "$PWD/remote.git" "$PWD/mnt" --identity key.txt --state-dir "$PWD/state"
+trap '"$bin" unmount "$work/mnt" 2>/dev/null; rm -rf "$work"' EXIT
+ls -la mnt
+echo "-- mnt/values.yaml (decrypted in memory):"
+cat mnt/values.yaml
+echo "== sed -i on the mount: one commit, pushed, only the changed value's ciphertext moves"
+sed -i 's/replicas: 3/replicas: 4/' mnt/values.yaml
+echo "new: plaintext-in, ciphertext-in-git" > mnt/new.yaml
+"$bin" status --mount mnt | grep -E 'head|pending'
+sleep 1
+git -C remote.git log --oneline main
+git -C remote.git show --stat main~1 | tail -2
+echo "-- what git stores for new.yaml (matched the .sops.yaml rule):"
+git -C remote.git show main:new.yaml | head -2 | cut -c1-90
+"$bin" unmount mnt
+echo "== unmounted"
