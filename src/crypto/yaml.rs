@@ -331,14 +331,7 @@ impl<'a> Parser<'a> {
                         _ => i += 1,
                     }
                 }
-                if i >= line.len() {
-                    return false;
-                }
-                i += 1;
-                while i < line.len() && is_blank(line[i]) {
-                    i += 1;
-                }
-                return line.get(i) == Some(&b':') && ends_key(line, i + 1);
+                return colon_after(line, i);
             }
             Some(b'\'') => {
                 i = 1;
@@ -352,14 +345,7 @@ impl<'a> Parser<'a> {
                     }
                     i += 1;
                 }
-                if i >= line.len() {
-                    return false;
-                }
-                i += 1;
-                while i < line.len() && is_blank(line[i]) {
-                    i += 1;
-                }
-                return line.get(i) == Some(&b':') && ends_key(line, i + 1);
+                return colon_after(line, i);
             }
             Some(b'[' | b'{' | b'#' | b'|' | b'>' | b'*' | b'&' | b'!' | b'%' | b'@' | b'`')
             | None => return false,
@@ -1178,6 +1164,18 @@ fn comment_map(comments: Vec<(usize, String)>) -> Value {
             .map(|(_, t)| (Key::Comment(t), Value::Null))
             .collect(),
     )
+}
+
+/// After a quoted key ending at `close` (its closing quote): blanks, then `:` and a blank.
+fn colon_after(line: &[u8], close: usize) -> bool {
+    if close >= line.len() {
+        return false;
+    }
+    let mut i = close + 1;
+    while i < line.len() && is_blank(line[i]) {
+        i += 1;
+    }
+    line.get(i) == Some(&b':') && ends_key(line, i + 1)
 }
 
 fn ends_key(line: &[u8], i: usize) -> bool {
