@@ -1037,10 +1037,7 @@ fn build(
         {
             enc.mac.update(plaintext);
         }
-        let reuse = base
-            .and_then(|(_, e)| e.first())
-            .and_then(|d| d.get("data"));
-        let _ = reuse; // binary data is re-sealed: plaintext is not kept per position
+        // Binary data is one value: re-sealed whole on every change.
         vec![Value::Map(vec![(
             Key::Name("data".into()),
             Value::Str(seal(ctx.key, plaintext, "data:", "str")),

@@ -248,13 +248,11 @@ impl<'a> Parser<'a> {
                 }
                 break;
             }
-            let mut explicit = false;
             if self.at_doc_marker() && self.b[self.pos] == b'.' {
                 self.next_line();
                 continue;
             }
             if self.at_doc_marker() {
-                explicit = true;
                 self.pos += 3;
                 self.skip_blanks();
                 if self.peek() == Some(b'#') {
@@ -270,7 +268,6 @@ impl<'a> Parser<'a> {
             }
             self.anchors.clear();
             let doc = if self.at_eof() || self.at_doc_marker() {
-                let _ = explicit;
                 comment_map(std::mem::take(&mut self.pending))
             } else {
                 let v = self.block_node(-1)?;

@@ -897,12 +897,11 @@ impl Fs {
             return Err(Error::new(Kind::Perm, ".valuesfs is reserved"));
         }
         let path = join(&ppath, name);
-        if let Some(n) = self.resolve(&path)? {
+        if self.resolve(&path)?.is_some() {
             if flags & libc::O_EXCL != 0 {
                 return Err(Error::new(Kind::Exists, format!("{path}: exists")));
             }
             let ino = self.ino_of(&path);
-            let _ = n;
             let reply = self.open(ino, flags | libc::O_TRUNC)?;
             return Ok((self.getattr(ino)?, reply));
         }
