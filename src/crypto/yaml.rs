@@ -555,10 +555,7 @@ impl<'a> Parser<'a> {
             inline.extend(more);
             v
         };
-        let value = apply_tag(tag.as_deref(), value).map_err(|m| YamlError {
-            line: self.line_no,
-            msg: m,
-        })?;
+        let value = apply_tag(tag.as_deref(), value).map_err(|m| self.located(m))?;
         if let Some(a) = anchor {
             self.anchors.insert(a, value.clone());
         }
@@ -624,10 +621,7 @@ impl<'a> Parser<'a> {
             Some(b'\'') => Value::Str(self.single_quoted()?),
             Some(b'|') | Some(b'>') => {
                 let v = Value::Str(self.block_scalar(indent)?);
-                let v = apply_tag(tag.as_deref(), v).map_err(|m| YamlError {
-                    line: self.line_no,
-                    msg: m,
-                })?;
+                let v = apply_tag(tag.as_deref(), v).map_err(|m| self.located(m))?;
                 if let Some(a) = anchor {
                     self.anchors.insert(a, v.clone());
                 }
@@ -649,10 +643,7 @@ impl<'a> Parser<'a> {
         } else if !self.at_eol() {
             return self.err("unexpected characters after a value");
         }
-        let v = apply_tag(tag.as_deref(), v).map_err(|m| YamlError {
-            line: self.line_no,
-            msg: m,
-        })?;
+        let v = apply_tag(tag.as_deref(), v).map_err(|m| self.located(m))?;
         if let Some(a) = anchor {
             self.anchors.insert(a, v.clone());
         }
@@ -980,24 +971,15 @@ impl<'a> Parser<'a> {
                     self.pos += 1;
                     self.flow_space()?;
                     let v = self.flow_item()?;
-                    let k = flow_key(item).map_err(|m| YamlError {
-                        line: self.line_no,
-                        msg: m,
-                    })?;
+                    let k = flow_key(item).map_err(|m| self.located(m))?;
                     Value::Map(vec![(Key::Name(k), v)])
                 } else {
                     item
                 };
                 self.count_node(1)?;
                 items.push(item);
-                self.flow_space()?;
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b']') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return self.err("expected ',' or ']' in a flow sequence"),
+                if self.flow_separator(b']', "flow sequence")? {
+                    break;
                 }
             }
             Value::Seq(items)
@@ -1010,10 +992,7 @@ impl<'a> Parser<'a> {
                     break;
                 }
                 let k = self.flow_item()?;
-                let k = flow_key(k).map_err(|m| YamlError {
-                    line: self.line_no,
-                    msg: m,
-                })?;
+                let k = flow_key(k).map_err(|m| self.located(m))?;
                 self.flow_space()?;
                 let v = if self.peek() == Some(b':') {
                     self.pos += 1;
@@ -1028,20 +1007,38 @@ impl<'a> Parser<'a> {
                 };
                 self.count_node(1)?;
                 items.push((Key::Name(k), v));
-                self.flow_space()?;
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b'}') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return self.err("expected ',' or '}' in a flow mapping"),
+                if self.flow_separator(b'}', "flow mapping")? {
+                    break;
                 }
             }
             Value::Map(items)
         };
         self.depth -= 1;
         Ok(v)
+    }
+
+    /// A message at the current line.
+    fn located(&self, msg: String) -> YamlError {
+        YamlError {
+            line: self.line_no,
+            msg,
+        }
+    }
+
+    /// After a flow item: `,` (more follow) or the closing bracket (true: closed).
+    fn flow_separator(&mut self, close: u8, what: &str) -> Result<bool, YamlError> {
+        self.flow_space()?;
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => self.err(format!("expected ',' or '{}' in a {what}", close as char)),
+        }
     }
 
     /// Whitespace, line breaks and comments between flow tokens.
@@ -1120,10 +1117,7 @@ impl<'a> Parser<'a> {
                 }
             }
         };
-        let v = apply_tag(tag.as_deref(), v).map_err(|m| YamlError {
-            line: self.line_no,
-            msg: m,
-        })?;
+        let v = apply_tag(tag.as_deref(), v).map_err(|m| self.located(m))?;
         if let Some(a) = anchor {
             self.anchors.insert(a, v.clone());
         }
