@@ -176,3 +176,63 @@ fn invalid_content_for_an_encrypted_path_becomes_a_draft() {
     let stored = std::fs::read(drafts[0].as_ref().expect("entry").path()).expect("read");
     assert!(!String::from_utf8_lossy(&stored).contains("unclosed"));
 }
+
+#[test]
+fn hostile_repository_content_is_refused_not_shown() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    let url = remote.to_str().expect("utf8").to_string();
+    // A secret whose password ciphertext was flipped by someone without the key.
+    let secret = std::fs::read_to_string(vectors().join("enc/values.yaml")).expect("vec");
+    let line = secret
+        .lines()
+        .find(|l| l.contains("password: ENC"))
+        .expect("password line");
+    let at = line.find("data:").expect("data") + 5;
+    let mut bad = line.to_string().into_bytes();
+    bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
+    let tampered = secret.replace(line, std::str::from_utf8(&bad).expect("utf8"));
+    // An alias bomb that claims to be a SOPS file.
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    let mut prev = 'a';
+    for c in 'b'..='k' {
+        bomb.push_str(&format!(
+            "{c}: &{c} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+        ));
+        prev = c;
+    }
+    bomb.push_str("sops:\n    mac: ENC[AES256_GCM,data:AA==,iv:AA==,tag:AA==,type:str]\n");
+    cli_commit(
+        tmp.path(),
+        &url,
+        &[("tampered.yaml", &tampered), ("bomb.yaml", &bomb)],
+        "hostile",
+    );
+    let master = Master::start(config(&url, &tmp.path().join("state"))).expect("master");
+    let fs = Fs::new(
+        master,
+        Arc::new(keyring()),
+        FsConfig::new(tmp.path().join("state")),
+    )
+    .expect("fs");
+
+    // Tampered: EIO on stat and open, never the plaintext; the reason is in the status.
+    let e = fs.lookup(ROOT, "tampered.yaml").expect_err("refused");
+    assert_eq!(e.kind, Kind::Io);
+    assert!(!e.message.contains("correct-horse"), "{}", e.message);
+    let ctl = fs.lookup(ROOT, ".valuesfs").expect("ctl");
+    let st = fs.lookup(ctl.ino, "status").expect("status");
+    let o = fs.open(st.ino, libc::O_RDONLY).expect("open status");
+    let status = String::from_utf8(fs.read(o.fh, 0, 1 << 20).expect("read")).expect("utf8");
+    assert!(status.contains("tampered.yaml"), "{status}");
+
+    // The bomb fails fast as SOPS and shows as the plain file it is.
+    let t0 = std::time::Instant::now();
+    let a = fs.lookup(ROOT, "bomb.yaml").expect("bomb shows");
+    assert_eq!(a.size as usize, bomb.len());
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
