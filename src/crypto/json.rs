@@ -73,14 +73,35 @@ impl P<'_> {
         }
     }
 
+    fn enter(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth > self.max_depth {
+            return Err(self.err("nesting too deep"));
+        }
+        Ok(())
+    }
+
+    /// After a member or element: `,` (more follow) or `close` (true: closed).
+    fn separator(&mut self, close: u8) -> Result<bool> {
+        self.ws();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(self.err(&format!("expected ',' or '{}'", close as char))),
+        }
+    }
+
     fn value(&mut self, top: bool) -> Result<Value> {
         self.ws();
         match self.peek() {
             Some(b'{') => {
-                self.depth += 1;
-                if self.depth > self.max_depth {
-                    return Err(self.err("nesting too deep"));
-                }
+                self.enter()?;
                 self.pos += 1;
                 let mut items = Vec::new();
                 self.ws();
@@ -101,14 +122,8 @@ impl P<'_> {
                             self.sops_span = Some((start, self.pos));
                         }
                         items.push((Key::Name(k), v));
-                        self.ws();
-                        match self.peek() {
-                            Some(b',') => self.pos += 1,
-                            Some(b'}') => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(self.err("expected ',' or '}'")),
+                        if self.separator(b'}')? {
+                            break;
                         }
                     }
                 }
@@ -116,10 +131,7 @@ impl P<'_> {
                 Ok(Value::Map(items))
             }
             Some(b'[') => {
-                self.depth += 1;
-                if self.depth > self.max_depth {
-                    return Err(self.err("nesting too deep"));
-                }
+                self.enter()?;
                 self.pos += 1;
                 let mut items = Vec::new();
                 self.ws();
@@ -128,14 +140,8 @@ impl P<'_> {
                 } else {
                     loop {
                         items.push(self.value(false)?);
-                        self.ws();
-                        match self.peek() {
-                            Some(b',') => self.pos += 1,
-                            Some(b']') => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(self.err("expected ',' or ']'")),
+                        if self.separator(b']')? {
+                            break;
                         }
                     }
                 }

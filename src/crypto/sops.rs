@@ -1113,9 +1113,7 @@ fn assemble(
                 MetaSource::Raw(RawMeta::Yaml(raw)) => {
                     patch_yaml_block(raw, lastmodified, mac, source)
                 }
-                MetaSource::Raw(_) => {
-                    return Err(Error::Internal("metadata store mismatch".into()))
-                }
+                MetaSource::Raw(_) => return Err(meta_mismatch()),
                 MetaSource::New {
                     age,
                     selector,
@@ -1141,9 +1139,7 @@ fn assemble(
                 MetaSource::Raw(RawMeta::Json(raw)) => {
                     patch_json_block(raw, lastmodified, mac, source)?
                 }
-                MetaSource::Raw(_) => {
-                    return Err(Error::Internal("metadata store mismatch".into()))
-                }
+                MetaSource::Raw(_) => return Err(meta_mismatch()),
                 MetaSource::New {
                     age,
                     selector,
@@ -1180,9 +1176,7 @@ fn assemble(
                     }
                     out
                 }
-                MetaSource::Raw(_) => {
-                    return Err(Error::Internal("metadata store mismatch".into()))
-                }
+                MetaSource::Raw(_) => return Err(meta_mismatch()),
                 MetaSource::New {
                     age,
                     selector,
@@ -1213,6 +1207,11 @@ fn assemble(
             Ok(render_dotenv(&enc_docs[0], &lines))
         }
     }
+}
+
+/// Raw metadata of one store handed to another store's writer: a bug, never input.
+fn meta_mismatch() -> Error {
+    Error::Internal("metadata store mismatch".into())
 }
 
 fn new_meta_value(

@@ -177,6 +177,20 @@ struct Handle {
     ticket: Option<Arc<Mutex<Ticket>>>,
 }
 
+impl Handle {
+    /// A read-only handle reading fixed content.
+    fn reader(ino: u64, content: Arc<Decoded>) -> Handle {
+        Handle {
+            ino,
+            counted: false,
+            write: false,
+            wrote: false,
+            content: Some(content),
+            ticket: None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     ino_path: HashMap<u64, String>,
@@ -759,17 +773,7 @@ impl Fs {
                 let direct = caching == super::control::Caching::Direct;
                 let keep = caching == super::control::Caching::Keep;
                 let mut st = lock(&self.state);
-                let fh = Self::new_handle(
-                    &mut st,
-                    Handle {
-                        ino,
-                        counted: false,
-                        write: false,
-                        wrote: false,
-                        content: Some(content),
-                        ticket: None,
-                    },
-                );
+                let fh = Self::new_handle(&mut st, Handle::reader(ino, content));
                 return Ok(OpenReply {
                     fh,
                     keep_cache: keep,
@@ -858,17 +862,7 @@ impl Fs {
             if let Node::Blob { oid, .. } = node {
                 keep_cache = st.cached.insert(ino, oid) == Some(oid);
             }
-            Self::new_handle(
-                &mut st,
-                Handle {
-                    ino,
-                    counted: false,
-                    write: false,
-                    wrote: false,
-                    content: Some(content),
-                    ticket: None,
-                },
-            )
+            Self::new_handle(&mut st, Handle::reader(ino, content))
         };
         if write {
             st.cached.remove(&ino);
