@@ -52,6 +52,7 @@ fn exercise(url: &str, remote_dir: &std::path::Path, tmp: &std::path::Path) {
         .list(&snap, "")
         .expect("list")
         .expect("dir")
+        .entries
         .into_iter()
         .map(|e| e.name)
         .collect();

@@ -216,8 +216,11 @@ fn hostile_repository_content_is_refused_not_shown() {
     )
     .expect("fs");
 
-    // Tampered: EIO on stat and open, never the plaintext; the reason is in the status.
-    let e = fs.lookup(ROOT, "tampered.yaml").expect_err("refused");
+    // Tampered: still a file (it stats, so it can be removed or replaced), EIO on open
+    // for reading, never the plaintext; the reason is in the status.
+    let a = fs.lookup(ROOT, "tampered.yaml").expect("stats");
+    assert_eq!(a.size as usize, tampered.len());
+    let e = fs.open(a.ino, libc::O_RDONLY).expect_err("refused");
     assert_eq!(e.kind, Kind::Io);
     assert!(!e.message.contains("correct-horse"), "{}", e.message);
     let ctl = fs.lookup(ROOT, ".valuesfs").expect("ctl");

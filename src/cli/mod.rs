@@ -95,6 +95,9 @@ struct MountArgs {
     /// Memory for decrypted files, in MiB.
     #[arg(long)]
     cache_mib: Option<usize>,
+    /// Largest file (MiB) the mount decrypts, serves or accepts (default 64).
+    #[arg(long, value_name = "N")]
+    max_file_mib: Option<usize>,
     /// Stay in the foreground (default: detach once mounted).
     #[arg(long)]
     foreground: bool,

@@ -91,6 +91,9 @@ fn options(args: &MountArgs) -> Result<MountOptions> {
     if let Some(mib) = args.cache_mib {
         o.cache_bytes = mib << 20;
     }
+    if let Some(mib) = args.max_file_mib {
+        o.max_file = mib << 20;
+    }
     Ok(o)
 }
 
@@ -101,6 +104,11 @@ pub fn run(args: MountArgs) -> Result<()> {
             "mountpoint {} is not a directory",
             opts.mountpoint.display()
         );
+    }
+    // Everything the daemon creates (state dir, clone, drafts, log) is private.
+    // SAFETY: umask only changes this process's file creation mask.
+    unsafe {
+        libc::umask(0o077);
     }
     if !args.foreground {
         return detach(&opts);
@@ -121,11 +129,17 @@ fn detach(opts: &MountOptions) -> Result<()> {
         .state_dir
         .clone()
         .unwrap_or_else(|| m::default_state_dir(&opts.remote, &opts.branch, &opts.mountpoint));
-    std::fs::create_dir_all(&state)?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(state.join("daemon.log"))?;
+    m::prepare_state_dir(&state)?;
+    let log = {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(state.join("daemon.log"))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f
+    };
     let mut argv: Vec<String> = std::env::args().skip(1).collect();
     argv.push("--foreground".into());
     if opts.state_dir.is_none() {

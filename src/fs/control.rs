@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 
 use super::error::{not_found, Error, Kind, Result};
 use super::view::{join, Attr, Decoded, FileKind, Fs};
+use crate::repo::{EntryKind, FileMode};
 
 #[derive(Clone, Debug)]
 pub(crate) enum CNode {
@@ -69,6 +70,9 @@ fn in_tree(repo: &Repository, commit: Oid, inner: &str, fixed: bool) -> Result<O
             inner: String::new(),
         }));
     }
+    if !crate::repo::names::path_shown(inner) {
+        return Ok(None);
+    }
     match tree.get_path(std::path::Path::new(inner)) {
         Ok(e) => Ok(Some(CNode::Tree {
             fixed,
@@ -116,7 +120,7 @@ pub(crate) fn resolve(fs: &Fs, path: &str) -> Result<Option<CNode>> {
 
 pub(crate) fn status_text(fs: &Fs) -> Result<String> {
     let mut out = fs.master.status()?.to_yaml();
-    let (drafts, locked, errors) = fs.status_extras();
+    let x = fs.status_extras();
     let list = |out: &mut String, name: &str, items: &[(String, String)]| {
         if items.is_empty() {
             out.push_str(&format!("{name}: []\n"));
@@ -131,9 +135,11 @@ pub(crate) fn status_text(fs: &Fs) -> Result<String> {
             }
         }
     };
-    list(&mut out, "drafts", &drafts);
-    list(&mut out, "unreadable", &locked);
-    list(&mut out, "errors", &errors);
+    list(&mut out, "drafts", &x.drafts);
+    list(&mut out, "held", &x.held);
+    list(&mut out, "unreadable", &x.unreadable);
+    list(&mut out, "unshown", &x.unshown);
+    list(&mut out, "errors", &x.errors);
     out.push_str(&format!("cache_bytes: {}\n", fs.cache_bytes()));
     Ok(out)
 }
@@ -215,14 +221,16 @@ pub(crate) fn readdir(fs: &Fs, path: &str, node: &CNode) -> Result<Vec<(u64, Fil
         CNode::Tree { oid, dir: true, .. } => {
             let repo = repo(fs)?;
             let tree = repo.find_tree(*oid).map_err(git_err)?;
-            for e in tree.iter() {
-                let Some(n) = e.name() else { continue };
-                let k = match (e.kind(), e.filemode()) {
-                    (Some(ObjectType::Tree), _) => FileKind::Dir,
-                    (_, 0o120000) => FileKind::Symlink,
-                    _ => FileKind::File,
+            let listed = crate::repo::listing(&tree);
+            fs.note_unshown(path, &listed.skipped);
+            for e in listed.entries {
+                let k = match e.kind {
+                    EntryKind::Dir => FileKind::Dir,
+                    EntryKind::File(FileMode::Symlink) => FileKind::Symlink,
+                    EntryKind::File(_) => FileKind::File,
+                    EntryKind::Other => continue,
                 };
-                names.push((n.to_string(), k));
+                names.push((e.name, k));
             }
         }
         _ => return Err(Error::new(Kind::NotDir, format!("{path}: not a directory"))),

@@ -44,6 +44,8 @@ pub struct MountOptions {
     pub fetch_interval: Duration,
     pub ignore: Vec<String>,
     pub cache_bytes: usize,
+    /// Largest file decrypted, served or accepted.
+    pub max_file: usize,
 }
 
 impl MountOptions {
@@ -60,6 +62,7 @@ impl MountOptions {
             fetch_interval: Duration::from_secs(30),
             ignore: Vec::new(),
             cache_bytes: 256 << 20,
+            max_file: crate::crypto::sops::DEFAULT_MAX_SIZE,
         }
     }
 }
@@ -119,6 +122,48 @@ pub fn harden_process() {
     }
 }
 
+/// Creates the state dir private (0700, whatever the umask), or checks an existing
+/// one: another owner is refused; access for group or others is removed, and said so.
+pub fn prepare_state_dir(dir: &Path) -> Result<(), MountError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let err = |e: String| MountError::StateDir {
+        path: dir.display().to_string(),
+        err: e,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| err(e.to_string()))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| err(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(err("not a directory".into()));
+    }
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(err(format!(
+            "owned by uid {}, not by us ({me})",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| err(e.to_string()))?;
+        tracing::warn!(
+            "state dir {} was readable by others (mode {:o}): set to 0700",
+            dir.display(),
+            meta.mode() & 0o777
+        );
+        eprintln!(
+            "valuesfs: state dir {} was readable by others (mode {:o}): set to 0700",
+            dir.display(),
+            meta.mode() & 0o777
+        );
+    }
+    Ok(())
+}
+
 pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
     harden_process();
     let keys = Arc::new(load_keys(opts.identity.as_deref())?);
@@ -126,17 +171,7 @@ pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
         .state_dir
         .clone()
         .unwrap_or_else(|| default_state_dir(&opts.remote, &opts.branch, &opts.mountpoint));
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&state_dir)
-            .map_err(|e| MountError::StateDir {
-                path: state_dir.display().to_string(),
-                err: e.to_string(),
-            })?;
-    }
+    prepare_state_dir(&state_dir)?;
     let mut cfg = Config::new(opts.remote.clone(), state_dir.clone());
     cfg.branch = opts.branch.clone();
     cfg.fetch_interval = opts.fetch_interval;
@@ -148,6 +183,7 @@ pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
     fcfg.push_timeout = opts.push_timeout;
     fcfg.ignore = opts.ignore.clone();
     fcfg.cache_bytes = opts.cache_bytes;
+    fcfg.max_file = opts.max_file;
     let fs = Arc::new(Fs::new(master.clone(), keys, fcfg)?);
 
     let mount_options = vec![
@@ -194,6 +230,7 @@ pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
                     if change.paths.iter().any(|p| p == ".gitignore") {
                         fs.refresh_ignore();
                     }
+                    fs.check_sops_configs(&change.paths);
                     // Our own sessions were done through the kernel, whose caches already
                     // match; invalidating them would race the very operations that made
                     // them (a late entry invalidation turns a fresh create into ENOENT).

@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 use super::error::{not_found, Error, Kind, Result};
 use super::ignore::IgnoreSet;
 use crate::crypto::{self, Format, Keyring, SopsConfig};
+use crate::repo::names::{self, NameRule};
 use crate::repo::{EntryKind, FileMode, MasterHandle, Oid, Reader, Session, Snapshot, Ticket};
 
 pub const ROOT_INO: u64 = 1;
@@ -103,6 +104,21 @@ pub struct SetAttr {
 /// Status lists: (path, reason).
 pub type PathReasons = Vec<(String, String)>;
 
+/// What the view adds to the master's status.
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// Refused content kept (age-encrypted) as drafts.
+    pub drafts: PathReasons,
+    /// New files kept uncommitted, and why.
+    pub held: PathReasons,
+    /// Files that cannot be shown decrypted.
+    pub unreadable: PathReasons,
+    /// Tree entries not shown because of their names (rule).
+    pub unshown: PathReasons,
+    /// Recent errors.
+    pub errors: PathReasons,
+}
+
 /// What `open`/`create` tell the kernel about caching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenReply {
@@ -131,6 +147,9 @@ enum MemKind {
     Pending,
     /// Content that could not be committed (bad content); kept encrypted on disk.
     Draft(String),
+    /// A new file kept uncommitted until it can be (an empty file under a creation
+    /// rule: sops cannot encrypt an empty document). Nothing to lose, so not on disk.
+    Held(String),
 }
 
 #[derive(Debug)]
@@ -163,6 +182,10 @@ struct OpenFile {
     committing: Arc<Mutex<()>>,
     /// Why the last commit of this buffer failed, reported to flushes that waited for it.
     failed: Option<Error>,
+    /// The file could not be decoded (corrupt, too large): the buffer is empty and
+    /// only truncation (`O_TRUNC`, or `ftruncate` to 0 as the kernel does it) makes it
+    /// usable; reads and writes before that fail with this error.
+    unreadable: Option<Error>,
 }
 
 struct Handle {
@@ -206,8 +229,12 @@ struct State {
     cached: HashMap<u64, Oid>,
     /// Per inode: lookups the kernel holds (entry replies minus FORGETs).
     lookups: HashMap<u64, u64>,
-    /// Files shown read-only because no identity matches: path -> reason.
-    locked: BTreeMap<String, String>,
+    /// Files that cannot be shown decrypted (no identity matches: read-only ciphertext;
+    /// corrupt or too large: EIO on read): path -> (blob, reason). Entries whose path
+    /// no longer holds that blob are dropped when the status is rendered.
+    locked: BTreeMap<String, (Oid, String)>,
+    /// Tree entries not shown because of their names: path -> rule.
+    unshown: BTreeMap<String, String>,
     /// Recent errors: path -> message.
     errors: BTreeMap<String, String>,
 }
@@ -228,6 +255,8 @@ pub(crate) enum Node {
 struct Cache {
     lru: lru::LruCache<(Oid, Format), Arc<Decoded>>,
     bytes: usize,
+    /// Blobs that failed to decode (corrupt, too large), so lookups do not redo it.
+    failed: HashMap<(Oid, Format), Error>,
 }
 
 /// A mounted view of a values repository.
@@ -261,20 +290,20 @@ fn parent_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
+/// A name a program may create: the one name check of `repo::names`.
 fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        return Err(Error::new(Kind::Invalid, format!("invalid name {name:?}")));
-    }
-    if name.len() > 255 {
-        return Err(Error::new(Kind::NameTooLong, "name too long"));
-    }
-    if name == ".git" {
-        return Err(Error::new(
+    match names::shown(name.as_bytes()) {
+        Ok(_) => Ok(()),
+        Err(NameRule::DotGit) => Err(Error::new(
             Kind::Perm,
-            ".git cannot be created in the mount",
-        ));
+            format!("{name:?}: .git cannot be created in the mount"),
+        )),
+        Err(NameRule::TooLong) => Err(Error::new(Kind::NameTooLong, "name too long")),
+        Err(rule) => Err(Error::new(
+            Kind::Invalid,
+            format!("invalid name {name:?} ({rule})"),
+        )),
     }
-    Ok(())
 }
 
 impl Fs {
@@ -296,12 +325,14 @@ impl Fs {
             cache: Mutex::new(Cache {
                 lru: lru::LruCache::new(cap),
                 bytes: 0,
+                failed: HashMap::new(),
             }),
             readers: Mutex::new(Vec::new()),
             started: SystemTime::now(),
         };
         fs.refresh_ignore();
         fs.load_drafts();
+        fs.check_sops_configs(&[".sops.yaml".to_string()]);
         Ok(fs)
     }
 
@@ -435,11 +466,49 @@ impl Fs {
     // ---------------------------------------------------------------- decoding
 
     /// Decode a blob for display (cached by blob id and store).
+    /// A blob that cannot be decoded (corrupt SOPS file, over the size limit) is an
+    /// error here, remembered per blob and listed as unreadable in the status.
     pub(crate) fn decode(&self, path: &str, oid: Oid) -> Result<Arc<Decoded>> {
         let format = Format::from_path(path);
-        if let Some(d) = lock(&self.cache).lru.get(&(oid, format)) {
-            return Ok(d.clone());
+        {
+            let mut c = lock(&self.cache);
+            if let Some(d) = c.lru.get(&(oid, format)) {
+                return Ok(d.clone());
+            }
+            if let Some(e) = c.failed.get(&(oid, format)).cloned() {
+                drop(c);
+                self.note_unreadable(path, oid, &e);
+                return Err(e);
+            }
         }
+        match self.decode_blob(path, oid, format) {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                if matches!(e.kind, Kind::Io | Kind::TooBig) {
+                    let mut c = lock(&self.cache);
+                    if c.failed.len() >= 4096 {
+                        c.failed.clear();
+                    }
+                    c.failed.insert((oid, format), e.clone());
+                    drop(c);
+                    self.note_unreadable(path, oid, &e);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn note_unreadable(&self, path: &str, oid: Oid, e: &Error) {
+        let reason = e
+            .message
+            .strip_prefix(&format!("{path}: "))
+            .unwrap_or(&e.message);
+        lock(&self.state)
+            .locked
+            .insert(path.to_string(), (oid, reason.to_string()));
+    }
+
+    fn decode_blob(&self, path: &str, oid: Oid, format: Format) -> Result<Arc<Decoded>> {
         let size = self.with_reader(|r| Ok(r.blob_size(oid)?))?;
         if size > self.cfg.max_file {
             return Err(Error::new(
@@ -467,7 +536,7 @@ impl Fs {
                     let reason = e.to_string();
                     lock(&self.state)
                         .locked
-                        .insert(path.to_string(), reason.clone());
+                        .insert(path.to_string(), (oid, reason.clone()));
                     Decoded {
                         data: Zeroizing::new(raw),
                         sops: None,
@@ -477,9 +546,6 @@ impl Fs {
                 Err(e) => {
                     let msg = format!("{path}: {e}");
                     tracing::error!("{msg}");
-                    lock(&self.state)
-                        .errors
-                        .insert(path.to_string(), e.to_string());
                     return Err(Error::new(Kind::Io, msg));
                 }
             }
@@ -513,6 +579,10 @@ impl Fs {
     pub(crate) fn resolve(&self, path: &str) -> Result<Option<Node>> {
         if path == CONTROL || path.starts_with(".valuesfs/") {
             return super::control::resolve(self, path).map(|n| n.map(Node::Control));
+        }
+        // Names the view never shows (`.git` in any spelling) never resolve either.
+        if !path.is_empty() && !names::path_shown(path) {
+            return Ok(None);
         }
         {
             let st = lock(&self.state);
@@ -608,8 +678,14 @@ impl Fs {
                 let (size, ro) = if *mode == FileMode::Symlink {
                     (self.with_reader(|r| Ok(r.blob_size(*oid)?))? as u64, false)
                 } else {
-                    let d = self.decode(path, *oid)?;
-                    (d.data.len() as u64, d.locked.is_some())
+                    match self.decode(path, *oid) {
+                        Ok(d) => (d.data.len() as u64, d.locked.is_some()),
+                        // Still a file: it can be removed, renamed and overwritten.
+                        Err(e) if matches!(e.kind, Kind::Io | Kind::TooBig) => {
+                            (self.with_reader(|r| Ok(r.blob_size(*oid)?))? as u64, false)
+                        }
+                        Err(e) => return Err(e),
+                    }
                 };
                 let mut st = lock(&self.state);
                 let t = self.mtime_for(&mut st, path, Some(*oid));
@@ -696,13 +772,12 @@ impl Fs {
             _ => return Err(Error::new(Kind::NotDir, format!("{path}: not a directory"))),
         }
         let snap = self.snapshot();
-        let listed = self.with_reader(|r| Ok(r.list(&snap, &path)?))?;
+        let listed = self
+            .with_reader(|r| Ok(r.list(&snap, &path)?))?
+            .unwrap_or_default();
+        self.note_unshown(&path, &listed.skipped);
         let mut out: BTreeMap<String, FileKind> = BTreeMap::new();
-        for e in listed.unwrap_or_default() {
-            // Hostile trees: names git itself would refuse are never shown.
-            if e.name.is_empty() || e.name == "." || e.name == ".." || e.name.contains('\0') {
-                continue;
-            }
+        for e in listed.entries {
             let k = match e.kind {
                 EntryKind::Dir => FileKind::Dir,
                 EntryKind::File(m) => kind_for(m),
@@ -757,6 +832,21 @@ impl Fs {
             .collect())
     }
 
+    /// Remember entries a listing left out, for the status.
+    pub(crate) fn note_unshown(&self, dir: &str, skipped: &[(String, NameRule)]) {
+        if skipped.is_empty() {
+            return;
+        }
+        let mut st = lock(&self.state);
+        for (name, rule) in skipped {
+            let p = join(dir, name);
+            if let std::collections::btree_map::Entry::Vacant(v) = st.unshown.entry(p) {
+                tracing::warn!("{:?}: not shown ({rule})", v.key());
+                v.insert(rule.to_string());
+            }
+        }
+    }
+
     pub fn open(&self, ino: u64, flags: i32) -> Result<OpenReply> {
         let path = self.path_of(ino)?;
         let acc = flags & libc::O_ACCMODE;
@@ -788,19 +878,26 @@ impl Fs {
         let existing = lock(&self.state).open.contains_key(&ino);
         let mut decoded = None;
         let mut mem_data = None;
+        let mut unreadable = None;
         let mut mode = FileMode::Regular;
         match &node {
             Node::Blob { oid, mode: m } => {
                 mode = *m;
                 if *m != FileMode::Symlink && (!existing || !write) {
-                    let d = self.decode(&path, *oid)?;
-                    if write && d.locked.is_some() {
-                        return Err(Error::new(
-                            Kind::ReadOnly,
-                            format!("{path}: {}", d.locked.clone().unwrap_or_default()),
-                        ));
+                    match self.decode(&path, *oid) {
+                        Ok(d) => {
+                            if write && d.locked.is_some() {
+                                return Err(Error::new(
+                                    Kind::ReadOnly,
+                                    format!("{path}: {}", d.locked.clone().unwrap_or_default()),
+                                ));
+                            }
+                            decoded = Some(d);
+                        }
+                        // A file we cannot read can still be overwritten whole.
+                        Err(e) if write => unreadable = (!trunc).then_some(e),
+                        Err(e) => return Err(e),
                     }
-                    decoded = Some(d);
                 }
             }
             Node::Mem => {
@@ -833,11 +930,15 @@ impl Fs {
                 last: None,
                 committing: Arc::new(Mutex::new(())),
                 failed: None,
+                unreadable: unreadable.clone(),
             });
             of.handles += 1;
-            if trunc && !of.data.is_empty() {
-                of.data.clear();
-                of.dirty = true;
+            if trunc {
+                if !of.data.is_empty() {
+                    of.data.clear();
+                    of.dirty = true;
+                }
+                of.unreadable = None;
             }
             Self::new_handle(
                 &mut st,
@@ -937,6 +1038,7 @@ impl Fs {
                 last: None,
                 committing: Arc::new(Mutex::new(())),
                 failed: None,
+                unreadable: None,
             },
         );
         let fh = Self::new_handle(
@@ -976,6 +1078,9 @@ impl Fs {
         };
         if let Some(of) = st.open.get(&h.ino) {
             if h.write || h.content.is_none() {
+                if let Some(e) = &of.unreadable {
+                    return Err(e.clone());
+                }
                 return Ok(slice(&of.data));
             }
         }
@@ -1003,6 +1108,9 @@ impl Fs {
             .open
             .get_mut(&ino)
             .ok_or_else(|| Error::new(Kind::BadHandle, "no open file"))?;
+        if let Some(e) = &of.unreadable {
+            return Err(e.clone());
+        }
         let off = if append {
             of.data.len()
         } else {
@@ -1080,8 +1188,9 @@ impl Fs {
         };
         let prev = self.with_reader(|r| Ok(r.stat(&base_snap, path)?))?;
         let prev = match prev {
+            // A base we cannot decode (corrupt, too large) is replaced like a new file.
             Some((EntryKind::File(m), oid)) if m != FileMode::Symlink => {
-                Some((self.decode(path, oid)?, m))
+                self.decode(path, oid).ok().map(|d| (d, m))
             }
             _ => None,
         };
@@ -1112,8 +1221,23 @@ impl Fs {
                 }
             }
             Some(_) => data.to_vec(),
-            None => match self.creation_params(&snap, path)? {
-                Some(params) => match crypto::encrypt(data, format, &params) {
+            None => match self.creation_params(&snap, path) {
+                Err(e) => return Err(self.make_draft(path, data, mode, &[], &e.message)),
+                Ok(Some(_)) if data.is_empty() => {
+                    let why = "empty: committed once it has content (sops cannot encrypt an \
+                               empty file)";
+                    lock(&self.state).mem.insert(
+                        path.to_string(),
+                        Mem::File {
+                            data: Zeroizing::new(Vec::new()),
+                            mode,
+                            kind: MemKind::Held(why.to_string()),
+                            mtime: SystemTime::now(),
+                        },
+                    );
+                    return Ok(None);
+                }
+                Ok(Some(params)) => match crypto::encrypt(data, format, &params) {
                     Ok(b) => b,
                     Err(e) => {
                         return Err(self.make_draft(
@@ -1125,7 +1249,7 @@ impl Fs {
                         ))
                     }
                 },
-                None => data.to_vec(),
+                Ok(None) => data.to_vec(),
             },
         };
         let mut session = Session::new(base);
@@ -1144,7 +1268,10 @@ impl Fs {
             }
         }
         self.clear_draft(path);
-        lock(&self.state).errors.remove(path);
+        let mut st = lock(&self.state);
+        st.errors.remove(path);
+        st.locked.remove(path);
+        drop(st);
         Ok(Some(Arc::new(Mutex::new(ticket))))
     }
 
@@ -1201,7 +1328,7 @@ impl Fs {
         if matches!(
             st.mem.get(path),
             Some(Mem::File {
-                kind: MemKind::Draft(_) | MemKind::Pending,
+                kind: MemKind::Draft(_) | MemKind::Pending | MemKind::Held(_),
                 ..
             })
         ) {
@@ -1333,7 +1460,8 @@ impl Fs {
                 }
             }
             if t.is_none() {
-                // Nothing to commit: a pending file equal to the base is the base.
+                // Nothing to commit: a pending file equal to the base is the base (a
+                // held one stays).
                 if matches!(
                     st.mem.get(&path),
                     Some(Mem::File {
@@ -1517,6 +1645,13 @@ impl Fs {
             if has_open {
                 let mut st = lock(&self.state);
                 if let Some(of) = st.open.get_mut(&ino) {
+                    if of.unreadable.is_some() {
+                        if size != 0 {
+                            return Err(of.unreadable.clone().expect("checked is_some"));
+                        }
+                        of.unreadable = None;
+                        of.dirty = true;
+                    }
                     if of.data.len() != size as usize {
                         of.data.resize(size as usize, 0);
                         of.dirty = true;
@@ -1534,8 +1669,12 @@ impl Fs {
                         }
                     }
                     Node::Blob { oid, mode } => {
-                        let d = self.decode(&path, *oid)?;
-                        let mut data = Zeroizing::new(d.data.to_vec());
+                        let mut data = match self.decode(&path, *oid) {
+                            Ok(d) => Zeroizing::new(d.data.to_vec()),
+                            // Truncating a file we cannot read to nothing replaces it.
+                            Err(_) if size == 0 => Zeroizing::new(Vec::new()),
+                            Err(e) => return Err(e),
+                        };
                         data.resize(size as usize, 0);
                         let base = self.snapshot().commit;
                         self.commit_file(&path, &data, *mode, base)?;
@@ -1787,10 +1926,13 @@ impl Fs {
             Node::Blob { oid, mode } if to_scratch => {
                 // A tracked file moved aside (an editor's backup): hide it, keep it in
                 // memory, and commit its deletion only if nothing replaces it.
-                let content = if mode == FileMode::Symlink {
-                    Zeroizing::new(self.with_reader(|r| Ok(read_blob(r, oid)?))?)
-                } else {
-                    Zeroizing::new(self.decode(&from, oid)?.data.to_vec())
+                let content = match self.decode(&from, oid) {
+                    Ok(d) if mode != FileMode::Symlink => Zeroizing::new(d.data.to_vec()),
+                    // Links, and files we cannot decode: their stored bytes (ciphertext).
+                    _ if self.with_reader(|r| Ok(r.blob_size(oid)?))? <= self.cfg.max_file => {
+                        Zeroizing::new(self.with_reader(|r| Ok(read_blob(r, oid)?))?)
+                    }
+                    _ => Zeroizing::new(Vec::new()),
                 };
                 let mut st = lock(&self.state);
                 st.mem.insert(
@@ -1880,31 +2022,85 @@ impl Fs {
         }
     }
 
-    /// Paths of drafts, locked files and recent errors, for the status file.
-    pub(crate) fn status_extras(&self) -> (PathReasons, PathReasons, PathReasons) {
+    /// The view's lists for the status file.
+    pub(crate) fn status_extras(&self) -> Extras {
         let st = lock(&self.state);
-        let drafts = st
-            .mem
-            .iter()
-            .filter_map(|(p, m)| match m {
-                Mem::File {
-                    kind: MemKind::Draft(why),
-                    ..
-                } => Some((p.clone(), why.clone())),
-                _ => None,
-            })
-            .collect();
-        let locked = st
+        let mem = |want: fn(&MemKind) -> Option<&String>| -> PathReasons {
+            st.mem
+                .iter()
+                .filter_map(|(p, m)| match m {
+                    Mem::File { kind, .. } => want(kind).map(|w| (p.clone(), w.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let pairs = |m: &BTreeMap<String, String>| -> PathReasons {
+            m.iter().map(|(a, b)| (a.clone(), b.clone())).collect()
+        };
+        let unreadable: Vec<(String, Oid, String)> = st
             .locked
             .iter()
-            .map(|(a, b)| (a.clone(), b.clone()))
+            .map(|(p, (o, w))| (p.clone(), *o, w.clone()))
             .collect();
-        let errors = st
-            .errors
+        let mut x = Extras {
+            drafts: mem(|k| match k {
+                MemKind::Draft(w) => Some(w),
+                _ => None,
+            }),
+            held: mem(|k| match k {
+                MemKind::Held(w) => Some(w),
+                _ => None,
+            }),
+            unreadable: Vec::new(),
+            unshown: pairs(&st.unshown),
+            errors: pairs(&st.errors),
+        };
+        drop(st);
+        // Only what the view still shows at that path (not removed, renamed or fixed).
+        let mut gone = Vec::new();
+        for (p, oid, why) in unreadable {
+            let here = self.resolve(&p).ok().flatten();
+            if matches!(here, Some(Node::Blob { oid: o, .. }) if o == oid) {
+                x.unreadable.push((p, why));
+            } else {
+                gone.push(p);
+            }
+        }
+        let mut st = lock(&self.state);
+        for p in gone {
+            st.locked.remove(&p);
+        }
+        x
+    }
+
+    /// Check the `.sops.yaml` files among `paths` of the current head: a file that does
+    /// not parse is an error in the status at once, not at the first write under it.
+    pub fn check_sops_configs(&self, paths: &[String]) {
+        let snap = self.snapshot();
+        for p in paths
             .iter()
-            .map(|(a, b)| (a.clone(), b.clone()))
-            .collect();
-        (drafts, locked, errors)
+            .filter(|p| p.rsplit('/').next() == Some(".sops.yaml"))
+        {
+            let read = self.with_reader(|r| Ok(r.read(&snap, p)?));
+            let dir = PathBuf::from(parent_of(p));
+            let problem = match read {
+                Ok(Some((bytes, _))) => SopsConfig::parse(&String::from_utf8_lossy(&bytes), dir)
+                    .err()
+                    .map(|e| e.to_string()),
+                Ok(None) => None,
+                Err(e) => Some(e.message),
+            };
+            let mut st = lock(&self.state);
+            match problem {
+                Some(why) => {
+                    tracing::error!("{p}: {why}");
+                    st.errors.insert(p.clone(), why);
+                }
+                None => {
+                    st.errors.remove(p);
+                }
+            }
+        }
     }
 
     /// Inodes of paths that changed between two heads (for kernel cache invalidation):

@@ -19,10 +19,11 @@ use std::time::Duration;
 use git2::{Oid, Repository, Signature};
 
 use super::merge::{merge_overlay, PathConflict};
+use super::names;
 use super::packs::{self, Generation};
 use super::session::Session;
 use super::snapshot::{HeadChange, HeadChangeCause, Reader, Snapshot};
-use super::status::{ConflictInfo, Status};
+use super::status::{ConflictInfo, RefusedHead, Status};
 use super::syncer::{SyncCmd, SyncEvent, Syncer};
 use super::tree::{apply_overlay, changed_paths, diff_overlay, empty_tree, Overlay};
 use super::{transport, Config, ConflictDetail, Error, Result};
@@ -348,14 +349,24 @@ impl Master {
 
         let mut head = ref_id(&repo, &local_ref)?;
         let mut known_remote = None;
+        let mut verified = HashSet::new();
+        let mut refused = None;
         if head.is_none() {
-            // Nothing local yet: the remote's state is where we start.
+            // Nothing local yet: the remote's state is where we start, if it passes fsck.
             let r = transport::fetch(&repo, &cfg.remote_url, &cfg.branch, &cfg.credentials)?;
-            if let Some(r) = r {
-                repo.reference(&local_ref, r, true, "valuesfs: initial fetch")?;
+            match r.map(|r| fsck_head(&repo, r, &mut verified)).transpose()? {
+                Some(Some(bad)) => {
+                    tracing::error!("{bad}");
+                    refused = Some(bad);
+                }
+                _ => {
+                    if let Some(r) = r {
+                        repo.reference(&local_ref, r, true, "valuesfs: initial fetch")?;
+                    }
+                    head = r;
+                    known_remote = Some(r);
+                }
             }
-            head = r;
-            known_remote = Some(r);
         }
         let remote_hint = match known_remote {
             Some(r) => r,
@@ -423,6 +434,8 @@ impl Master {
             generation: generation.clone(),
             doomed_packs: Vec::new(),
             batches_since_pack_check: 0,
+            verified,
+            refused,
             cfg,
             _lock: lock,
         };
@@ -443,6 +456,25 @@ impl Master {
             }),
         })
     }
+}
+
+/// Checks the tree of a fetched head as git fsck checks trees: the first bad entry, if
+/// any. Only the head's tree is published, so only it is checked: a bad entry in older
+/// history stays out of the view (history views filter names too), and a fix pushed on
+/// top of it is accepted.
+fn fsck_head(
+    repo: &Repository,
+    head: Oid,
+    verified: &mut HashSet<Oid>,
+) -> Result<Option<RefusedHead>> {
+    let tree = repo.find_commit(head)?.tree_id();
+    Ok(
+        names::fsck_tree(repo, tree, verified)?.map(|bad| RefusedHead {
+            head: head.to_string(),
+            path: bad.path,
+            rule: bad.rule.id().to_string(),
+        }),
+    )
 }
 
 fn ref_id(repo: &Repository, name: &str) -> Result<Option<Oid>> {
@@ -670,6 +702,10 @@ struct State {
     /// Packs merged in the last round, deleted at the next one.
     doomed_packs: Vec<PathBuf>,
     batches_since_pack_check: u32,
+    /// Trees that passed the fsck of fetched heads (this run).
+    verified: HashSet<Oid>,
+    /// A fetched remote head that failed the fsck: not published, pushes held.
+    refused: Option<RefusedHead>,
     _lock: File,
 }
 
@@ -942,6 +978,10 @@ impl State {
     /// Hands the sync thread the head to push, with the remote head it builds on (the
     /// sync thread drops targets built on a remote head it no longer sees).
     fn request_push(&self) {
+        if self.refused.is_some() {
+            // Anything pushed now would build on a head we refused: hold it.
+            return;
+        }
         if let Some(h) = self.head {
             if self.head != self.remote {
                 self.to_sync(SyncCmd::Push {
@@ -1076,6 +1116,11 @@ impl State {
     /// in-memory `unpushed` list only: no history walks, which get slow in libgit2 when
     /// thousands of commits share one timestamp.
     fn integrate(&mut self, r: Option<Oid>) -> Result<()> {
+        if let (Some(bad), Some(r)) = (&self.refused, r) {
+            if bad.head == r.to_string() {
+                return Err(Error::Refused(Box::new(bad.clone())));
+            }
+        }
         let was_known = self.remote_known;
         let old = self.remote;
         self.remote = r;
@@ -1106,7 +1151,27 @@ impl State {
                 return Ok(());
             }
         }
-        // The remote moved by someone else (or first contact): the slow path.
+        // The remote moved by someone else (or first contact): the slow path. Its new
+        // objects are untrusted until they pass the fsck.
+        match fsck_head(&self.repo, r, &mut self.verified) {
+            Ok(None) => {
+                if self.refused.take().is_some() {
+                    tracing::info!("remote head {r} passes the checks: pushes resume");
+                }
+            }
+            Ok(Some(bad)) => {
+                tracing::error!("{bad}");
+                self.remote = old;
+                self.remote_known = was_known;
+                self.refused = Some(bad.clone());
+                return Err(Error::Refused(Box::new(bad)));
+            }
+            Err(e) => {
+                self.remote = old;
+                self.remote_known = was_known;
+                return Err(e);
+            }
+        }
         let head = match self.head {
             Some(h) if h != r => h,
             _ => {
@@ -1276,6 +1341,7 @@ impl State {
             last_push: self.last_push.clone(),
             last_push_error: self.last_push_error.clone(),
             conflicts: self.conflicts.clone(),
+            refused_head: self.refused.clone(),
         }
     }
 

@@ -79,6 +79,7 @@
 mod duration;
 mod master;
 pub mod merge;
+pub mod names;
 mod packs;
 mod session;
 mod snapshot;
@@ -96,9 +97,11 @@ pub use duration::parse_duration;
 pub use master::{Master, MasterHandle, Ticket};
 pub use merge::{ConflictDetail, NoSemanticMerge, SemanticMerge};
 pub use session::{Change, FileMode, Session};
-pub use snapshot::{DirEntry, EntryKind, HeadChange, HeadChangeCause, Reader, Snapshot};
+pub use snapshot::{
+    listing, DirEntry, EntryKind, HeadChange, HeadChangeCause, Listing, Reader, Snapshot,
+};
 pub use sops_merge::SopsMerge;
-pub use status::{ConflictInfo, Status};
+pub use status::{ConflictInfo, RefusedHead, Status};
 
 pub use git2::Oid;
 
@@ -120,6 +123,9 @@ pub enum Error {
     /// `info.refname` and listed in [`Status::conflicts`].
     #[error("{0}")]
     Conflict(Box<ConflictInfo>),
+    /// A fetched remote head failed the fsck of its tree entries.
+    #[error("{0}")]
+    Refused(Box<RefusedHead>),
     /// A path in a session is not a valid repository path.
     #[error("invalid path {0:?}")]
     InvalidPath(String),

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Oid, Repository};
 
+use super::names::{self, NameRule};
 use super::packs::Generation;
 use super::tree::{lookup, MODE_EXEC, MODE_LINK, MODE_TREE};
-use super::{Error, FileMode, Result};
+use super::{FileMode, Result};
 
 /// An immutable view of the branch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +81,43 @@ fn kind(mode: i32) -> EntryKind {
             None => EntryKind::Other,
         },
     }
+}
+
+/// A directory's entries, and those left out because their names cannot be shown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Entries with valid names, in tree order.
+    pub entries: Vec<DirEntry>,
+    /// (name, lossy UTF-8, and the rule it breaks).
+    pub skipped: Vec<(String, NameRule)>,
+}
+
+/// The entries of one tree, split by [`names::shown`].
+pub fn listing(tree: &git2::Tree<'_>) -> Listing {
+    let mut out = Listing {
+        entries: Vec::with_capacity(tree.len()),
+        skipped: Vec::new(),
+    };
+    for e in tree.iter() {
+        let name = match names::shown(e.name_bytes()) {
+            Ok(n) => n.to_string(),
+            Err(rule) => {
+                let lossy = String::from_utf8_lossy(e.name_bytes()).into_owned();
+                out.skipped.push((lossy, rule));
+                continue;
+            }
+        };
+        let k = match e.kind() {
+            Some(ObjectType::Tree) => EntryKind::Dir,
+            _ => kind(e.filemode()),
+        };
+        out.entries.push(DirEntry {
+            name,
+            kind: k,
+            oid: e.id(),
+        });
+    }
+    out
 }
 
 /// Read access to snapshots. `Send` but not `Sync`: keep one per thread or behind a mutex.
@@ -158,7 +196,9 @@ impl Reader {
     }
 
     /// Entries of the directory at `path` (`""` is the root), `None` if not a directory.
-    pub fn list(&self, snap: &Snapshot, path: &str) -> Result<Option<Vec<DirEntry>>> {
+    /// Entries whose names the view may not show ([`names::shown`]) are left out and
+    /// returned apart, with the rule they break.
+    pub fn list(&self, snap: &Snapshot, path: &str) -> Result<Option<Listing>> {
         let repo = self.repo()?;
         let root = repo.find_tree(snap.tree)?;
         let tree = if path.is_empty() {
@@ -169,23 +209,7 @@ impl Reader {
                 _ => return Ok(None),
             }
         };
-        let mut out = Vec::with_capacity(tree.len());
-        for e in tree.iter() {
-            let name = e
-                .name()
-                .ok_or_else(|| Error::InvalidPath("non-UTF-8 name".to_string()))?
-                .to_string();
-            let k = match e.kind() {
-                Some(ObjectType::Tree) => EntryKind::Dir,
-                _ => kind(e.filemode()),
-            };
-            out.push(DirEntry {
-                name,
-                kind: k,
-                oid: e.id(),
-            });
-        }
-        Ok(Some(out))
+        Ok(Some(listing(&tree)))
     }
 
     /// Path of the repository (for callers that need raw git access, e.g. history).

@@ -35,6 +35,28 @@ impl std::fmt::Display for ConflictInfo {
     }
 }
 
+/// A fetched remote head that failed the fsck of tree entries: not shown, not built on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedHead {
+    /// The remote head (hex).
+    pub head: String,
+    /// Path of the entry.
+    pub path: String,
+    /// The rule it breaks (git fsck's message id).
+    pub rule: String,
+}
+
+impl std::fmt::Display for RefusedHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "remote head {} refused: its tree has entry {:?} ({}); the view stays on the last \
+             good head and pushes are held",
+            self.head, self.path, self.rule
+        )
+    }
+}
+
 /// A point-in-time status of the master.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -62,6 +84,8 @@ pub struct Status {
     pub last_push_error: Option<String>,
     /// Open conflicts, oldest first.
     pub conflicts: Vec<ConflictInfo>,
+    /// The fetched remote head that was refused, if any.
+    pub refused_head: Option<RefusedHead>,
 }
 
 /// A YAML scalar: JSON strings are valid YAML double-quoted scalars.
@@ -102,6 +126,15 @@ impl Status {
                 let _ = writeln!(y, "    commit: {}", q(&c.commit));
                 let _ = writeln!(y, "    at: {}", q(&c.at));
                 let _ = writeln!(y, "    phase: {}", q(&c.phase));
+            }
+        }
+        match &self.refused_head {
+            None => y.push_str("refused_head: null\n"),
+            Some(r) => {
+                let _ = writeln!(y, "refused_head:");
+                let _ = writeln!(y, "  head: {}", q(&r.head));
+                let _ = writeln!(y, "  path: {}", q(&r.path));
+                let _ = writeln!(y, "  rule: {}", q(&r.rule));
             }
         }
         y

@@ -50,12 +50,10 @@ pub(crate) fn lookup(tree: &Tree<'_>, path: &str) -> Result<Option<Entry>> {
 
 /// Checks that `path` is a clean relative repository path.
 pub(crate) fn validate_path(path: &str) -> Result<()> {
-    let ok = !path.is_empty()
-        && !path.contains('\0')
-        && path
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.eq_ignore_ascii_case(".git"));
-    if ok {
+    if path
+        .split('/')
+        .all(|c| super::names::check(c.as_bytes()).is_ok())
+    {
         Ok(())
     } else {
         Err(Error::InvalidPath(path.to_string()))
@@ -188,14 +186,27 @@ pub(crate) fn diff_overlay(
     Ok(out)
 }
 
-/// Paths that differ between two trees (for subscribers).
+/// Paths that differ between two trees (for subscribers). Paths the view cannot
+/// show (not UTF-8) are left out: nothing can have them cached.
 pub(crate) fn changed_paths(repo: &Repository, old: Oid, new: Oid) -> Result<Vec<String>> {
     if old == new {
         return Ok(Vec::new());
     }
     let old = repo.find_tree(old)?;
     let new = repo.find_tree(new)?;
-    Ok(diff_overlay(repo, Some(&old), &new)?.into_keys().collect())
+    let mut opts = git2::DiffOptions::new();
+    opts.include_typechange(true).ignore_submodules(false);
+    let diff = repo.diff_tree_to_tree(Some(&old), Some(&new), Some(&mut opts))?;
+    let mut out: Vec<String> = diff
+        .deltas()
+        .filter_map(|d| {
+            let p = d.new_file().path().or_else(|| d.old_file().path())?;
+            p.to_str().map(str::to_string)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 #[cfg(test)]
