@@ -718,7 +718,9 @@ impl Decrypter<'_> {
                 } else {
                     leaf.clone()
                 };
-                if !self.ctx.mac_only || encrypted {
+                // sops stores an encrypted comment that stands in a sequence as a list
+                // element `- ENC[...,type:comment]`; it is a comment again, never hashed.
+                if !matches!(plain, Value::Comment(_)) && (!self.ctx.mac_only || encrypted) {
                     if let Some(b) = plain.leaf_bytes() {
                         self.mac.update(&b);
                     }
@@ -824,12 +826,19 @@ impl Encrypter<'_> {
                         let level = stack.len() - 1;
                         stack[level].push(c.clone());
                         let bc = match b {
-                            Some((Value::Comment(p), Value::Comment(e))) => {
+                            Some((Value::Comment(p), Value::Comment(e) | Value::Str(e))) => {
                                 Some((p.as_str(), e.as_str()))
                             }
                             _ => None,
                         };
-                        out.push(Value::Comment(self.comment(c, bc, path, stack)));
+                        let e = self.comment(c, bc, path, stack);
+                        // As sops writes it: an encrypted comment in a sequence is a list
+                        // element (`- ENC[...,type:comment]`), a plain one a comment line.
+                        out.push(if is_envelope(&e) {
+                            Value::Str(e)
+                        } else {
+                            Value::Comment(e)
+                        });
                     } else {
                         out.push(self.value(item, b, path, stack));
                         let level = stack.len() - 1;
@@ -1121,7 +1130,7 @@ fn assemble(
                 } => yaml::emit_entry(
                     "sops",
                     &new_meta_value(age, selector, *mac_only, lastmodified, mac, source),
-                    0,
+                    yaml::DEFAULT_INDENT,
                 ),
             };
             let mut out = String::new();
@@ -1129,7 +1138,7 @@ fn assemble(
                 if i > 0 {
                     out.push_str("---\n");
                 }
-                out.push_str(&yaml::emit_doc_body(d));
+                out.push_str(&yaml::emit_doc_body(d, yaml::DEFAULT_INDENT));
                 out.push_str(&block);
             }
             Ok(out)

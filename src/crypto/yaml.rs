@@ -317,48 +317,12 @@ impl<'a> Parser<'a> {
         let rest = &self.b[self.pos..];
         let line_end = rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len());
         let line = &rest[..line_end];
-        let mut i = 0;
-        match line.first() {
-            Some(b'"') => {
-                i = 1;
-                while i < line.len() {
-                    match line[i] {
-                        b'\\' => i += 2,
-                        b'"' => break,
-                        _ => i += 1,
-                    }
-                }
-                return colon_after(line, i);
-            }
-            Some(b'\'') => {
-                i = 1;
-                while i < line.len() {
-                    if line[i] == b'\'' {
-                        if line.get(i + 1) == Some(&b'\'') {
-                            i += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    i += 1;
-                }
-                return colon_after(line, i);
-            }
-            Some(b'[' | b'{' | b'#' | b'|' | b'>' | b'*' | b'&' | b'!' | b'%' | b'@' | b'`')
-            | None => return false,
-            _ => {}
+        // A key may carry a tag or an anchor (`!!merge <<:`, `!!str 1:`).
+        let props = properties_len(line);
+        if props > 0 && props < line.len() {
+            return key_starts(&line[props..]);
         }
-        while i < line.len() {
-            let c = line[i];
-            if c == b'#' && i > 0 && is_blank(line[i - 1]) {
-                return false;
-            }
-            if c == b':' && ends_key(line, i + 1) {
-                return true;
-            }
-            i += 1;
-        }
-        false
+        key_starts(line)
     }
 
     fn block_map(&mut self, indent: usize) -> Result<Value, YamlError> {
@@ -494,6 +458,22 @@ impl<'a> Parser<'a> {
     }
 
     fn map_key(&mut self) -> Result<String, YamlError> {
+        let (_anchor, tag) = self.properties()?;
+        if let Some(t) = tag {
+            // `!!merge <<` is the key `<<` (sops keeps it as a key, it never merges);
+            // any other tag keeps the key's text, as sops's string keys do.
+            let key = self.key_text(true)?;
+            return match t.as_str() {
+                "!!merge" if key == "<<" => Ok(key),
+                "!!merge" => self.err("!!merge on a key other than <<"),
+                _ => Ok(key),
+            };
+        }
+        self.key_text(false)
+    }
+
+    /// A key's text; a tagged plain key is taken as written (`!!str 1` is the key "1").
+    fn key_text(&mut self, tagged: bool) -> Result<String, YamlError> {
         match self.peek() {
             Some(b'"') => self.double_quoted(),
             Some(b'\'') => self.single_quoted(),
@@ -510,6 +490,7 @@ impl<'a> Parser<'a> {
                 let raw = self.s[start..start + i].trim_end_matches(BLANKS);
                 self.pos = start + i;
                 match resolve_plain(raw) {
+                    _ if tagged && !raw.is_empty() => Ok(raw.to_string()),
                     Value::Str(s) => Ok(s),
                     Value::Null if raw.is_empty() => self.err("empty mapping key"),
                     _ if raw == "<<" => Ok(raw.to_string()),
@@ -1127,6 +1108,67 @@ impl<'a> Parser<'a> {
 
 /// The first character YAML does not allow in a stream (ASCII checked bytewise, the rest
 /// decoded only where non-ASCII bytes appear).
+/// Does a (plain or quoted) mapping key followed by `:` start `line`?
+fn key_starts(line: &[u8]) -> bool {
+    let mut i = 0;
+    match line.first() {
+        Some(b'"') => {
+            i = 1;
+            while i < line.len() {
+                match line[i] {
+                    b'\\' => i += 2,
+                    b'"' => break,
+                    _ => i += 1,
+                }
+            }
+            return colon_after(line, i);
+        }
+        Some(b'\'') => {
+            i = 1;
+            while i < line.len() {
+                if line[i] == b'\'' {
+                    if line.get(i + 1) == Some(&b'\'') {
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                i += 1;
+            }
+            return colon_after(line, i);
+        }
+        Some(b'[' | b'{' | b'#' | b'|' | b'>' | b'*' | b'&' | b'!' | b'%' | b'@' | b'`') | None => {
+            return false
+        }
+        _ => {}
+    }
+    while i < line.len() {
+        let c = line[i];
+        if c == b'#' && i > 0 && is_blank(line[i - 1]) {
+            return false;
+        }
+        if c == b':' && ends_key(line, i + 1) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Length of the node properties (tags, anchors) and blanks at the start of `line`.
+fn properties_len(line: &[u8]) -> usize {
+    let mut i = 0;
+    while matches!(line.get(i), Some(b'!' | b'&')) {
+        while i < line.len() && !is_blank(line[i]) {
+            i += 1;
+        }
+        while i < line.len() && is_blank(line[i]) {
+            i += 1;
+        }
+    }
+    i
+}
+
 fn first_special(s: &str) -> Option<(usize, char)> {
     let b = s.as_bytes();
     let mut i = 0;
@@ -1469,10 +1511,16 @@ fn num12(s: &str) -> Option<u32> {
 // Writer
 // ----------------------------------------------------------------------------------------
 
-const INDENT: usize = 4;
+/// sops's default YAML indentation (`stores.yaml.indent` unset or 0).
+pub const DEFAULT_INDENT: usize = 4;
 
-/// Print documents the way sops prints them.
+/// Print documents the way sops prints them (indent 4).
 pub fn emit(docs: &[Value]) -> String {
+    emit_indented(docs, DEFAULT_INDENT)
+}
+
+/// Print documents the way sops prints them with `stores.yaml.indent: step`.
+pub fn emit_indented(docs: &[Value], step: usize) -> String {
     let mut out = String::new();
     // Comments alone before the first `---` are not a document: mark it explicitly.
     if docs.len() > 1
@@ -1485,7 +1533,7 @@ pub fn emit(docs: &[Value]) -> String {
         if i > 0 {
             out.push_str("---\n");
         }
-        out.push_str(&emit_doc_body(d));
+        out.push_str(&emit_doc_body(d, step));
         if matches!(d, Value::Map(items) if items.is_empty()) {
             out.push_str("{}\n");
         }
@@ -1494,157 +1542,184 @@ pub fn emit(docs: &[Value]) -> String {
 }
 
 /// One document's entries (no `{}` for an empty mapping: the caller may append more).
-pub fn emit_doc_body(d: &Value) -> String {
-    let mut out = String::new();
+pub fn emit_doc_body(d: &Value, step: usize) -> String {
+    let mut e = Emitter::new(step);
     match d {
-        Value::Map(items) => emit_map(&mut out, items, 0, 0),
-        other => emit_seq_item_value(&mut out, other, 0, ""),
+        Value::Map(items) => e.map(items, 0),
+        other => e.item(other, 0, ""),
     }
-    out
+    e.out
 }
 
-/// A mapping entry `key:` plus its value at `indent`, as the writer would print it.
-pub fn emit_entry(key: &str, v: &Value, indent: usize) -> String {
-    let mut out = String::new();
-    emit_map(
-        &mut out,
-        &[(Key::Name(key.to_string()), v.clone())],
-        indent,
-        indent,
-    );
-    out
+/// A mapping entry `key:` plus its value, with the key at column 0.
+pub fn emit_entry(key: &str, v: &Value, step: usize) -> String {
+    let mut e = Emitter::new(step);
+    e.map(&[(Key::Name(key.to_string()), v.clone())], 0);
+    e.out
 }
 
-fn pad(out: &mut String, n: usize) {
-    out.extend(std::iter::repeat_n(' ', n));
+/// go-yaml v3's block emitter as sops configures it (`SetIndent(step)`, no compact
+/// sequence indent). Columns: a node directly inside `- ` starts on the dash's line at
+/// dash + 2; any other child starts a new line at the next multiple of `step` above its
+/// parent's column (so under a key at column 6, with step 4, children sit at 8).
+struct Emitter {
+    out: String,
+    step: usize,
 }
 
-/// `lit_base` is the column block scalars of this mapping indent from (go-yaml uses the
-/// dash's column for a mapping written compactly inside a sequence).
-fn emit_map(out: &mut String, items: &[(Key, Value)], indent: usize, lit_base: usize) {
-    for (k, v) in items {
-        match k {
-            Key::Comment(c) => {
-                pad(out, indent);
-                out.push('#');
-                out.push_str(c);
-                out.push('\n');
+impl Emitter {
+    fn new(step: usize) -> Emitter {
+        Emitter {
+            out: String::new(),
+            step: step.max(1),
+        }
+    }
+
+    /// Column of the children of a node at `col`.
+    fn next(&self, col: usize) -> usize {
+        (col + self.step) / self.step * self.step
+    }
+
+    fn pad(&mut self, n: usize) {
+        self.out.extend(std::iter::repeat_n(' ', n));
+    }
+
+    fn comment(&mut self, col: usize, c: &str) {
+        self.pad(col);
+        self.out.push('#');
+        self.out.push_str(c);
+        self.out.push('\n');
+    }
+
+    /// Mapping entries with their keys at `col`.
+    fn map(&mut self, items: &[(Key, Value)], col: usize) {
+        for (k, v) in items {
+            match k {
+                Key::Comment(c) => self.comment(col, c),
+                Key::Name(name) => {
+                    self.pad(col);
+                    self.out.push_str(&key_text(name));
+                    self.out.push(':');
+                    self.value_after(v, col);
+                }
             }
-            Key::Name(name) => {
-                pad(out, indent);
-                out.push_str(&scalar_str(name));
-                out.push(':');
-                emit_value_after(out, v, indent, lit_base);
-            }
         }
     }
-}
 
-/// A value after `key:`: nested collections go below, scalars on the same line.
-fn emit_value_after(out: &mut String, v: &Value, indent: usize, lit_base: usize) {
-    match v {
-        // A collection holding only comments prints empty: comments need an entry.
-        Value::Map(items) if items.iter().any(|(k, _)| matches!(k, Key::Name(_))) => {
-            out.push('\n');
-            emit_map(out, items, indent + INDENT, indent + INDENT);
-        }
-        Value::Seq(items) if items.iter().any(|v| !matches!(v, Value::Comment(_))) => {
-            out.push('\n');
-            emit_seq(out, items, indent + INDENT);
-        }
-        Value::Str(s) if literal_ok(s) => {
-            out.push(' ');
-            emit_literal(out, s, lit_base + INDENT, indent);
-        }
-        other => {
-            out.push(' ');
-            out.push_str(&scalar_text(other));
-            out.push('\n');
-        }
-    }
-}
-
-fn emit_seq(out: &mut String, items: &[Value], indent: usize) {
-    for v in items {
+    /// A value after `key:` (key at `col`): collections go below, scalars on the line.
+    fn value_after(&mut self, v: &Value, col: usize) {
+        let below = self.next(col);
         match v {
-            Value::Comment(c) => {
-                pad(out, indent);
-                out.push('#');
-                out.push_str(c);
-                out.push('\n');
+            // A collection holding only comments prints empty: comments need an entry.
+            Value::Map(items) if items.iter().any(|(k, _)| matches!(k, Key::Name(_))) => {
+                self.out.push('\n');
+                self.map(items, below);
             }
-            other => emit_seq_item_value(out, other, indent, "- "),
+            Value::Seq(items) if items.iter().any(|v| !matches!(v, Value::Comment(_))) => {
+                self.out.push('\n');
+                self.seq(items, below);
+            }
+            Value::Str(s) if literal_ok(s) => {
+                self.out.push(' ');
+                self.literal(s, below, col);
+            }
+            other => {
+                self.out.push(' ');
+                self.out.push_str(&scalar_text(other));
+                self.out.push('\n');
+            }
+        }
+    }
+
+    /// Sequence items with their dashes at `col`.
+    fn seq(&mut self, items: &[Value], col: usize) {
+        for v in items {
+            match v {
+                Value::Comment(c) => self.comment(col, c),
+                other => self.item(other, col, "- "),
+            }
+        }
+    }
+
+    /// One sequence item (`dash` at `col`); its content starts on the dash's line.
+    fn item(&mut self, v: &Value, col: usize, dash: &str) {
+        let inner_col = col + dash.len();
+        match v {
+            Value::Map(items) if items.iter().any(|(k, _)| matches!(k, Key::Name(_))) => {
+                // Comments before the first key go above the dash.
+                let lead = items
+                    .iter()
+                    .take_while(|(k, _)| matches!(k, Key::Comment(_)))
+                    .count();
+                self.map(&items[..lead], col);
+                let mut inner = Emitter::new(self.step);
+                inner.map(&items[lead..], inner_col);
+                self.pad(col);
+                self.out.push_str(dash);
+                self.out.push_str(&inner.out[inner_col..]);
+            }
+            Value::Seq(items) if items.iter().any(|v| !matches!(v, Value::Comment(_))) => {
+                let lead = items
+                    .iter()
+                    .take_while(|v| matches!(v, Value::Comment(_)))
+                    .count();
+                self.seq(&items[..lead], col);
+                let mut inner = Emitter::new(self.step);
+                inner.seq(&items[lead..], inner_col);
+                self.pad(col);
+                self.out.push_str(dash);
+                self.out.push_str(&inner.out[inner_col..]);
+            }
+            Value::Str(s) if literal_ok(s) => {
+                self.pad(col);
+                self.out.push_str(dash.trim_end());
+                self.out.push(' ');
+                self.literal(s, inner_col, col);
+            }
+            other => {
+                self.pad(col);
+                self.out.push_str(dash);
+                self.out.push_str(&scalar_text(other));
+                self.out.push('\n');
+            }
+        }
+    }
+
+    /// A literal block scalar with content at `col`; an indentation indicator, when the
+    /// content starts with a space or a line break, counts from the parent's column.
+    fn literal(&mut self, s: &str, col: usize, parent: usize) {
+        self.out.push('|');
+        if s.starts_with(' ') || s.starts_with('\n') {
+            self.out.push_str(&(col - parent).to_string());
+        }
+        let trailing = s.len() - s.trim_end_matches('\n').len();
+        match trailing {
+            0 => self.out.push('-'),
+            1 => {}
+            _ => self.out.push('+'),
+        }
+        self.out.push('\n');
+        let body = s.trim_end_matches('\n');
+        for line in body.split('\n') {
+            if !line.is_empty() {
+                self.pad(col);
+                self.out.push_str(line);
+            }
+            self.out.push('\n');
+        }
+        for _ in 1..trailing {
+            self.out.push('\n');
         }
     }
 }
 
-fn emit_seq_item_value(out: &mut String, v: &Value, indent: usize, dash: &str) {
-    match v {
-        Value::Map(items) if items.iter().any(|(k, _)| matches!(k, Key::Name(_))) => {
-            // Comments before the first key go above the dash.
-            let lead = items
-                .iter()
-                .take_while(|(k, _)| matches!(k, Key::Comment(_)))
-                .count();
-            emit_map(out, &items[..lead], indent, indent);
-            let mut inner = String::new();
-            emit_map(&mut inner, &items[lead..], indent + dash.len(), indent);
-            pad(out, indent);
-            out.push_str(dash);
-            out.push_str(&inner[indent + dash.len()..]);
-        }
-        Value::Seq(items) if items.iter().any(|v| !matches!(v, Value::Comment(_))) => {
-            let lead = items
-                .iter()
-                .take_while(|v| matches!(v, Value::Comment(_)))
-                .count();
-            emit_seq(out, &items[..lead], indent);
-            let mut inner = String::new();
-            emit_seq(&mut inner, &items[lead..], indent + dash.len());
-            pad(out, indent);
-            out.push_str(dash);
-            out.push_str(&inner[indent + dash.len()..]);
-        }
-        Value::Str(s) if literal_ok(s) => {
-            pad(out, indent);
-            out.push_str(dash.trim_end());
-            out.push(' ');
-            emit_literal(out, s, indent + INDENT, indent);
-        }
-        other => {
-            pad(out, indent);
-            out.push_str(dash);
-            out.push_str(&scalar_text(other));
-            out.push('\n');
-        }
+/// A mapping key as go-yaml prints it: sops turns a `<<` key back into a merge key,
+/// which go-yaml marks with its tag.
+fn key_text(name: &str) -> String {
+    if name == "<<" {
+        return "!!merge <<".to_string();
     }
-}
-
-/// A literal block scalar with content at `indent`; an indentation indicator, when the
-/// content starts with a space or a line break, counts from the parent's `parent` column.
-fn emit_literal(out: &mut String, s: &str, indent: usize, parent: usize) {
-    out.push('|');
-    if s.starts_with(' ') || s.starts_with('\n') {
-        out.push_str(&(indent - parent).to_string());
-    }
-    let trailing = s.len() - s.trim_end_matches('\n').len();
-    match trailing {
-        0 => out.push('-'),
-        1 => {}
-        _ => out.push('+'),
-    }
-    out.push('\n');
-    let body = s.trim_end_matches('\n');
-    for line in body.split('\n') {
-        if !line.is_empty() {
-            pad(out, indent);
-            out.push_str(line);
-        }
-        out.push('\n');
-    }
-    for _ in 1..trailing {
-        out.push('\n');
-    }
+    scalar_str(name)
 }
 
 /// Can this multi-line string be printed as a literal block (as go-yaml would)?
