@@ -96,6 +96,7 @@ fn files_we_encrypt_decrypt_with_sops_for_every_store_selector_and_recipient() {
                     recipients: vec![VECTOR_RECIPIENT.to_string(), r2.clone()],
                     selector: sel.clone(),
                     mac_only_encrypted: mac_only,
+                    ..Default::default()
                 };
                 let format = Format::from_path(name);
                 let enc = crypto::encrypt(plain, format, &params)

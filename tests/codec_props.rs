@@ -90,7 +90,7 @@ proptest! {
     #[test]
     fn random_json_trees_round_trip_exactly(doc in doc_strategy()) {
         let stripped = doc.without_comments();
-        let text = valuesfs::crypto::json::emit(&stripped, None);
+        let text = valuesfs::crypto::json::emit(&stripped, None, None);
         let keys = keyring();
         let enc = crypto::encrypt(text.as_bytes(), Format::Json, &params())
             .map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;

@@ -140,6 +140,7 @@ fn minimal_cases_match_sops_both_ways() {
             recipients: vec![VECTOR_RECIPIENT.to_string()],
             selector: None,
             mac_only_encrypted: false,
+            ..Default::default()
         };
         let ours = crypto::encrypt(c.plain.as_bytes(), format, &params).expect("encrypt");
         let ours_path = write(tmp.path(), &format!("ours-{}", c.file), &ours);
@@ -159,4 +160,124 @@ fn minimal_cases_match_sops_both_ways() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `valuesfs` (the CLI) run in `dir`.
+fn ours(dir: &Path, key: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env("SOPS_AGE_KEY_FILE", key)
+        .env_remove("SOPS_AGE_KEY")
+        .output()
+        .expect("run valuesfs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The lines of an encrypted file that do not depend on keys or time.
+fn layout(enc: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(enc)
+        .lines()
+        .map(|l| match l.find("ENC[") {
+            Some(i) => format!("{}ENC", &l[..i]),
+            None => l.to_string(),
+        })
+        .filter(|l| !l.contains("lastmodified") && !l.contains("valuesfs_source"))
+        .filter(|l| !l.trim_start().starts_with("-----") && !l.contains("enc\""))
+        .filter(|l| {
+            let t = l.trim();
+            !(t.len() > 20
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)))
+        })
+        .collect()
+}
+
+#[test]
+fn stores_settings_are_honoured_both_ways() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let dir = tmp.path().join("repo");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join(".sops.yaml"),
+        format!(
+            "stores:\n  yaml:\n    indent: 2\n  json:\n    indent: 2\ncreation_rules:\n  - age: {VECTOR_RECIPIENT}\n"
+        ),
+    )
+    .expect("write config");
+    let files: &[(&str, &str)] = &[
+        (
+            "values.yaml",
+            "apps:\n  - name: api\n    env:\n      - name: L\n        value: d\n    lit: |\n      x\ntop:\n  k: v\n",
+        ),
+        ("config.json", "{\"a\": {\"b\": [1, \"x\", {}]}, \"c\": \"d\"}\n"),
+    ];
+    for (name, plain) in files {
+        std::fs::write(dir.join(name), plain).expect("write");
+        let sops_made = {
+            let out = sops()
+                .current_dir(&dir)
+                .env("SOPS_AGE_KEY_FILE", &key)
+                .args(["-e", name])
+                .output()
+                .expect("sops -e");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        std::fs::write(dir.join(format!("sops-{name}")), &sops_made).expect("write");
+        let expected = {
+            let out = sops()
+                .current_dir(&dir)
+                .env("SOPS_AGE_KEY_FILE", &key)
+                .args(["-d", &format!("sops-{name}")])
+                .output()
+                .expect("sops -d");
+            assert!(out.status.success());
+            out.stdout
+        };
+        assert!(
+            String::from_utf8_lossy(&expected).contains("\n  "),
+            "sops printed {name} with indent 2"
+        );
+        // sops -> valuesfs: the same bytes sops -d prints.
+        let got = ours(&dir, &key, &["decrypt", &format!("sops-{name}")]);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&expected),
+            "{name}"
+        );
+        // valuesfs -> sops: laid out as sops lays it out, and read back the same.
+        let enc = ours(&dir, &key, &["encrypt", name]);
+        assert_eq!(layout(&enc), layout(&sops_made), "{name}");
+        std::fs::write(dir.join(format!("ours-{name}")), &enc).expect("write");
+        // (sops finds `.sops.yaml` from its working directory.)
+        let out = sops()
+            .current_dir(&dir)
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .args(["-d", &format!("ours-{name}")])
+            .output()
+            .expect("sops -d");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&expected),
+            "{name}"
+        );
+        let warnings = String::from_utf8_lossy(&out.stderr);
+        assert!(warnings.trim().is_empty(), "{warnings}");
+    }
 }

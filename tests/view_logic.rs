@@ -239,3 +239,60 @@ fn hostile_repository_content_is_refused_not_shown() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn the_view_prints_as_the_repos_stores_settings_say() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let remote = bare(tmp.path(), "r.git");
+    let url = remote.to_str().expect("utf8").to_string();
+    let cfg =
+        format!("stores:\n  yaml:\n    indent: 2\ncreation_rules:\n  - age: {VECTOR_RECIPIENT}\n");
+    // sops itself encrypts and prints under that config.
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    std::fs::write(work.join(".sops.yaml"), &cfg).expect("write");
+    std::fs::write(
+        work.join("v.yaml"),
+        "apps:\n- name: api\n  env:\n  - k: v\n",
+    )
+    .expect("write");
+    let run = |args: &[&str]| {
+        let out = sops()
+            .current_dir(&work)
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .args(args)
+            .output()
+            .expect("sops");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    let enc = run(&["-e", "v.yaml"]);
+    std::fs::write(work.join("v.enc.yaml"), &enc).expect("write");
+    let shown_by_sops = run(&["-d", "v.enc.yaml"]);
+    assert!(
+        shown_by_sops.contains("\n  - name: api\n"),
+        "{shown_by_sops}"
+    );
+    cli_commit(
+        tmp.path(),
+        &url,
+        &[(".sops.yaml", &cfg), ("v.yaml", &enc)],
+        "seed",
+    );
+    let master = Master::start(config(&url, &tmp.path().join("state"))).expect("master");
+    let fs = Fs::new(
+        master,
+        Arc::new(keyring()),
+        FsConfig::new(tmp.path().join("state")),
+    )
+    .expect("fs");
+    let a = fs.lookup(ROOT, "v.yaml").expect("lookup");
+    let o = fs.open(a.ino, libc::O_RDONLY).expect("open");
+    let shown = fs.read(o.fh, 0, 1 << 20).expect("read");
+    assert_eq!(String::from_utf8_lossy(&shown), shown_by_sops);
+}

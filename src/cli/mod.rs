@@ -216,13 +216,16 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             }
             let data = read_input(&file)?;
             let keys = Keyring::from_env()?;
-            let opened = crypto::decrypt(&data, input, &keys)?;
-            let out: Zeroizing<Vec<u8>> =
-                if output == input || input == Format::Binary || output == Format::Binary {
-                    Zeroizing::new(opened.plaintext.to_vec())
-                } else {
-                    Zeroizing::new(sops::render_plain(output, opened.documents()).into_bytes())
-                };
+            let style = config_style(&file)?;
+            let opened = crypto::decrypt_styled(&data, input, &keys, style)?;
+            let out: Zeroizing<Vec<u8>> = if output == input
+                || input == Format::Binary
+                || output == Format::Binary
+            {
+                Zeroizing::new(opened.plaintext.to_vec())
+            } else {
+                Zeroizing::new(sops::render_styled(output, opened.documents(), style).into_bytes())
+            };
             std::io::stdout().write_all(&out)?;
             Ok(())
         }
@@ -244,6 +247,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             } else {
                 CreationParams {
                     recipients: age,
+                    style: config_style(&file)?,
                     ..Default::default()
                 }
             };
@@ -263,6 +267,21 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Mount(args) => mount::run(args),
         Cmd::Unmount { mountpoint } => mount::unmount(&mountpoint),
         Cmd::Status { mount } => mount::status(mount.as_deref()),
+    }
+}
+
+/// The `stores:` style of the nearest `.sops.yaml` above `file` (`-`: the current
+/// directory); sops's defaults when there is none.
+fn config_style(file: &str) -> Result<crypto::Style> {
+    let start = if file == "-" {
+        std::env::current_dir()?
+    } else {
+        let abs = std::path::absolute(file)?;
+        abs.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    match crypto::config::find_config(&start) {
+        Some(p) => Ok(SopsConfig::load(&p)?.style),
+        None => Ok(crypto::Style::default()),
     }
 }
 
@@ -374,7 +393,12 @@ fn edit(file: &str, types: &Types) -> Result<()> {
         Err(e) => return Err(e).context("cannot read file"),
     };
     let opened = match &existing {
-        Some(d) => Some(crypto::decrypt(d, format, &Keyring::from_env()?)?),
+        Some(d) => Some(crypto::decrypt_styled(
+            d,
+            format,
+            &Keyring::from_env()?,
+            config_style(file)?,
+        )?),
         None => None,
     };
     let original: Zeroizing<Vec<u8>> = opened

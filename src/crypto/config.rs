@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 
 use super::error::{Error, Result};
-use super::sops::{CreationParams, Selector, SELECTOR_FIELDS};
+use super::sops::{CreationParams, Selector, Style, SELECTOR_FIELDS};
 use super::value::Value;
 use super::yaml;
 
@@ -23,6 +23,49 @@ pub struct SopsConfig {
     /// The directory holding the `.sops.yaml`; rule paths are relative to it.
     pub dir: PathBuf,
     pub rules: Vec<CreationRule>,
+    /// The `stores:` settings (how files are printed).
+    pub style: Style,
+}
+
+/// The `stores:` section as sops reads it: `yaml.indent` (0 or unset: 4; go-yaml takes
+/// 2 outside 2..=9; negative: an error), `json.indent` and `json_binary.indent` (unset,
+/// null or -1: a tab; 0 or more: that many spaces; below -1: an error).
+fn parse_stores(v: Option<&Value>) -> Result<Style> {
+    let mut style = Style::default();
+    let Some(stores) = v else {
+        return Ok(style);
+    };
+    let indent = |store: &str| -> Result<Option<i64>> {
+        match stores.get(store).and_then(|s| s.get("indent")) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Int(i)) => Ok(Some(*i)),
+            Some(_) => Err(Error::Config(format!(
+                "stores.{store}.indent must be an integer"
+            ))),
+        }
+    };
+    match indent("yaml")? {
+        None | Some(0) => {}
+        Some(n) if n < 0 => {
+            return Err(Error::Config(
+                "stores.yaml.indent: negative indentation is not accepted".into(),
+            ))
+        }
+        Some(n @ 2..=9) => style.yaml_indent = n as usize,
+        Some(_) => style.yaml_indent = 2,
+    }
+    let json = |store: &str| -> Result<Option<usize>> {
+        match indent(store)? {
+            None | Some(-1) => Ok(None),
+            Some(n) if n < -1 => Err(Error::Config(format!(
+                "stores.{store}.indent: below -1 is not accepted"
+            ))),
+            Some(n) => Ok(Some(n as usize)),
+        }
+    };
+    style.json_indent = json("json")?;
+    style.json_binary_indent = json("json_binary")?;
+    Ok(style)
 }
 
 /// Walk up from `start` (a file or directory) to the nearest `.sops.yaml`.
@@ -74,6 +117,7 @@ impl SopsConfig {
         let docs = yaml::parse_mappings(text, yaml::Limits::default())
             .map_err(|e| Error::Config(e.to_string()))?;
         let root = docs.into_iter().next().unwrap_or(Value::Map(Vec::new()));
+        let style = parse_stores(root.get("stores"))?;
         let mut rules = Vec::new();
         if let Some(Value::Seq(items)) = root.get("creation_rules") {
             for item in items {
@@ -122,12 +166,13 @@ impl SopsConfig {
                             item.get("mac_only_encrypted"),
                             Some(Value::Bool(true))
                         ),
+                        style,
                     },
                     unsupported,
                 });
             }
         }
-        Ok(SopsConfig { dir, rules })
+        Ok(SopsConfig { dir, rules, style })
     }
 
     /// The first rule matching `rel_path` (relative to the config's directory).

@@ -277,9 +277,18 @@ impl P<'_> {
     }
 }
 
-/// Print a top-level object as sops does (tabs, `"key": value`), without a final newline.
-/// `tail` is raw text appended as the last member (`"sops": ...`), already formatted.
-pub fn emit(root: &Value, tail: Option<&str>) -> String {
+/// One level of indentation: a tab (`None`, sops's default) or `n` spaces.
+fn push_indent(out: &mut String, level: usize, unit: Option<usize>) {
+    match unit {
+        None => out.extend(std::iter::repeat_n('\t', level)),
+        Some(n) => out.extend(std::iter::repeat_n(' ', level * n)),
+    }
+}
+
+/// Print a top-level object as sops does (`"key": value`, one level of `unit` per depth),
+/// without a final newline. `tail` is raw text appended as the last member
+/// (`"sops": ...`), already formatted.
+pub fn emit(root: &Value, tail: Option<&str>, unit: Option<usize>) -> String {
     let mut out = String::new();
     match root {
         Value::Map(items) => {
@@ -298,30 +307,33 @@ pub fn emit(root: &Value, tail: Option<&str>) -> String {
                         out.push(',');
                     }
                     first = false;
-                    out.push_str("\n\t");
+                    out.push('\n');
+                    push_indent(&mut out, 1, unit);
                     out.push_str(&quote(k));
                     out.push_str(": ");
-                    emit_value(&mut out, v, 1);
+                    emit_value(&mut out, v, 1, unit);
                 }
             }
             if let Some(t) = tail {
                 if !first {
                     out.push(',');
                 }
-                out.push_str("\n\t\"sops\": ");
+                out.push('\n');
+                push_indent(&mut out, 1, unit);
+                out.push_str("\"sops\": ");
                 out.push_str(t);
             }
             out.push_str("\n}");
         }
-        other => emit_value(&mut out, other, 0),
+        other => emit_value(&mut out, other, 0, unit),
     }
     out
 }
 
-pub fn emit_value(out: &mut String, v: &Value, level: usize) {
+pub fn emit_value(out: &mut String, v: &Value, level: usize, unit: Option<usize>) {
     let nl = |out: &mut String, l: usize| {
         out.push('\n');
-        out.extend(std::iter::repeat_n('\t', l));
+        push_indent(out, l, unit);
     };
     match v {
         Value::Map(items) => {
@@ -344,7 +356,7 @@ pub fn emit_value(out: &mut String, v: &Value, level: usize) {
                 nl(out, level + 1);
                 out.push_str(&quote(k));
                 out.push_str(": ");
-                emit_value(out, v, level + 1);
+                emit_value(out, v, level + 1, unit);
             }
             nl(out, level);
             out.push('}');
@@ -364,7 +376,7 @@ pub fn emit_value(out: &mut String, v: &Value, level: usize) {
                     out.push(',');
                 }
                 nl(out, level + 1);
-                emit_value(out, v, level + 1);
+                emit_value(out, v, level + 1, unit);
             }
             nl(out, level);
             out.push(']');
@@ -410,7 +422,7 @@ mod tests {
         let src = "{\n\t\"a\": {\n\t\t\"b\": 1,\n\t\t\"c\": [\n\t\t\t\"x\",\n\t\t\t2.5\n\t\t]\n\t},\n\t\"e\": {},\n\t\"f\": \"<&>\"\n}";
         let p = parse(src, 64).expect("parses");
         assert_eq!(
-            emit(&p.root, None),
+            emit(&p.root, None, None),
             src.replace("<&>", "\\u003c\\u0026\\u003e")
         );
     }

@@ -17,4 +17,6 @@ pub mod yaml;
 pub use config::SopsConfig;
 pub use error::{Error, Result};
 pub use keys::Keyring;
-pub use sops::{decrypt, encrypt, is_sops, CreationParams, Format, Opened, Selector};
+pub use sops::{
+    decrypt, decrypt_styled, encrypt, is_sops, CreationParams, Format, Opened, Selector, Style,
+};

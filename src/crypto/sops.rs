@@ -157,6 +157,41 @@ pub struct CreationParams {
     pub recipients: Vec<String>,
     pub selector: Option<Selector>,
     pub mac_only_encrypted: bool,
+    /// How the file is printed (`.sops.yaml` `stores:`).
+    pub style: Style,
+}
+
+/// How sops prints each store, from `.sops.yaml` `stores:` (`yaml.indent`,
+/// `json.indent`, `json_binary.indent`). It applies to the encrypted file and to the
+/// decrypted view alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Style {
+    /// go-yaml's indent (sops: unset or 0 means 4; go-yaml takes 2 outside 2..=9).
+    pub yaml_indent: usize,
+    /// JSON indentation: `None` is a tab (sops's default), `Some(n)` n spaces.
+    pub json_indent: Option<usize>,
+    /// The same for the binary store's JSON envelope.
+    pub json_binary_indent: Option<usize>,
+}
+
+impl Default for Style {
+    fn default() -> Self {
+        Style {
+            yaml_indent: yaml::DEFAULT_INDENT,
+            json_indent: None,
+            json_binary_indent: None,
+        }
+    }
+}
+
+impl Style {
+    /// The JSON indentation of a store's files.
+    fn json(&self, format: Format) -> Option<usize> {
+        match format {
+            Format::Binary => self.json_binary_indent,
+            _ => self.json_indent,
+        }
+    }
 }
 
 /// The typed view of the `sops` metadata block.
@@ -280,6 +315,7 @@ pub struct Opened {
     raw: RawMeta,
     enc_docs: Vec<Value>,
     plain_docs: Vec<Value>,
+    style: Style,
 }
 
 impl std::fmt::Debug for Opened {
@@ -299,6 +335,11 @@ impl Opened {
         &self.plain_docs
     }
 
+    /// The style this file is printed in.
+    pub fn style(&self) -> Style {
+        self.style
+    }
+
     /// Encrypt new plaintext for this file: same data key, recipients and selector, stable
     /// ciphertext for unchanged values, metadata text kept.
     pub fn reencrypt(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
@@ -307,6 +348,7 @@ impl Opened {
             vk: ValueKey::new(&self.key),
             selector: self.metadata.selector_or_default(),
             mac_only: self.metadata.mac_only_encrypted,
+            style: self.style,
         };
         let base = Some((&self.plain_docs[..], &self.enc_docs[..]));
         build(
@@ -324,8 +366,18 @@ pub fn is_sops(input: &[u8], format: Format) -> bool {
     parse_encrypted(input, format).is_ok()
 }
 
-/// Decrypt a SOPS file with the identities in `keys`.
+/// Decrypt a SOPS file with the identities in `keys`, printed in sops's default style.
 pub fn decrypt(input: &[u8], format: Format, keys: &Keyring) -> Result<Opened> {
+    decrypt_styled(input, format, keys, Style::default())
+}
+
+/// Decrypt a SOPS file; sops's rendering (when shown) and later re-encryptions use `style`.
+pub fn decrypt_styled(
+    input: &[u8],
+    format: Format,
+    keys: &Keyring,
+    style: Style,
+) -> Result<Opened> {
     if input.len() > DEFAULT_MAX_SIZE {
         return Err(Error::TooLarge {
             size: input.len(),
@@ -354,7 +406,7 @@ pub fn decrypt(input: &[u8], format: Format, keys: &Keyring) -> Result<Opened> {
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-    open_with_key(format, enc_docs, metadata, raw, key)
+    open_with_key(format, enc_docs, metadata, raw, key, style)
 }
 
 /// Encrypt a new file (no previous version) for `params`.
@@ -378,6 +430,7 @@ pub fn encrypt(plaintext: &[u8], format: Format, params: &CreationParams) -> Res
         vk: ValueKey::new(&key),
         selector: selector.clone(),
         mac_only: params.mac_only_encrypted,
+        style: params.style,
     };
     build(
         format,
@@ -585,6 +638,7 @@ struct Ctx<'a> {
     vk: ValueKey,
     selector: Selector,
     mac_only: bool,
+    style: Style,
 }
 
 fn aad(path: &[String]) -> String {
@@ -883,12 +937,14 @@ fn open_with_key(
     metadata: Metadata,
     raw: RawMeta,
     key: Zeroizing<[u8; 32]>,
+    style: Style,
 ) -> Result<Opened> {
     let ctx = Ctx {
         key: &key,
         vk: ValueKey::new(&key),
         selector: metadata.selector_or_default(),
         mac_only: metadata.mac_only_encrypted,
+        style,
     };
     let mut dec = Decrypter {
         ctx: &ctx,
@@ -941,7 +997,7 @@ fn open_with_key(
             });
             match source {
                 Some(b) => b,
-                None => render_plain(format, &plain_docs).into_bytes(),
+                None => render_styled(format, &plain_docs, style).into_bytes(),
             }
         }
     };
@@ -953,6 +1009,7 @@ fn open_with_key(
         raw,
         enc_docs,
         plain_docs,
+        style,
     })
 }
 
@@ -960,12 +1017,17 @@ fn source_aad(lastmodified: &str, mac: &str) -> String {
     format!("{SOURCE_FIELD}:{lastmodified}:{mac}")
 }
 
-/// sops's rendering of decrypted documents (what `sops -d` prints).
+/// sops's rendering of decrypted documents (what `sops -d` prints), default style.
 pub fn render_plain(format: Format, docs: &[Value]) -> String {
+    render_styled(format, docs, Style::default())
+}
+
+/// sops's rendering of decrypted documents under `stores:` settings.
+pub fn render_styled(format: Format, docs: &[Value], style: Style) -> String {
     match format {
-        Format::Yaml => yaml::emit(docs),
+        Format::Yaml => yaml::emit_indented(docs, style.yaml_indent),
         Format::Json => {
-            let mut s = json::emit(&docs[0], None);
+            let mut s = json::emit(&docs[0], None, style.json_indent);
             s.push('\n');
             s
         }
@@ -1068,7 +1130,7 @@ fn build(
         _ => Some(parse_plain(plaintext, format)?),
     };
     let needs_source = match &plain_docs {
-        Some(d) => render_plain(format, d).as_bytes() != plaintext,
+        Some(d) => render_styled(format, d, ctx.style).as_bytes() != plaintext,
         None => false,
     };
     for with_source in [needs_source, true] {
@@ -1087,11 +1149,12 @@ fn build(
             &lastmodified,
             &mac,
             source.as_deref(),
+            ctx.style,
         )?;
         // Read what we wrote, with the same key: it must give back exactly `plaintext`.
         let (docs, mv, raw) = parse_encrypted(file.as_bytes(), format)?;
         let md = Metadata::from_value(&mv)?;
-        let check = open_with_key(format, docs, md, raw, Zeroizing::new(*ctx.key))?;
+        let check = open_with_key(format, docs, md, raw, Zeroizing::new(*ctx.key), ctx.style)?;
         // Same bytes back, and the authenticated data is what the plaintext says.
         let same_data = plain_docs
             .as_ref()
@@ -1115,6 +1178,7 @@ fn assemble(
     lastmodified: &str,
     mac: &str,
     source: Option<&str>,
+    style: Style,
 ) -> Result<String> {
     match format {
         Format::Yaml => {
@@ -1130,7 +1194,7 @@ fn assemble(
                 } => yaml::emit_entry(
                     "sops",
                     &new_meta_value(age, selector, *mac_only, lastmodified, mac, source),
-                    yaml::DEFAULT_INDENT,
+                    style.yaml_indent,
                 ),
             };
             let mut out = String::new();
@@ -1138,7 +1202,7 @@ fn assemble(
                 if i > 0 {
                     out.push_str("---\n");
                 }
-                out.push_str(&yaml::emit_doc_body(d, yaml::DEFAULT_INDENT));
+                out.push_str(&yaml::emit_doc_body(d, style.yaml_indent));
                 out.push_str(&block);
             }
             Ok(out)
@@ -1159,11 +1223,12 @@ fn assemble(
                         &mut s,
                         &new_meta_value(age, selector, *mac_only, lastmodified, mac, source),
                         1,
+                        style.json(format),
                     );
                     s
                 }
             };
-            let mut out = json::emit(&enc_docs[0], Some(&tail));
+            let mut out = json::emit(&enc_docs[0], Some(&tail), style.json(format));
             out.push('\n');
             Ok(out)
         }

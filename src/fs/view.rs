@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 
 use super::error::{not_found, Error, Kind, Result};
 use super::ignore::IgnoreSet;
-use crate::crypto::{self, Format, Keyring, SopsConfig};
+use crate::crypto::{self, Format, Keyring, SopsConfig, Style};
 use crate::repo::names::{self, NameRule};
 use crate::repo::{EntryKind, FileMode, MasterHandle, Oid, Reader, Session, Snapshot, Ticket};
 
@@ -252,11 +252,20 @@ pub(crate) enum Node {
     Control(super::control::CNode),
 }
 
+/// Decoded blobs are keyed by blob, store and print style: content addresses, so an
+/// entry never goes stale.
+type CacheKey = (Oid, Format, Style);
+
 struct Cache {
-    lru: lru::LruCache<(Oid, Format), Arc<Decoded>>,
+    lru: lru::LruCache<CacheKey, Arc<Decoded>>,
     bytes: usize,
     /// Blobs that failed to decode (corrupt, too large), so lookups do not redo it.
-    failed: HashMap<(Oid, Format), Error>,
+    failed: HashMap<CacheKey, Error>,
+    /// Parsed `.sops.yaml` files by blob id (parsing compiles regexes).
+    configs: HashMap<Oid, std::result::Result<Arc<SopsConfig>, String>>,
+    /// Print style per directory, for the root tree `style_tree` (reads stay cheap).
+    styles: HashMap<String, Style>,
+    style_tree: Option<Oid>,
 }
 
 /// A mounted view of a values repository.
@@ -326,6 +335,9 @@ impl Fs {
                 lru: lru::LruCache::new(cap),
                 bytes: 0,
                 failed: HashMap::new(),
+                configs: HashMap::new(),
+                styles: HashMap::new(),
+                style_tree: None,
             }),
             readers: Mutex::new(Vec::new()),
             started: SystemTime::now(),
@@ -470,18 +482,19 @@ impl Fs {
     /// error here, remembered per blob and listed as unreadable in the status.
     pub(crate) fn decode(&self, path: &str, oid: Oid) -> Result<Arc<Decoded>> {
         let format = Format::from_path(path);
+        let key = (oid, format, self.style_for(path));
         {
             let mut c = lock(&self.cache);
-            if let Some(d) = c.lru.get(&(oid, format)) {
+            if let Some(d) = c.lru.get(&key) {
                 return Ok(d.clone());
             }
-            if let Some(e) = c.failed.get(&(oid, format)).cloned() {
+            if let Some(e) = c.failed.get(&key).cloned() {
                 drop(c);
                 self.note_unreadable(path, oid, &e);
                 return Err(e);
             }
         }
-        match self.decode_blob(path, oid, format) {
+        match self.decode_blob(path, key) {
             Ok(d) => Ok(d),
             Err(e) => {
                 if matches!(e.kind, Kind::Io | Kind::TooBig) {
@@ -489,7 +502,7 @@ impl Fs {
                     if c.failed.len() >= 4096 {
                         c.failed.clear();
                     }
-                    c.failed.insert((oid, format), e.clone());
+                    c.failed.insert(key, e.clone());
                     drop(c);
                     self.note_unreadable(path, oid, &e);
                 }
@@ -508,7 +521,34 @@ impl Fs {
             .insert(path.to_string(), (oid, reason.to_string()));
     }
 
-    fn decode_blob(&self, path: &str, oid: Oid, format: Format) -> Result<Arc<Decoded>> {
+    /// How sops prints files under `path`'s directory: the nearest `.sops.yaml`'s
+    /// `stores:` settings in the current head (defaults without one, or if it is invalid).
+    fn style_for(&self, path: &str) -> Style {
+        let snap = self.snapshot();
+        let dir = parent_of(path);
+        {
+            let mut c = lock(&self.cache);
+            if c.style_tree != Some(snap.tree) {
+                c.styles.clear();
+                c.style_tree = Some(snap.tree);
+            }
+            if let Some(s) = c.styles.get(dir) {
+                return *s;
+            }
+        }
+        let style = match self.sops_config(&snap, path) {
+            Ok(Some((_, cfg))) => cfg.style,
+            _ => Style::default(),
+        };
+        let mut c = lock(&self.cache);
+        if c.style_tree == Some(snap.tree) {
+            c.styles.insert(dir.to_string(), style);
+        }
+        style
+    }
+
+    fn decode_blob(&self, path: &str, key: CacheKey) -> Result<Arc<Decoded>> {
+        let (oid, format, style) = key;
         let size = self.with_reader(|r| Ok(r.blob_size(oid)?))?;
         if size > self.cfg.max_file {
             return Err(Error::new(
@@ -522,7 +562,7 @@ impl Fs {
         let raw = self.with_reader(|r| Ok(read_blob(r, oid)?))?;
         let looks_sops = memchr_all(&raw, b"sops") && memchr_all(&raw, b"ENC[AES256_GCM,");
         let decoded = if looks_sops && crypto::is_sops(&raw, format) {
-            match crypto::decrypt(&raw, format, &self.keys) {
+            match crypto::decrypt_styled(&raw, format, &self.keys, style) {
                 Ok(opened) => Decoded {
                     data: Zeroizing::new(opened.plaintext.to_vec()),
                     sops: Some(Arc::new(opened)),
@@ -559,7 +599,7 @@ impl Fs {
         let d = Arc::new(decoded);
         let mut c = lock(&self.cache);
         c.bytes += d.data.len();
-        c.lru.put((oid, format), d.clone());
+        c.lru.put(key, d.clone());
         while c.bytes > self.cfg.cache_bytes && c.lru.len() > 1 {
             match c.lru.pop_lru() {
                 Some((_, old)) => c.bytes = c.bytes.saturating_sub(old.data.len()),
@@ -1130,33 +1170,66 @@ impl Fs {
 
     // ---------------------------------------------------------------- committing
 
-    /// The `.sops.yaml` creation parameters for a new file, if a rule matches.
-    fn creation_params(
+    /// The nearest `.sops.yaml` at or above the directory of `path` in `snap`: its path
+    /// and its parsed content (cached by blob). An invalid one is an error naming it.
+    fn sops_config(
         &self,
         snap: &Snapshot,
         path: &str,
-    ) -> Result<Option<crypto::CreationParams>> {
+    ) -> Result<Option<(String, Arc<SopsConfig>)>> {
         let mut dir = parent_of(path).to_string();
         loop {
             let cfg_path = join(&dir, ".sops.yaml");
-            if let Some((bytes, _)) = self.with_reader(|r| Ok(r.read(snap, &cfg_path)?))? {
-                let text = String::from_utf8_lossy(&bytes);
-                let cfg = SopsConfig::parse(&text, PathBuf::from(&dir))
-                    .map_err(|e| Error::new(Kind::Io, format!("{cfg_path}: {e}")))?;
-                let rel = if dir.is_empty() {
-                    path
-                } else {
-                    &path[dir.len() + 1..]
+            if let Some((EntryKind::File(_), oid)) =
+                self.with_reader(|r| Ok(r.stat(snap, &cfg_path)?))?
+            {
+                let cached = lock(&self.cache).configs.get(&oid).cloned();
+                let parsed = match cached {
+                    Some(p) => p,
+                    None => {
+                        let bytes = self.with_reader(|r| Ok(read_blob(r, oid)?))?;
+                        let p = SopsConfig::parse(
+                            &String::from_utf8_lossy(&bytes),
+                            PathBuf::from(&dir),
+                        )
+                        .map(Arc::new)
+                        .map_err(|e| e.to_string());
+                        let mut c = lock(&self.cache);
+                        if c.configs.len() >= 256 {
+                            c.configs.clear();
+                        }
+                        c.configs.insert(oid, p.clone());
+                        p
+                    }
                 };
-                return cfg
-                    .params_for(rel)
-                    .map_err(|e| Error::new(Kind::Io, format!("{path}: {e}")));
+                return parsed
+                    .map(|c| Some((cfg_path.clone(), c)))
+                    .map_err(|e| Error::new(Kind::Io, format!("{cfg_path}: {e}")));
             }
             if dir.is_empty() {
                 return Ok(None);
             }
             dir = parent_of(&dir).to_string();
         }
+    }
+
+    /// The `.sops.yaml` creation parameters for a new file, if a rule matches.
+    fn creation_params(
+        &self,
+        snap: &Snapshot,
+        path: &str,
+    ) -> Result<Option<crypto::CreationParams>> {
+        let Some((_, cfg)) = self.sops_config(snap, path)? else {
+            return Ok(None);
+        };
+        let dir = cfg.dir.to_string_lossy();
+        let rel = if dir.is_empty() {
+            path
+        } else {
+            &path[dir.len() + 1..]
+        };
+        cfg.params_for(rel)
+            .map_err(|e| Error::new(Kind::Io, format!("{path}: {e}")))
     }
 
     /// Encrypt (if the path must be) and commit one file; waits until committed.

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use super::merge::{ConflictDetail, SemanticMerge};
 use crate::crypto::merge::merge_documents;
-use crate::crypto::sops::render_plain;
+use crate::crypto::sops::render_styled;
 use crate::crypto::value::{same_docs, Value};
 use crate::crypto::{decrypt, is_sops, Format, Keyring, Opened};
 
@@ -103,7 +103,9 @@ impl SopsMerge {
                 crate::crypto::sops::parse_plain(t, format)
                     .is_ok_and(|d| same_docs(&strip(&d), &strip(&tree)))
             })
-            .unwrap_or_else(|| Zeroizing::new(render_plain(format, &tree).into_bytes()));
+            .unwrap_or_else(|| {
+                Zeroizing::new(render_styled(format, &tree, ours.style()).into_bytes())
+            });
         ours.reencrypt(&text)
             .map_err(|e| ConflictDetail::new(format!("merged content cannot be encrypted: {e}")))
     }
