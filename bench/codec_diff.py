@@ -8,8 +8,9 @@ Usage:
 
 A seeded generator writes random values files (YAML with comments everywhere, block
 scalars, tags, anchors, several documents...; JSON; dotenv). Every case is first encrypted
-by sops; a case sops refuses (or whose sops-made file `sops -d` cannot read back) is
-regenerated and counted as "sops-refused". Each accepted case then goes through:
+by sops; a case sops refuses, or whose sops-made file `sops -d` cannot read back (or prints
+with an `ENC[` left in it: sops's own round trip is broken there), is regenerated and
+counted as "sops-refused". Each accepted case then goes through:
 
   (1) decrypt-sops-file  `valuesfs decrypt` of the sops-made file == `sops -d` of it.
   (2) encrypt            `valuesfs encrypt` of the plaintext succeeds;
@@ -272,6 +273,10 @@ def run_case(tools, store, data, groups=(1, 2, 3)):
     d1 = tools.run([tools.sops, "-d", theirs], wd)
     if d1.rc != 0:
         return Outcome("refused", reason="sops -d of its own file: " + first_line(d1.err, wd))
+    if b"ENC[" in d1.out and b"ENC[" not in data:
+        # sops wrote an encrypted comment where it does not read one back (and prints it
+        # still encrypted): its own round trip is broken, so there is no reference output.
+        return Outcome("refused", reason="sops -d of its own file prints ENC[")
     fails = []
 
     if 1 in groups:
@@ -297,12 +302,13 @@ def run_case(tools, store, data, groups=(1, 2, 3)):
                                      d1.out, d2.err, extra=mine))
             else:
                 # sops may warn about its own file too; only warnings it adds for ours count.
-                theirs_warn = set(d1.err.splitlines())
-                new_warn = [l for l in d2.err.splitlines() if l not in theirs_warn]
+                # (Compared without sops's time stamps, which differ between the two runs.)
+                theirs_warn = {first_line(l) for l in d1.err.splitlines()}
+                new_warn = [l for l in d2.err.splitlines() if first_line(l) not in theirs_warn]
                 if new_warn:
                     fails.append(Failure("sops-warning", "warning: " + first_line(new_warn[0], wd),
                                          d1.err, d2.err, extra=mine))
-                if b"ENC[" in d2.out and b"ENC[" not in d1.out:
+                if d2.out.count(b"ENC[") > d1.out.count(b"ENC["):
                     fails.append(Failure("enc-in-output", "ENC in output", d1.out, d2.out,
                                          extra=mine))
                 elif d2.out != d1.out:
@@ -894,7 +900,7 @@ def gen_yaml(rng):
 
 JSON_NUMBERS = ["0", "1", "-1", "42", "1.0", "1e5", "1E+2", "-0", "-0.0", "0.1", "1e-7",
                 "0.000001", "123456789.123456789", "12345678901234567890", "9007199254740993",
-                "1e21", "1.5e300", "100", "3.14", "-2.5e-3", "1E400", "5e-324", "1.7976931348623157e308"]
+                "1e21", "1.5e300", "100", "3.14", "-2.5e-3", "5e-324", "1.7976931348623157e308"]
 
 
 class JsonGen:
@@ -1171,7 +1177,8 @@ def rewrites(store, lines, i):
     if m and not s.startswith(b"#"):
         out.append([m.group(1) + eol])
     if ind and s:
-        out.append([body[len(ind) // 2:] + eol])  # halve this line's indentation
+        out.append([body[len(ind):] + eol])  # this line at column 0,
+        out.append([body[(len(ind) + 1) // 2:] + eol])  # or at half its indentation
     m = re.match(rb"^(\s*(?:- )*[^\s#'\"][^:#]*:) (\S.*)$", body)
     if m and store == "yaml" and m.group(2) not in (b"x", b"|", b">"):
         out.append([m.group(1) + b" x" + eol])

@@ -85,6 +85,7 @@ fn files_we_encrypt_decrypt_with_sops_for_every_store_selector_and_recipient() {
         ("config.json", read(&vectors().join("plain/config.json"))),
         ("awkward.json", read(&corpus().join("awkward.json"))),
         ("app.env", read(&vectors().join("plain/app.env"))),
+        ("app.ini", read(&corpus().join("app.ini"))),
         ("blob.bin", read(&vectors().join("plain/blob.bin"))),
     ];
     let keys = keyring();

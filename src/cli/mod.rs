@@ -108,7 +108,7 @@ struct MountArgs {
 
 #[derive(Args)]
 struct Types {
-    /// Store of the input: yaml, json, dotenv or binary (default: from the file name).
+    /// Store of the input: yaml, json, dotenv, ini or binary (default: from the file name).
     #[arg(long)]
     input_type: Option<String>,
     /// Store of the output (default: same as the input).

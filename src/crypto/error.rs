@@ -24,6 +24,8 @@ pub enum Error {
     Json(String),
     #[error("invalid dotenv: {0}")]
     Dotenv(String),
+    #[error("invalid INI: {0}")]
+    Ini(String),
     #[error("content is not valid UTF-8 text")]
     NotUtf8,
     #[error("invalid age key: {0}")]

@@ -7,6 +7,7 @@
 pub mod cipher;
 pub mod config;
 pub mod error;
+pub mod ini;
 pub mod json;
 pub mod keys;
 pub mod merge;

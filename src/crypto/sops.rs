@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 
 use super::cipher::{is_envelope, open, parse_envelope, seal, ValueKey};
 use super::error::{Error, Result};
+use super::ini;
 use super::json;
 use super::keys::{wrap_data_key, Keyring};
 use super::value::{same_docs, Key, Value};
@@ -43,6 +44,7 @@ pub enum Format {
     Yaml,
     Json,
     Dotenv,
+    Ini,
     Binary,
 }
 
@@ -56,6 +58,8 @@ impl Format {
             Format::Json
         } else if lower.ends_with(".env") {
             Format::Dotenv
+        } else if lower.ends_with(".ini") {
+            Format::Ini
         } else {
             Format::Binary
         }
@@ -67,6 +71,7 @@ impl Format {
             "yaml" => Some(Format::Yaml),
             "json" => Some(Format::Json),
             "dotenv" => Some(Format::Dotenv),
+            "ini" => Some(Format::Ini),
             "binary" => Some(Format::Binary),
             _ => None,
         }
@@ -301,8 +306,9 @@ enum RawMeta {
     Yaml(String),
     /// The JSON value of the `"sops"` member.
     Json(String),
-    /// The `sops_...=` lines, in order, without newlines.
-    Dotenv(Vec<String>),
+    /// dotenv's `sops_KEY=value` lines or INI's `[sops]` entries, in order, as
+    /// (KEY, value with line breaks as `\n`).
+    Flat(Vec<(String, String)>),
 }
 
 /// A decrypted SOPS file, with what is needed to re-encrypt it stably.
@@ -459,6 +465,9 @@ pub fn parse_plain(input: &[u8], format: Format) -> Result<Vec<Value>> {
         Format::Yaml => Ok(yaml::parse_mappings(utf8(input)?, Limits::default())?),
         Format::Json => Ok(vec![json::parse(utf8(input)?, 128)?.root]),
         Format::Dotenv => Ok(vec![parse_dotenv(utf8(input)?)?.0]),
+        Format::Ini => Ok(vec![
+            ini::parse(utf8(input)?).map_err(|e| Error::Ini(e.to_string()))?
+        ]),
         Format::Binary => Err(Error::Internal("binary has no tree".into())),
     }
 }
@@ -539,7 +548,39 @@ fn parse_encrypted(input: &[u8], format: Format) -> Result<(Vec<Value>, Value, R
                     _ => true,
                 });
             }
-            Ok((vec![root], unflatten(&flat)?, RawMeta::Dotenv(sops_lines)))
+            let raw = sops_lines
+                .iter()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k["sops_".len()..].to_string(), v.to_string()))
+                .collect();
+            Ok((vec![root], unflatten(&flat)?, RawMeta::Flat(raw)))
+        }
+        Format::Ini => {
+            let mut root = ini::parse(text).map_err(|e| Error::Ini(e.to_string()))?;
+            let mut raw = Vec::new();
+            if let Value::Map(sections) = &mut root {
+                sections.retain(|(k, v)| {
+                    if !matches!(k, Key::Name(n) if n == "sops") {
+                        return true;
+                    }
+                    if let Value::Map(entries) = v {
+                        for (ek, ev) in entries {
+                            if let (Key::Name(n), Value::Str(s)) = (ek, ev) {
+                                raw.push((n.clone(), s.clone()));
+                            }
+                        }
+                    }
+                    false
+                });
+            }
+            if raw.is_empty() {
+                return Err(Error::NotSops);
+            }
+            let flat: Vec<(String, Value)> = raw
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::Str(v.replace("\\n", "\n"))))
+                .collect();
+            Ok((vec![root], unflatten(&flat)?, RawMeta::Flat(raw)))
         }
     }
 }
@@ -1032,6 +1073,7 @@ pub fn render_styled(format: Format, docs: &[Value], style: Style) -> String {
             s
         }
         Format::Dotenv => render_dotenv(&docs[0], &[]),
+        Format::Ini => ini::emit(&docs[0], None),
         Format::Binary => String::new(),
     }
 }
@@ -1233,54 +1275,69 @@ fn assemble(
             Ok(out)
         }
         Format::Dotenv => {
-            let lines = match meta {
-                MetaSource::Raw(RawMeta::Dotenv(lines)) => {
-                    let mut out = Vec::new();
-                    for l in lines.iter() {
-                        if l.starts_with("sops_lastmodified=") {
-                            out.push(format!("sops_lastmodified={lastmodified}"));
-                        } else if l.starts_with("sops_mac=") {
-                            out.push(format!("sops_mac={mac}"));
-                            if let Some(s) = source {
-                                out.push(format!("sops_{SOURCE_FIELD}={s}"));
-                            }
-                        } else if !l.starts_with(&format!("sops_{SOURCE_FIELD}=")) {
-                            out.push(l.clone());
-                        }
-                    }
-                    out
-                }
-                MetaSource::Raw(_) => return Err(meta_mismatch()),
-                MetaSource::New {
-                    age,
-                    selector,
-                    mac_only,
-                } => {
-                    let mut out = Vec::new();
-                    for (i, (r, e)) in age.iter().enumerate() {
-                        out.push(format!(
-                            "sops_age__list_{i}__map_enc={}",
-                            e.replace('\n', "\\n")
-                        ));
-                        out.push(format!("sops_age__list_{i}__map_recipient={r}"));
-                    }
-                    out.push(format!("sops_lastmodified={lastmodified}"));
-                    out.push(format!("sops_mac={mac}"));
-                    if *mac_only {
-                        out.push("sops_mac_only_encrypted=true".into());
-                    }
-                    out.push(format!("sops_{}={}", selector.field(), selector.value()));
-                    if let Some(s) = source {
-                        out.push(format!("sops_{SOURCE_FIELD}={s}"));
-                    }
-                    out.push(format!("sops_version={SOPS_VERSION}"));
-                    out.sort();
-                    out
-                }
-            };
+            let lines: Vec<String> = flat_meta(meta, lastmodified, mac, source)?
+                .into_iter()
+                .map(|(k, v)| format!("sops_{k}={v}"))
+                .collect();
             Ok(render_dotenv(&enc_docs[0], &lines))
         }
+        Format::Ini => {
+            let pairs = flat_meta(meta, lastmodified, mac, source)?;
+            Ok(ini::emit(&enc_docs[0], Some(("sops", &pairs))))
+        }
     }
+}
+
+/// The metadata as the flat `KEY=value` pairs of dotenv and INI (line breaks as `\n`):
+/// an existing file's pairs in their order with `lastmodified`, `mac` and the source copy
+/// replaced; a new file's sorted (as sops 3.13 writes them; 3.11's order is random).
+fn flat_meta(
+    meta: &MetaSource,
+    lastmodified: &str,
+    mac: &str,
+    source: Option<&str>,
+) -> Result<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    match meta {
+        MetaSource::Raw(RawMeta::Flat(pairs)) => {
+            for (k, v) in pairs {
+                match k.as_str() {
+                    "lastmodified" => out.push((k.clone(), lastmodified.to_string())),
+                    "mac" => {
+                        out.push((k.clone(), mac.to_string()));
+                        if let Some(s) = source {
+                            out.push((SOURCE_FIELD.to_string(), s.to_string()));
+                        }
+                    }
+                    f if f == SOURCE_FIELD => {}
+                    _ => out.push((k.clone(), v.clone())),
+                }
+            }
+        }
+        MetaSource::Raw(_) => return Err(meta_mismatch()),
+        MetaSource::New {
+            age,
+            selector,
+            mac_only,
+        } => {
+            for (i, (r, e)) in age.iter().enumerate() {
+                out.push((format!("age__list_{i}__map_enc"), e.replace('\n', "\\n")));
+                out.push((format!("age__list_{i}__map_recipient"), r.clone()));
+            }
+            out.push(("lastmodified".into(), lastmodified.to_string()));
+            out.push(("mac".into(), mac.to_string()));
+            if *mac_only {
+                out.push(("mac_only_encrypted".into(), "true".into()));
+            }
+            out.push((selector.field().into(), selector.value().into()));
+            if let Some(s) = source {
+                out.push((SOURCE_FIELD.into(), s.to_string()));
+            }
+            out.push(("version".into(), SOPS_VERSION.into()));
+            out.sort();
+        }
+    }
+    Ok(out)
 }
 
 /// Raw metadata of one store handed to another store's writer: a bug, never input.
