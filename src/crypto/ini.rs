@@ -19,11 +19,14 @@ pub struct IniError {
 
 const DEFAULT: &str = "DEFAULT";
 
+/// One key of a section: (key, value, comment).
+type Entry = (String, String, String);
+
 struct Section {
     name: String,
     comment: String,
-    /// (key, value, comment) in first-seen order.
-    keys: Vec<(String, String, String)>,
+    /// In first-seen order.
+    keys: Vec<Entry>,
 }
 
 fn is_space(c: char) -> bool {
@@ -270,12 +273,12 @@ fn push_comment(out: &mut String, c: &str, trim: bool) {
 /// Print sections the way sops does (go-ini's pretty output). `extra` is appended as
 /// one more section (the `[sops]` metadata).
 pub fn emit(root: &Value, extra: Option<(&str, &[(String, String)])>) -> String {
-    let mut sections: Vec<(&str, String, Vec<(String, String, String)>)> = Vec::new();
+    let mut sections: Vec<(&str, String, Vec<Entry>)> = Vec::new();
     if let Value::Map(items) = root {
         for (k, v) in items {
             let Key::Name(name) = k else { continue };
             let mut comment = String::new();
-            let mut keys: Vec<(String, String, String)> = Vec::new();
+            let mut keys: Vec<Entry> = Vec::new();
             if let Value::Map(entries) = v {
                 for (i, (ek, ev)) in entries.iter().enumerate() {
                     match ek {
