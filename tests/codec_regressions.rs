@@ -208,9 +208,10 @@ fn layout(enc: &[u8]) -> Vec<String> {
         .filter(|l| {
             let t = l.trim();
             // Armor lines of the age stanzas (any length).
-            !(!t.is_empty()
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)))
+            t.is_empty()
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
         })
         .collect()
 }
