@@ -1,0 +1,381 @@
+//! Turning written content into sessions: encryption (stable against the base version,
+//! or per the creation rules), drafts of refused content (age-encrypted on disk), held
+//! files, and waiting for the commit and the push.
+//!
+//! No lock is held while encrypting or waiting on the master.
+
+use super::*;
+
+impl Fs {
+    /// The `.sops.yaml` creation parameters for a new file, if a rule matches.
+    pub(super) fn creation_params(
+        &self,
+        snap: &Snapshot,
+        path: &str,
+    ) -> Result<Option<crypto::CreationParams>> {
+        let Some((_, cfg)) = self.sops_config(snap, path)? else {
+            return Ok(None);
+        };
+        let dir = cfg.dir.to_string_lossy();
+        let rel = if dir.is_empty() {
+            path
+        } else {
+            &path[dir.len() + 1..]
+        };
+        cfg.params_for(rel)
+            .map_err(|e| Error::new(Kind::Io, format!("{path}: {e}")))
+    }
+
+    /// Encrypt (if the path must be) and commit one file; waits until committed.
+    /// `None` when the content equals what the base already has.
+    pub(super) fn commit_file(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: FileMode,
+        base: Option<Oid>,
+    ) -> Result<Option<Arc<Mutex<Ticket>>>> {
+        let snap = self.snapshot();
+        // The version the edit started from decides how it is stored.
+        let base_snap = Snapshot {
+            commit: base,
+            tree: match base {
+                Some(c) if Some(c) != snap.commit => self.with_reader(|r| {
+                    let repo = git2::Repository::open_bare(r.repo_path())
+                        .map_err(|e| Error::new(Kind::Io, e.to_string()))?;
+                    let t = repo
+                        .find_commit(c)
+                        .map_err(|e| Error::new(Kind::Io, e.to_string()))?
+                        .tree_id();
+                    Ok(t)
+                })?,
+                _ => snap.tree,
+            },
+            seq: 0,
+        };
+        let prev = self.with_reader(|r| Ok(r.stat(&base_snap, path)?))?;
+        let prev = match prev {
+            // A base we cannot decode (corrupt, too large) is replaced like a new file.
+            Some((EntryKind::File(m), oid)) if m != FileMode::Symlink => {
+                self.decode(path, oid).ok().map(|d| (d, m))
+            }
+            _ => None,
+        };
+        if let Some((d, m)) = &prev {
+            if d.data.as_slice() == data && *m == mode {
+                // Same as committed: nothing to do, and any draft is resolved.
+                self.clear_draft(path);
+                return Ok(None);
+            }
+            if d.locked.is_some() {
+                return Err(Error::new(
+                    Kind::ReadOnly,
+                    format!("{path}: cannot decrypt"),
+                ));
+            }
+        }
+        let format = Format::from_path(path);
+        let stored: Vec<u8> = match &prev {
+            Some((d, _)) if d.sops.is_some() => {
+                let opened = d.sops.as_ref().expect("checked is_some");
+                match opened.reencrypt(data) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let recips: Vec<String> =
+                            opened.metadata.age.iter().map(|(r, _)| r.clone()).collect();
+                        return Err(self.make_draft(path, data, mode, &recips, &e.to_string()));
+                    }
+                }
+            }
+            Some(_) => data.to_vec(),
+            None => match self.creation_params(&snap, path) {
+                Err(e) => return Err(self.make_draft(path, data, mode, &[], &e.message)),
+                Ok(Some(_)) if data.is_empty() => {
+                    let why = "empty: committed once it has content (sops cannot encrypt an \
+                               empty file)";
+                    lock(&self.state).mem.insert(
+                        path.to_string(),
+                        Mem::File {
+                            data: Zeroizing::new(Vec::new()),
+                            mode,
+                            kind: MemKind::Held(why.to_string()),
+                            mtime: SystemTime::now(),
+                        },
+                    );
+                    return Ok(None);
+                }
+                Ok(Some(params)) => match crypto::encrypt(data, format, &params) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        return Err(self.make_draft(
+                            path,
+                            data,
+                            mode,
+                            &params.recipients,
+                            &e.to_string(),
+                        ))
+                    }
+                },
+                Ok(None) => data.to_vec(),
+            },
+        };
+        let mut session = Session::new(base);
+        session.write_mode(path, stored, mode);
+        session.message(format!("valuesfs: update {path}"));
+        let mut ticket = self.master.submit(session)?;
+        match ticket.wait_committed() {
+            Ok(_) => {}
+            Err(e) => {
+                let msg = format!("{path}: {e}");
+                tracing::error!("commit refused: {msg}");
+                lock(&self.state)
+                    .errors
+                    .insert(path.to_string(), e.to_string());
+                return Err(Error::new(Kind::Io, msg));
+            }
+        }
+        self.clear_draft(path);
+        let mut st = lock(&self.state);
+        st.errors.remove(path);
+        st.locked.remove(path);
+        drop(st);
+        Ok(Some(Arc::new(Mutex::new(ticket))))
+    }
+
+    pub(super) fn draft_file(&self, path: &str) -> PathBuf {
+        let hex: String = path.bytes().map(|b| format!("{b:02x}")).collect();
+        self.cfg.state_dir.join("drafts").join(format!("{hex}.age"))
+    }
+
+    /// Keep refused content: readable at its path, encrypted on disk. Returns the error.
+    pub(super) fn make_draft(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: FileMode,
+        recipients: &[String],
+        why: &str,
+    ) -> Error {
+        let mut all: Vec<String> = recipients.to_vec();
+        all.extend(self.keys.recipients());
+        all.sort();
+        all.dedup();
+        let saved = crypto::keys::encrypt_to(&all, data)
+            .map_err(|e| e.to_string())
+            .and_then(|enc| {
+                let file = self.draft_file(path);
+                if let Some(d) = file.parent() {
+                    std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+                }
+                write_synced(&file, &enc).map_err(|e| e.to_string())
+            });
+        if let Err(e) = &saved {
+            tracing::error!("{path}: draft not saved to disk: {e}");
+        }
+        tracing::error!("{path}: content refused, kept as a draft: {why}");
+        let mut st = lock(&self.state);
+        st.mem.insert(
+            path.to_string(),
+            Mem::File {
+                data: Zeroizing::new(data.to_vec()),
+                mode,
+                kind: MemKind::Draft(why.to_string()),
+                mtime: SystemTime::now(),
+            },
+        );
+        st.errors.insert(path.to_string(), format!("draft: {why}"));
+        Error::new(
+            Kind::Io,
+            format!("{path}: content refused (kept as a draft): {why}"),
+        )
+    }
+
+    pub(super) fn clear_draft(&self, path: &str) {
+        let mut st = lock(&self.state);
+        if matches!(
+            st.mem.get(path),
+            Some(Mem::File {
+                kind: MemKind::Draft(_) | MemKind::Pending | MemKind::Held(_),
+                ..
+            })
+        ) {
+            st.mem.remove(path);
+        }
+        drop(st);
+        let _ = std::fs::remove_file(self.draft_file(path));
+    }
+
+    pub(super) fn load_drafts(&self) {
+        let dir = self.cfg.state_dir.join("drafts");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(hex) = name.strip_suffix(".age") else {
+                continue;
+            };
+            let bytes: Option<Vec<u8>> = (0..hex.len())
+                .step_by(2)
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                })
+                .collect();
+            let Some(path) = bytes.and_then(|b| String::from_utf8(b).ok()) else {
+                continue;
+            };
+            let Ok(enc) = std::fs::read(e.path()) else {
+                continue;
+            };
+            match self.keys.decrypt_file(&enc) {
+                Some(data) => {
+                    let mut st = lock(&self.state);
+                    st.errors
+                        .insert(path.clone(), "draft: restored after restart".into());
+                    st.mem.insert(
+                        path,
+                        Mem::File {
+                            data,
+                            mode: FileMode::Regular,
+                            kind: MemKind::Draft("restored after restart".into()),
+                            mtime: SystemTime::now(),
+                        },
+                    );
+                }
+                None => tracing::error!("draft {name}: cannot decrypt"),
+            }
+        }
+    }
+
+    /// Submit the open file of `ino` if dirty. Blocking.
+    pub(super) fn commit_open(&self, ino: u64) -> Result<Option<Arc<Mutex<Ticket>>>> {
+        let Some(gate) = lock(&self.state)
+            .open
+            .get(&ino)
+            .map(|of| of.committing.clone())
+        else {
+            return Ok(None);
+        };
+        let _committing = lock(&gate);
+        let res = self.commit_open_locked(ino);
+        if let Some(of) = lock(&self.state).open.get_mut(&ino) {
+            of.failed = res.as_ref().err().cloned();
+        }
+        res
+    }
+
+    /// Wait until no commit of this file is in flight; the error of the last one, if any.
+    pub(super) fn settle(&self, ino: u64) -> Result<()> {
+        let Some(gate) = lock(&self.state)
+            .open
+            .get(&ino)
+            .map(|of| of.committing.clone())
+        else {
+            return Ok(());
+        };
+        let _done = lock(&gate);
+        match lock(&self.state)
+            .open
+            .get(&ino)
+            .and_then(|of| of.failed.clone())
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn commit_open_locked(&self, ino: u64) -> Result<Option<Arc<Mutex<Ticket>>>> {
+        let (path, data, mode, base, scratch) = {
+            let mut st = lock(&self.state);
+            let Some(of) = st.open.get_mut(&ino) else {
+                return Ok(None);
+            };
+            if !of.dirty || of.unlinked {
+                return Ok(None);
+            }
+            of.dirty = false;
+            (
+                of.path.clone(),
+                Zeroizing::new(of.data.to_vec()),
+                of.mode,
+                of.base,
+                of.scratch,
+            )
+        };
+        if scratch || self.is_scratch(&path) {
+            let mut st = lock(&self.state);
+            st.mem.insert(
+                path,
+                Mem::File {
+                    data,
+                    mode,
+                    kind: MemKind::Scratch,
+                    mtime: SystemTime::now(),
+                },
+            );
+            return Ok(None);
+        }
+        let res = self.commit_file(&path, &data, mode, base);
+        let mut st = lock(&self.state);
+        if let Ok(t) = &res {
+            let head = self.snapshot().commit;
+            if let Some(of) = st.open.get_mut(&ino) {
+                of.base = head;
+                if t.is_some() {
+                    of.last = t.clone();
+                }
+            }
+            if t.is_none() {
+                // Nothing to commit: a pending file equal to the base is the base (a
+                // held one stays).
+                if matches!(
+                    st.mem.get(&path),
+                    Some(Mem::File {
+                        kind: MemKind::Pending,
+                        ..
+                    })
+                ) {
+                    st.mem.remove(&path);
+                }
+            }
+        }
+        res
+    }
+
+    /// Wait until the change is on the remote, up to the push timeout. A lost conflict is
+    /// EIO; an unreachable remote is success once the change is durable locally (offline
+    /// work must not break editors, which fsync on every save).
+    pub(super) fn wait_pushed(&self, ticket: &Arc<Mutex<Ticket>>) -> Result<()> {
+        let deadline = Instant::now() + self.cfg.push_timeout;
+        loop {
+            let step = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(250));
+            let res = lock(ticket).wait_pushed(step);
+            match res {
+                Ok(_) => return Ok(()),
+                Err(crate::repo::Error::Conflict(c)) => {
+                    tracing::error!("{c}");
+                    return Err(Error::new(Kind::Io, c.to_string()));
+                }
+                Err(crate::repo::Error::Timeout) if Instant::now() < deadline => {
+                    let offline = self
+                        .master
+                        .status()
+                        .is_ok_and(|st| st.last_push_error.is_some() && st.pending_pushes > 0);
+                    if offline {
+                        tracing::warn!(
+                            "remote unreachable: the change is committed locally, push pending"
+                        );
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("push pending: {e}");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
