@@ -245,6 +245,12 @@ fn refuse_hostile_heads(remote: &Remote, url: Option<String>) {
     for d in ["", "dir", "dir/sub"] {
         git_status_in(&mnt.p(d));
     }
+    // Every file shown reads (cat).
+    for p in all.iter().map(Path::new).filter(|p| p.is_file()) {
+        if !p.to_string_lossy().contains("/.valuesfs/") {
+            std::fs::read(p).unwrap_or_else(|e| panic!("cat {}: {e}", p.display()));
+        }
+    }
     // The refused objects are in the master's repository: its history view filters too.
     let hist = mnt.p(&format!(".valuesfs/history/{with_dotgit}"));
     let names: Vec<String> = find(&hist);

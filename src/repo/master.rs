@@ -245,6 +245,9 @@ fn enable_fsync() {
         // Re-hashing every object read costs more than the merges themselves; git does
         // not verify on read either (fsck does).
         git2::opts::strict_hash_verification(false);
+        // Objects we create are validated (a tree entry must point at an existing object
+        // of the right type); fetched heads get the fsck of `names::fsck_tree`.
+        git2::opts::strict_object_creation(true);
         // Readers resolve paths through the root tree on every open; libgit2 only caches
         // trees up to 4 KiB by default, so a directory of ~100 files was inflated again on
         // every lookup. Cache trees up to 1 MiB (the cache stays bounded by its total).
