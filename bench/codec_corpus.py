@@ -35,7 +35,8 @@ def walk(root):
     for d, dirs, files in os.walk(root):
         dirs.sort()
         for name in sorted(files):
-            ext = os.path.splitext(name)[1].lower()
+            # splitext(".env") has no extension, but a file called .env is a dotenv file.
+            ext = ".env" if name == ".env" else os.path.splitext(name)[1].lower()
             if ext in STORE_OF:
                 yield os.path.join(d, name), STORE_OF[ext]
 

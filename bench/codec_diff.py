@@ -1102,6 +1102,80 @@ def repair(store, data):
     return data
 
 
+def flow_items(text, yaml_mode):
+    """The items of every [...] and {...} collection in `text` (JSON, or YAML flow
+    collections), as lists of (start, end) byte spans, plus the collections' own spans.
+    Quoted strings are skipped; in YAML only quotes that open a scalar count, and `#`
+    after whitespace starts a comment."""
+    stack, items, colls = [], [], []
+    i, n, last = 0, len(text), -1  # last: index of the last non-space byte seen
+    while i < n:
+        c = text[i:i + 1]
+        opener = not yaml_mode or i == 0 or text[i - 1:i] in b" \t\n[{,:"
+        if c == b'"' and opener:
+            j = i + 1
+            while j < n and text[j:j + 1] != b'"':
+                j += 2 if text[j:j + 1] == b"\\" else 1
+            if stack and stack[-1][1] is None:
+                stack[-1][1] = i
+            i, last = j + 1, j
+            continue
+        if c == b"'" and yaml_mode and opener:
+            j = i + 1
+            while j < n and not (text[j:j + 1] == b"'" and text[j + 1:j + 2] != b"'"):
+                j += 2 if text[j:j + 2] == b"''" else 1
+            if stack and stack[-1][1] is None:
+                stack[-1][1] = i
+            i, last = j + 1, j
+            continue
+        if c == b"#" and yaml_mode and (i == 0 or text[i - 1:i] in b" \t\n"):
+            while i < n and text[i:i + 1] != b"\n":
+                i += 1
+            continue
+        if c in (b"[", b"{"):
+            if stack and stack[-1][1] is None:
+                stack[-1][1] = i
+            stack.append([[], None, i])  # item spans, start of the current item, open index
+        elif c in (b"]", b"}") and stack:
+            spans, start, opened = stack.pop()
+            if start is not None:
+                spans.append((start, last + 1))
+            if spans:
+                items.append(spans)
+            colls.append((opened, i + 1))
+        elif c == b"," and stack:
+            if stack[-1][1] is not None:
+                stack[-1][0].append((stack[-1][1], last + 1))
+            stack[-1][1] = None
+        elif stack and stack[-1][1] is None and not c.isspace():
+            stack[-1][1] = i
+        if not c.isspace():
+            last = i
+        i += 1
+    return items, colls
+
+
+def item_deletions(text, yaml_mode):
+    """Texts with one flow item deleted (with its comma), or one collection emptied,
+    biggest first."""
+    items, colls = flow_items(text, yaml_mode)
+    out = []
+    for spans in items:
+        for k, (s, e) in enumerate(spans):
+            if k > 0:
+                cut = (spans[k - 1][1], e)  # ", item"
+            elif len(spans) > 1:
+                cut = (s, spans[1][0])  # "item, "
+            else:
+                cut = (s, e)
+            out.append((e - s, text[:cut[0]] + text[cut[1]:]))
+    for s, e in colls:
+        if e - s > 2:
+            out.append((e - s - 1, text[:s + 1] + text[e - 1:e] + text[e:]))
+    out.sort(key=lambda t: -t[0])
+    return [t for _, t in out]
+
+
 def shrink(tools, store, data, sig, jobs, time_limit=150):
     """Greedy: keep any deletion after which the case still fails with the same signature
     (a candidate sops refuses does not fail, so it is never kept). Deletions are tried
@@ -1150,11 +1224,34 @@ def shrink(tools, store, data, sig, jobs, time_limit=150):
                     break
         return lines, progress
 
+    def flow_sweep(lines):
+        """Delete items of flow collections (all of JSON, YAML's [..] and {..}); texts
+        already seen to pass are not tried again after the text changed."""
+        text, progress, passed = b"".join(lines), False, set()
+        while time.time() < deadline:
+            cands = [c for c in item_deletions(text, store == "yaml") if c not in passed]
+            hit = None
+            for k in range(0, len(cands), jobs):
+                batch = cands[k:k + jobs]
+                results = list(pool.map(still_fails, batch))
+                passed.update(c for c, r in zip(batch, results) if not r)
+                if True in results:
+                    hit = batch[results.index(True)]
+                    break
+                if time.time() > deadline:
+                    break
+            if hit is None:
+                break
+            text, progress = hit, True
+        return text.splitlines(True), progress
+
     lines = data.splitlines(True)
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         progress = True
         while progress and time.time() < deadline:
-            lines, progress = sweep(lines, block_spans)
+            lines, progress = flow_sweep(lines) if store != "dotenv" else (lines, False)
+            lines, p = sweep(lines, block_spans)
+            progress |= p
             size = len(lines) // 2
             while size >= 1:
                 lines, p = sweep(lines, lambda ls, z=size: [(i, min(len(ls), i + z))
