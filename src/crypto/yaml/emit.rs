@@ -295,24 +295,19 @@ fn is_old_yaml_special(s: &str) -> bool {
     ) || is_base60(s)
 }
 
+/// YAML 1.1 base-60 floats (`1:30`), which go-yaml quotes for older parsers: its own
+/// pattern, where every part after the first is `[0-5]?[0-9]` (so `80:80` is not one).
 fn is_base60(s: &str) -> bool {
-    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
-    let mut parts = body.split(':');
-    let Some(first) = parts.next() else {
-        return false;
-    };
-    let rest: Vec<&str> = parts.collect();
-    if rest.is_empty() || first.is_empty() || !first.bytes().all(|c| c.is_ascii_digit()) {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let first = s.bytes().next();
+    if !matches!(first, Some(b'+' | b'-' | b'0'..=b'9')) || !s.contains(':') {
         return false;
     }
-    rest.iter().enumerate().all(|(i, p)| {
-        let p = if i == rest.len() - 1 {
-            p.split_once('.').map_or(*p, |(a, _)| a)
-        } else {
-            p
-        };
-        !p.is_empty() && p.len() <= 2 && p.bytes().all(|c| c.is_ascii_digit())
+    RE.get_or_init(|| {
+        regex::Regex::new(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+            .expect("a valid constant pattern")
     })
+    .is_match(s)
 }
 
 fn plain_allowed(s: &str) -> bool {
