@@ -3,8 +3,8 @@
 
 Usage:
   codec_diff.py [--store yaml|json|dotenv|all] [--cases N] [--seed S] [--jobs J]
-                [--keep-going] [--shrink-each] [--save DIR] [--valuesfs PATH] [--sops PATH]
-  codec_diff.py --replay FILE [--store ...]     # run the checks on one file (and shrink it)
+                [--keep-going [--shrink-each N]] [--save DIR] [--valuesfs PATH] [--sops PATH]
+  codec_diff.py --replay FILE [--store ...] [--keep-going]   # check one file, shrink failures
 
 A seeded generator writes random values files (YAML with comments everywhere, block
 scalars, tags, anchors, several documents...; JSON; dotenv). Every case is first encrypted
@@ -24,7 +24,10 @@ counted as "sops-refused". Each accepted case then goes through:
       edit-error         `valuesfs edit` succeeds,
       edit-content       and `sops -d` of its result shows exactly the one changed value.
       Check (3) only runs when the value can be found unambiguously: it occurs once in the
-      decrypted text, and `sops -d` after `sops set` shows exactly that one change.
+      decrypted text, and `sops -d` after `sops set` shows exactly that one change. When
+      the counts differ but valuesfs changed exactly as many lines as separate a no-op
+      `sops set` (the old value again) from the real one, sops differs from itself (it
+      re-renders its own file) and the case counts as "sops-unstable", not as a failure.
 
 Without --keep-going the first failure is shrunk (greedy deletion of blocks and lines that
 keeps the same failure while sops still accepts the input), printed with repr(), and the
@@ -1179,8 +1182,10 @@ def item_deletions(text, yaml_mode):
 def shrink(tools, store, data, sig, jobs, time_limit=150):
     """Greedy: keep any deletion after which the case still fails with the same signature
     (a candidate sops refuses does not fail, so it is never kept). Deletions are tried
-    biggest first (subtrees, then halves, quarters... of the file, then single lines),
-    `jobs` candidates at a time; after a hit the scan goes on from the same place."""
+    biggest first: flow items (JSON members, YAML [..] {..} items), then YAML subtrees,
+    then halves, quarters... of the file down to single lines; when nothing more can be
+    deleted, lines are simplified (see rewrites). `jobs` candidates run at a time; after
+    a hit the scan goes on from the same place."""
     group = CHECK_GROUP[sig[0]]
     deadline = time.time() + time_limit
 

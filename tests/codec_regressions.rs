@@ -72,6 +72,23 @@ const CASES: &[Case] = &[
         file: "a.yaml",
         plain: "s1: !!str 1\ni3: !!int \"3\"\nbin: !!binary aGVsbG8=\nref: !Ref foo\nvault: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162\nseqtag: !Seq\n  - a\nmaptag: !Map\n  k: v\n!!str 7: tagged key\n",
     },
+    // Found in the corpus of public values files.
+    Case {
+        name: "port mappings are not base-60 numbers",
+        file: "compose.yaml",
+        plain: "services:\n  web:\n    ports:\n      - '80:80'\n      - 1:30\n",
+    },
+    Case {
+        name: "characters beyond the BMP are escaped as go-yaml escapes them",
+        file: "bug_report.yml",
+        plain: "name: \"\u{1F41E} Bug\"\nbody: caf\u{e9}\n",
+    },
+    // Found by bench/codec_diff.py: sops reads JSON numbers as float64.
+    Case {
+        name: "json negative zero and integers beyond 2^53",
+        file: "n.json",
+        plain: "{\"a_unencrypted\": {\"z\": -0, \"big\": 9007199254740993}, \"b\": -0, \"c\": 9007199254740993, \"d\": 42}\n",
+    },
     // The INI store, as sops reads and writes it through go-ini.
     Case {
         name: "ini: sections, comments, alignment, quoting",
@@ -346,11 +363,13 @@ fn an_ini_edit_changes_what_sops_set_changes() {
     let ours_text = String::from_utf8(ours).expect("utf8");
     assert_eq!(changed_lines(&data(&original), &data(&by_sops)), 1);
     assert_eq!(changed_lines(&data(&original), &data(&ours_text)), 1);
-    assert_eq!(
-        changed_lines(&original, &ours_text),
-        3,
-        "value, lastmodified, mac"
-    );
+    // Only the value, `mac` and (unless in the same second) `lastmodified` changed.
+    let others: Vec<(&str, &str)> = original
+        .lines()
+        .zip(ours_text.lines())
+        .filter(|(a, b)| a != b && !a.starts_with("lastmodified") && !a.starts_with("mac "))
+        .collect();
+    assert_eq!(others.len(), 1, "{others:?}");
     let (a, _) = sops_d(&ours_path, &key);
     let (b, _) = sops_d(&set_path, &key);
     assert_eq!(a, b);

@@ -200,9 +200,14 @@ impl P<'_> {
             }
         }
         let text = &self.s[start..self.pos];
+        // sops decodes every JSON number as a float64: `-0` keeps its sign, and integers
+        // beyond 2^53 round (what it hashes into the MAC and prints); others stay ints.
         if !float {
             if let Ok(i) = text.parse::<i64>() {
-                return Ok(Value::Int(i));
+                let exact = i.unsigned_abs() <= 1 << 53;
+                if exact && !(i == 0 && text.starts_with('-')) {
+                    return Ok(Value::Int(i));
+                }
             }
         }
         text.parse::<f64>()

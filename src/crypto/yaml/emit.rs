@@ -220,7 +220,7 @@ fn key_text(name: &str) -> String {
 fn literal_ok(s: &str) -> bool {
     s.contains('\n')
         && !s.trim_end_matches('\n').is_empty()
-        && !s.chars().any(|c| is_special(c) && c != '\n' && c != '\t')
+        && !s.chars().any(|c| !printable(c) && c != '\n' && c != '\t')
         && !s.split('\n').any(|l| l.ends_with(' ') || l.ends_with('\t'))
 }
 
@@ -232,6 +232,17 @@ pub(super) fn is_special(c: char) -> bool {
         || (0xA0..=0xD7FF).contains(&u)
         || (0xE000..=0xFFFD).contains(&u) && u != 0xFEFF
         || (0x10000..=0x10FFFF).contains(&u))
+}
+
+/// Characters go-yaml's emitter prints as they are (its `is_printable`): narrower than
+/// what its reader accepts (`is_special`): no U+0085 and nothing beyond the BMP, which it
+/// escapes (`"\U0001F41E"`).
+fn printable(c: char) -> bool {
+    let u = c as u32;
+    u == 0x0A
+        || (0x20..=0x7E).contains(&u)
+        || (0xA0..=0xD7FF).contains(&u)
+        || (0xE000..=0xFFFD).contains(&u) && u != 0xFEFF
 }
 
 /// A scalar's text as go-yaml prints it.
@@ -259,7 +270,7 @@ pub fn scalar_text(v: &Value) -> String {
 
 /// A string scalar: plain when it reads back as the same string, else quoted.
 pub fn scalar_str(s: &str) -> String {
-    if s.chars().any(|c| is_special(c) || c == '\n') {
+    if s.chars().any(|c| !printable(c) || c == '\n') {
         return double_quote(s);
     }
     let resolves_to_string = matches!(resolve_plain(s), Value::Str(_)) && !is_old_yaml_special(s);
@@ -373,7 +384,7 @@ fn double_quote(s: &str) -> String {
             '\u{a0}' => out.push_str("\\_"),
             '\u{2028}' => out.push_str("\\L"),
             '\u{2029}' => out.push_str("\\P"),
-            c if is_special(c) => {
+            c if !printable(c) => {
                 let u = c as u32;
                 if u <= 0xFF {
                     out.push_str(&format!("\\x{u:02X}"));
