@@ -892,10 +892,20 @@ impl Encrypter<'_> {
                             out.push((Key::Comment(e), Value::Null));
                         }
                         Key::Name(n) => {
-                            let b = bp.iter().zip(be).find_map(|((pk, pv), (_, ev))| match pk {
-                                Key::Name(bn) if bn == n => Some((pv, ev)),
-                                _ => None,
-                            });
+                            // The k-th entry named `n` pairs with the k-th one in the base
+                            // (dotenv and INI files may repeat a key).
+                            let nth = items[..out.len()]
+                                .iter()
+                                .filter(|(pk, _)| matches!(pk, Key::Name(x) if x == n))
+                                .count();
+                            let b = bp
+                                .iter()
+                                .zip(be)
+                                .filter_map(|((pk, pv), (_, ev))| match pk {
+                                    Key::Name(bn) if bn == n => Some((pv, ev)),
+                                    _ => None,
+                                })
+                                .nth(nth);
                             path.push(n.clone());
                             let e = self.value(val, b, path, stack);
                             path.pop();
