@@ -72,6 +72,12 @@ const CASES: &[Case] = &[
         file: "a.yaml",
         plain: "s1: !!str 1\ni3: !!int \"3\"\nbin: !!binary aGVsbG8=\nref: !Ref foo\nvault: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162\nseqtag: !Seq\n  - a\nmaptag: !Map\n  k: v\n!!str 7: tagged key\n",
     },
+    // Found by bench/codec_diff.py: a line comment after a flow sequence lives in it.
+    Case {
+        name: "comment after an empty or flow sequence",
+        file: "a.yaml",
+        plain: "a: 1\nn: [] # c1\nc: [x] # c3\nm:\n  n: [] # c1\n  o: 1\nl:\n  - k: [] # c2\n    j: 2\n",
+    },
     // Found in the corpus of public values files.
     Case {
         name: "port mappings are not base-60 numbers",

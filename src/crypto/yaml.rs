@@ -540,8 +540,15 @@ impl<'a> Parser<'a> {
                 }
             }
         } else {
-            let (v, more) = self.inline_value(indent as isize)?;
-            inline.extend(more);
+            let (mut v, more) = self.inline_value(indent as isize)?;
+            // A line comment after a flow sequence that is a mapping value belongs to that
+            // sequence in sops's tree (go-yaml's line comment of the node).
+            match &mut v {
+                Value::Seq(items) if !in_seq && !more.is_empty() => {
+                    items.splice(0..0, more.into_iter().map(Value::Comment));
+                }
+                _ => inline.extend(more),
+            }
             v
         };
         let value = apply_tag(tag.as_deref(), value).map_err(|m| self.located(m))?;

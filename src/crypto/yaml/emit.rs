@@ -117,6 +117,17 @@ impl Emitter {
                 self.out.push(' ');
                 self.literal(s, below, col);
             }
+            // Only comments (sops turns `k: [] # c` into a list holding the comment):
+            // go-yaml prints `[]` and the comments after it, at the key's column. A
+            // mapping's lone comments are not printed at all.
+            Value::Seq(items) if !items.is_empty() => {
+                self.out.push_str(" []\n");
+                for c in items {
+                    if let Value::Comment(c) = c {
+                        self.comment(col, c);
+                    }
+                }
+            }
             other => {
                 self.out.push(' ');
                 self.out.push_str(&scalar_text(other));
