@@ -218,6 +218,21 @@ fn ours(dir: &Path, key: &Path, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// `sops ARGS` run in `dir` (sops finds `.sops.yaml` from its working directory):
+/// stdout and stderr; panics when it fails.
+fn sops_in(dir: &Path, key: &Path, args: &[&str]) -> (Vec<u8>, String) {
+    let out = sops()
+        .current_dir(dir)
+        .env("SOPS_AGE_KEY_FILE", key)
+        .env_remove("SOPS_AGE_KEY")
+        .args(args)
+        .output()
+        .expect("run sops");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "sops {args:?}: {err}");
+    (out.stdout, err)
+}
+
 /// The lines of an encrypted file that do not depend on keys or time.
 fn layout(enc: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(enc)
@@ -261,31 +276,9 @@ fn stores_settings_are_honoured_both_ways() {
     ];
     for (name, plain) in files {
         std::fs::write(dir.join(name), plain).expect("write");
-        let sops_made = {
-            let out = sops()
-                .current_dir(&dir)
-                .env("SOPS_AGE_KEY_FILE", &key)
-                .args(["-e", name])
-                .output()
-                .expect("sops -e");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            out.stdout
-        };
+        let (sops_made, _) = sops_in(&dir, &key, &["-e", name]);
         std::fs::write(dir.join(format!("sops-{name}")), &sops_made).expect("write");
-        let expected = {
-            let out = sops()
-                .current_dir(&dir)
-                .env("SOPS_AGE_KEY_FILE", &key)
-                .args(["-d", &format!("sops-{name}")])
-                .output()
-                .expect("sops -d");
-            assert!(out.status.success());
-            out.stdout
-        };
+        let (expected, _) = sops_in(&dir, &key, &["-d", &format!("sops-{name}")]);
         assert!(
             String::from_utf8_lossy(&expected).contains("\n  "),
             "sops printed {name} with indent 2"
@@ -301,24 +294,12 @@ fn stores_settings_are_honoured_both_ways() {
         let enc = ours(&dir, &key, &["encrypt", name]);
         assert_eq!(layout(&enc), layout(&sops_made), "{name}");
         std::fs::write(dir.join(format!("ours-{name}")), &enc).expect("write");
-        // (sops finds `.sops.yaml` from its working directory.)
-        let out = sops()
-            .current_dir(&dir)
-            .env("SOPS_AGE_KEY_FILE", &key)
-            .args(["-d", &format!("ours-{name}")])
-            .output()
-            .expect("sops -d");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (read, warnings) = sops_in(&dir, &key, &["-d", &format!("ours-{name}")]);
         assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&read),
             String::from_utf8_lossy(&expected),
             "{name}"
         );
-        let warnings = String::from_utf8_lossy(&out.stderr);
         assert!(warnings.trim().is_empty(), "{warnings}");
     }
 }

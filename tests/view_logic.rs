@@ -40,6 +40,17 @@ fn setup(tmp: &std::path::Path) -> (Fs, std::path::PathBuf) {
     (Fs::new(master, keys, fcfg).expect("fs"), remote)
 }
 
+/// A view of `url` with the vector identity and default settings (text merges only).
+fn plain_fs(url: &str, state: &std::path::Path) -> Fs {
+    let master = Master::start(config(url, state)).expect("master");
+    Fs::new(
+        master,
+        Arc::new(keyring()),
+        FsConfig::new(state.to_path_buf()),
+    )
+    .expect("fs")
+}
+
 fn commits(remote: &std::path::Path) -> usize {
     git(remote, &["rev-list", "--count", "main"])
         .trim()
@@ -208,13 +219,7 @@ fn hostile_repository_content_is_refused_not_shown() {
         &[("tampered.yaml", &tampered), ("bomb.yaml", &bomb)],
         "hostile",
     );
-    let master = Master::start(config(&url, &tmp.path().join("state"))).expect("master");
-    let fs = Fs::new(
-        master,
-        Arc::new(keyring()),
-        FsConfig::new(tmp.path().join("state")),
-    )
-    .expect("fs");
+    let fs = plain_fs(&url, &tmp.path().join("state"));
 
     // Tampered: still a file (it stats, so it can be removed or replaced), EIO on open
     // for reading, never the plaintext; the reason is in the status.
@@ -284,13 +289,7 @@ fn the_view_prints_as_the_repos_stores_settings_say() {
         &[(".sops.yaml", &cfg), ("v.yaml", &enc)],
         "seed",
     );
-    let master = Master::start(config(&url, &tmp.path().join("state"))).expect("master");
-    let fs = Fs::new(
-        master,
-        Arc::new(keyring()),
-        FsConfig::new(tmp.path().join("state")),
-    )
-    .expect("fs");
+    let fs = plain_fs(&url, &tmp.path().join("state"));
     let a = fs.lookup(ROOT, "v.yaml").expect("lookup");
     let o = fs.open(a.ino, libc::O_RDONLY).expect("open");
     let shown = fs.read(o.fh, 0, 1 << 20).expect("read");
