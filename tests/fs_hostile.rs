@@ -584,11 +584,15 @@ fn an_empty_new_file_under_a_rule_is_held_until_it_has_content() {
         std::fs::metadata(mnt.p("fresh.yaml")).expect("stat").len(),
         0
     );
-    let st = mnt.status();
-    assert!(
-        status_paths(&st, "held").iter().any(|p| p == "fresh.yaml"),
-        "{st}"
-    );
+    // The kernel sends RELEASE after close returns: the file is held once it is handled.
+    let held = wait_for(Duration::from_secs(10), || {
+        let st = mnt.status();
+        status_paths(&st, "held")
+            .iter()
+            .any(|p| p == "fresh.yaml")
+            .then_some(st)
+    });
+    let st = held.unwrap_or_else(|| panic!("not held: {}", mnt.status()));
     assert_eq!(status_paths(&st, "drafts"), Vec::<String>::new(), "{st}");
     mnt.flush();
     assert!(remote_raw(&remote, "fresh.yaml").is_none());
