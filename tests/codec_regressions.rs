@@ -89,6 +89,12 @@ const CASES: &[Case] = &[
         file: "bug_report.yml",
         plain: "name: \"\u{1F41E} Bug\"\nbody: caf\u{e9}\n",
     },
+    // Found by bench/codec_diff.py: go-yaml counts U+2028/U+2029 as line breaks.
+    Case {
+        name: "line and paragraph separators are single-quoted with padded continuations",
+        file: "a.yaml",
+        plain: "a: \"x\\Ly\"\nb:\n  c: \"\\Pq\"\nl:\n  - \"x\\L\\Ly\"\n  - k: \"a \\L b\"\n",
+    },
     // Found by bench/codec_diff.py: sops reads JSON numbers as float64.
     Case {
         name: "json negative zero and integers beyond 2^53",

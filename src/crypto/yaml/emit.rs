@@ -130,7 +130,7 @@ impl Emitter {
             }
             other => {
                 self.out.push(' ');
-                self.out.push_str(&scalar_text(other));
+                self.out.push_str(&scalar_text_at(other, below));
                 self.out.push('\n');
             }
         }
@@ -184,7 +184,7 @@ impl Emitter {
             other => {
                 self.pad(col);
                 self.out.push_str(dash);
-                self.out.push_str(&scalar_text(other));
+                self.out.push_str(&scalar_text_at(other, inner_col));
                 self.out.push('\n');
             }
         }
@@ -258,9 +258,15 @@ fn printable(c: char) -> bool {
 
 /// A scalar's text as go-yaml prints it.
 pub fn scalar_text(v: &Value) -> String {
+    scalar_text_at(v, 0)
+}
+
+/// A scalar's text as go-yaml prints it where its block indentation is `indent`
+/// (continuation lines of a single-quoted string are padded to it).
+fn scalar_text_at(v: &Value, indent: usize) -> String {
     match v {
         Value::Null => "null".into(),
-        Value::Str(s) => scalar_str(s),
+        Value::Str(s) => scalar_str_at(s, indent),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => {
             if f.is_nan() {
@@ -281,8 +287,15 @@ pub fn scalar_text(v: &Value) -> String {
 
 /// A string scalar: plain when it reads back as the same string, else quoted.
 pub fn scalar_str(s: &str) -> String {
+    scalar_str_at(s, 0)
+}
+
+fn scalar_str_at(s: &str, indent: usize) -> String {
     if s.chars().any(|c| !printable(c) || c == '\n') {
         return double_quote(s);
+    }
+    if s.contains(['\u{2028}', '\u{2029}']) {
+        return unicode_breaks(s, indent);
     }
     let resolves_to_string = matches!(resolve_plain(s), Value::Str(_)) && !is_old_yaml_special(s);
     if !resolves_to_string {
@@ -293,6 +306,39 @@ pub fn scalar_str(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "''"))
     }
+}
+
+/// A string holding U+2028/U+2029, which go-yaml's emitter counts as line breaks: plain
+/// style is out, single quotes when no break touches a space, else double quotes. In
+/// single quotes it writes the break as is and pads the next line to `indent`, as sops
+/// prints it (a YAML 1.2 reader then sees the padding as content: go-yaml's own quirk).
+fn unicode_breaks(s: &str, indent: usize) -> String {
+    let is_break = |c: char| matches!(c, '\u{2028}' | '\u{2029}');
+    let chars: Vec<char> = s.chars().collect();
+    let touches_space = chars
+        .windows(2)
+        .any(|w| is_break(w[0]) && w[1] == ' ' || w[0] == ' ' && is_break(w[1]));
+    if touches_space {
+        return double_quote(s);
+    }
+    let mut out = String::with_capacity(s.len() + 2 + indent);
+    out.push('\'');
+    let mut after_break = false;
+    for c in chars {
+        if is_break(c) {
+            after_break = true;
+        } else if after_break {
+            out.extend(std::iter::repeat_n(' ', indent));
+            after_break = false;
+        }
+        if c == '\'' {
+            out.push_str("''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// YAML 1.1 booleans and base-60 floats that go-yaml quotes to stay readable by 1.1 parsers.
