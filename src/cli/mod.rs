@@ -92,6 +92,10 @@ struct MountArgs {
     /// More scratch-file globs (kept in memory, never committed).
     #[arg(long)]
     ignore: Vec<String>,
+    /// Paths (globs, as for --ignore) that may be stored in clear even when they carry
+    /// a value decrypted from a SOPS file (the leak guard lets them through).
+    #[arg(long, value_name = "GLOB")]
+    allow_plaintext: Vec<String>,
     /// Memory for decrypted files, in MiB.
     #[arg(long)]
     cache_mib: Option<usize>,

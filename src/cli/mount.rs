@@ -88,6 +88,11 @@ fn options(args: &MountArgs) -> Result<MountOptions> {
         o.ignore
             .extend(items.iter().filter_map(|v| v.as_str().map(String::from)));
     }
+    o.allow_plaintext = args.allow_plaintext.clone();
+    if let Some(Value::Seq(items)) = cfg.get("allow_plaintext") {
+        o.allow_plaintext
+            .extend(items.iter().filter_map(|v| v.as_str().map(String::from)));
+    }
     if let Some(mib) = args.cache_mib {
         o.cache_bytes = mib << 20;
     }

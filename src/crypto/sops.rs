@@ -346,6 +346,21 @@ impl Opened {
         self.style
     }
 
+    /// The decrypted values of the leaves this file stores encrypted (strings, or the
+    /// whole content of a binary file): what must not be copied into a file stored in
+    /// clear. Comments and values left in clear are not included.
+    pub fn encrypted_strings(&self) -> Vec<Zeroizing<Vec<u8>>> {
+        let mut out = Vec::new();
+        if self.format == Format::Binary {
+            out.push(Zeroizing::new(self.plaintext.to_vec()));
+            return out;
+        }
+        for (e, p) in self.enc_docs.iter().zip(&self.plain_docs) {
+            encrypted_leaves(e, p, &mut out);
+        }
+        out
+    }
+
     /// Encrypt new plaintext for this file: same data key, recipients and selector, stable
     /// ciphertext for unchanged values, metadata text kept.
     pub fn reencrypt(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
@@ -364,6 +379,27 @@ impl Opened {
             base,
             &MetaSource::Raw(&self.raw),
         )
+    }
+}
+
+/// Walk an encrypted tree and its decryption side by side (same shape) and collect the
+/// plaintext of encrypted string leaves.
+fn encrypted_leaves(enc: &Value, plain: &Value, out: &mut Vec<Zeroizing<Vec<u8>>>) {
+    match (enc, plain) {
+        (Value::Map(e), Value::Map(p)) => {
+            for ((_, ev), (_, pv)) in e.iter().zip(p) {
+                encrypted_leaves(ev, pv, out);
+            }
+        }
+        (Value::Seq(e), Value::Seq(p)) => {
+            for (ev, pv) in e.iter().zip(p) {
+                encrypted_leaves(ev, pv, out);
+            }
+        }
+        (Value::Str(e), Value::Str(p)) if e.starts_with("ENC[") => {
+            out.push(Zeroizing::new(p.as_bytes().to_vec()));
+        }
+        _ => {}
     }
 }
 

@@ -10,6 +10,9 @@ pub enum Kind {
     NotEmpty,
     /// Operation not permitted (hard links, device nodes, chown to others, `.git`).
     Perm,
+    /// Permission denied: content the leak guard refused (a decrypted secret in a file
+    /// stored in clear).
+    Access,
     /// Read-only view (history, conflicts, files we cannot decrypt).
     ReadOnly,
     Invalid,
@@ -48,6 +51,7 @@ impl Error {
             Kind::IsDir => libc::EISDIR,
             Kind::NotEmpty => libc::ENOTEMPTY,
             Kind::Perm => libc::EPERM,
+            Kind::Access => libc::EACCES,
             Kind::ReadOnly => libc::EROFS,
             Kind::Invalid => libc::EINVAL,
             Kind::NameTooLong => libc::ENAMETOOLONG,

@@ -61,6 +61,13 @@ impl IgnoreSet {
         IgnoreSet { globs }
     }
 
+    /// A set of exactly these globs (no default scratch globs).
+    pub fn only(globs: &[String]) -> IgnoreSet {
+        IgnoreSet {
+            globs: globs.to_vec(),
+        }
+    }
+
     /// Add the patterns of a `.gitignore` text.
     pub fn add_gitignore(&mut self, text: &str) {
         for line in text.lines().map(str::trim) {

@@ -5,6 +5,7 @@ pub mod control;
 pub mod error;
 pub mod fuse;
 pub mod ignore;
+pub mod leak;
 pub mod mount;
 pub mod view;
 

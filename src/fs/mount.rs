@@ -43,6 +43,8 @@ pub struct MountOptions {
     pub push_timeout: Duration,
     pub fetch_interval: Duration,
     pub ignore: Vec<String>,
+    /// Globs of paths the leak guard lets through in clear.
+    pub allow_plaintext: Vec<String>,
     pub cache_bytes: usize,
     /// Largest file decrypted, served or accepted.
     pub max_file: usize,
@@ -61,6 +63,7 @@ impl MountOptions {
             push_timeout: Duration::from_secs(30),
             fetch_interval: Duration::from_secs(30),
             ignore: Vec::new(),
+            allow_plaintext: Vec::new(),
             cache_bytes: 256 << 20,
             max_file: crate::crypto::sops::DEFAULT_MAX_SIZE,
         }
@@ -182,6 +185,7 @@ pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
     fcfg.push_sync = opts.push_sync;
     fcfg.push_timeout = opts.push_timeout;
     fcfg.ignore = opts.ignore.clone();
+    fcfg.allow_plaintext = opts.allow_plaintext.clone();
     fcfg.cache_bytes = opts.cache_bytes;
     fcfg.max_file = opts.max_file;
     let fs = Arc::new(Fs::new(master.clone(), keys, fcfg)?);

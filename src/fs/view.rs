@@ -15,8 +15,9 @@
 //! `release` submits what no flush did. Methods that wait on the master are blocking:
 //! the FUSE adapter runs them on worker threads, never on a FUSE thread.
 //!
-//! Lock order: `state`, then `cache`, then `readers`. No lock is held while waiting on
-//! the master or while encrypting.
+//! Lock order: `state`, then `cache`, then `readers`; `secrets` (the leak guard's index)
+//! and a file's `committing` gate are taken with none of these held (the gate first, then
+//! the others). No lock is held while waiting on the master or while encrypting.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ use zeroize::Zeroizing;
 
 use super::error::{not_found, Error, Kind, Result};
 use super::ignore::IgnoreSet;
+use super::leak::SecretIndex;
 use crate::crypto::{self, Format, Keyring, SopsConfig, Style};
 use crate::repo::names::{self, NameRule};
 use crate::repo::{EntryKind, FileMode, MasterHandle, Oid, Reader, Session, Snapshot, Ticket};
@@ -50,6 +52,8 @@ pub struct FsConfig {
     pub push_timeout: Duration,
     /// Extra scratch globs (`--ignore`).
     pub ignore: Vec<String>,
+    /// Globs of paths that may carry decrypted secrets in clear (`--allow-plaintext`).
+    pub allow_plaintext: Vec<String>,
     /// Bytes of decoded blobs kept in memory.
     pub cache_bytes: usize,
     /// Where drafts are kept (age-encrypted).
@@ -71,6 +75,7 @@ impl FsConfig {
             push_sync: false,
             push_timeout: Duration::from_secs(30),
             ignore: Vec::new(),
+            allow_plaintext: Vec::new(),
             cache_bytes: 256 << 20,
             state_dir,
             max_file: crypto::sops::DEFAULT_MAX_SIZE,
@@ -283,6 +288,10 @@ pub struct Fs {
     pub(crate) keys: Arc<Keyring>,
     pub(crate) cfg: FsConfig,
     ignore: Mutex<IgnoreSet>,
+    allow_plaintext: IgnoreSet,
+    /// Secrets learned from decrypted SOPS files (the leak guard). A leaf lock: taken
+    /// with no other lock held.
+    secrets: Mutex<SecretIndex>,
     state: Mutex<State>,
     cache: Mutex<Cache>,
     readers: Mutex<Vec<Reader>>,
@@ -336,6 +345,8 @@ impl Fs {
         let cap = std::num::NonZeroUsize::new(1 << 20).expect("non-zero capacity");
         let fs = Fs {
             ignore: Mutex::new(IgnoreSet::new(&cfg.ignore)),
+            allow_plaintext: IgnoreSet::only(&cfg.allow_plaintext),
+            secrets: Mutex::new(SecretIndex::default()),
             master,
             keys,
             cfg,

@@ -87,7 +87,10 @@ impl Fs {
                     }
                 }
             }
-            Some(_) => data.to_vec(),
+            Some(_) => {
+                self.leak_check(path, data, mode)?;
+                data.to_vec()
+            }
             None => match self.creation_params(&snap, path) {
                 Err(e) => return Err(self.make_draft(path, data, mode, &[], &e.message)),
                 Ok(Some(_)) if data.is_empty() => {
@@ -116,7 +119,10 @@ impl Fs {
                         ))
                     }
                 },
-                Ok(None) => data.to_vec(),
+                Ok(None) => {
+                    self.leak_check(path, data, mode)?;
+                    data.to_vec()
+                }
             },
         };
         let mut session = Session::new(base);
@@ -140,6 +146,25 @@ impl Fs {
         st.locked.remove(path);
         drop(st);
         Ok(Some(Arc::new(Mutex::new(ticket))))
+    }
+
+    /// The leak guard (see `fs::leak`): content about to be stored in clear must not carry
+    /// a value decrypted from a SOPS file, unless `--allow-plaintext` covers the path.
+    /// Refused content is kept as a draft; the error is EACCES.
+    pub(super) fn leak_check(&self, path: &str, data: &[u8], mode: FileMode) -> Result<()> {
+        if mode == FileMode::Symlink || self.allow_plaintext.is_scratch(path) {
+            return Ok(());
+        }
+        let Some(source) = lock(&self.secrets).find(data) else {
+            return Ok(());
+        };
+        let why = format!(
+            "carries a secret decrypted from {source}; it would be stored in clear (a \
+             .sops.yaml creation rule covering {path} encrypts it, --allow-plaintext \
+             lets it through)"
+        );
+        let e = self.make_draft(path, data, mode, &[], &why);
+        Err(Error::new(Kind::Access, e.message))
     }
 
     pub(super) fn draft_file(&self, path: &str) -> PathBuf {

@@ -93,11 +93,18 @@ impl Fs {
         let looks_sops = memchr_all(&raw, b"sops") && memchr_all(&raw, b"ENC[AES256_GCM,");
         let decoded = if looks_sops && crypto::is_sops(&raw, format) {
             match crypto::decrypt_styled(&raw, format, &self.keys, style) {
-                Ok(opened) => Decoded {
-                    data: Zeroizing::new(opened.plaintext.to_vec()),
-                    sops: Some(Arc::new(opened)),
-                    locked: None,
-                },
+                Ok(opened) => {
+                    let mut ix = lock(&self.secrets);
+                    if !ix.knows(oid) {
+                        ix.learn(oid, path, &opened.encrypted_strings());
+                    }
+                    drop(ix);
+                    Decoded {
+                        data: Zeroizing::new(opened.plaintext.to_vec()),
+                        sops: Some(Arc::new(opened)),
+                        locked: None,
+                    }
+                }
                 Err(
                     e @ (crypto::Error::NoMatchingIdentity { .. }
                     | crypto::Error::NoIdentities { .. }
