@@ -180,3 +180,91 @@ fn a_refused_leak_leaves_no_plaintext_on_disk_once_the_mount_is_gone() {
     assert!(files_containing(remote.dir(), SECRET.as_bytes()).is_empty());
     assert!(!remote_history(&remote).contains(SECRET));
 }
+
+#[test]
+fn a_failed_write_commits_nothing() {
+    let remote = seeded_remote();
+    let mnt = mount_with(&remote, None, |o| o.max_file = 1 << 20);
+    let before = commits(&remote);
+    // dd past the limit into a new file and over a tracked one: EFBIG, then nothing.
+    for (name, old) in [("big.bin", None), ("plain.txt", Some(PLAIN.as_bytes()))] {
+        let out = Command::new("dd")
+            .arg("if=/dev/zero")
+            .arg(format!("of={}", mnt.p(name).display()))
+            .args(["bs=64k", "count=40"])
+            .output()
+            .expect("dd");
+        assert!(!out.status.success(), "{name}: dd must fail");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("File too large"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        match old {
+            None => assert!(!mnt.p(name).exists(), "{name}: a partial new file stayed"),
+            Some(old) => assert_eq!(mnt.read(name), old, "{name}: the previous version stays"),
+        }
+        let st = mnt.status();
+        assert!(
+            status_paths(&st, "errors").iter().any(|p| p == name),
+            "{name}: {st}"
+        );
+        assert!(st.contains("nothing of this write is committed"), "{st}");
+    }
+    mnt.flush();
+    assert_eq!(commits(&remote), before, "a failed write made a commit");
+    assert!(remote_raw(&remote, "big.bin").is_none());
+    // A handle truncated after the failure may write again.
+    let py = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import os, sys\nfd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT)\ntry:\n  os.write(fd, b'x' * (2 << 20))\nexcept OSError as e:\n  assert e.errno == 27, e\nos.ftruncate(fd, 0)\nos.lseek(fd, 0, 0)\nos.write(fd, b'small\\n')\nos.close(fd)\n",
+        )
+        .arg(mnt.p("retry.txt"))
+        .status()
+        .expect("python3");
+    assert!(py.success());
+    mnt.flush();
+    assert_eq!(
+        remote_raw(&remote, "retry.txt").as_deref(),
+        Some(&b"small\n"[..])
+    );
+    assert_eq!(commits(&remote), before + 1);
+}
+
+#[test]
+fn a_sops_file_renamed_to_any_name_stays_a_sops_file() {
+    let remote = seeded_remote();
+    let json = std::fs::read(common::vectors().join("enc/config.json")).expect("vector");
+    push_files(&remote, &[("secrets.json", &json)], "json secret");
+    let mnt = mount_remote(&remote);
+    let yaml_plain = mnt.read("secret.yaml");
+    let json_plain = mnt.read("secrets.json");
+    assert!(!is_sops("x.json", &json_plain), "shown decrypted");
+    for (from, to) in [
+        ("secret.yaml", "secret.bak"),
+        ("secrets.json", "old/secrets"),
+    ] {
+        if to.contains('/') {
+            std::fs::create_dir_all(mnt.p("old")).expect("mkdir");
+        }
+        std::fs::rename(mnt.p(from), mnt.p(to)).expect("mv");
+    }
+    assert_eq!(mnt.read("secret.bak"), yaml_plain);
+    assert_eq!(mnt.read("old/secrets"), json_plain);
+    // An edit under the new name is encrypted with the file's own key and store.
+    let edited = String::from_utf8(yaml_plain.clone())
+        .expect("utf8")
+        .replace("replicas: 2", "replicas: 3");
+    put(&mnt.p("secret.bak"), edited.as_bytes());
+    mnt.flush();
+    let raw = remote_raw(&remote, "secret.bak").expect("landed");
+    assert!(String::from_utf8_lossy(&raw).contains("ENC[AES256_GCM,"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = tmp.path().join("secret.bak");
+    std::fs::write(&f, &raw).expect("write");
+    let key = common::private_key(tmp.path());
+    let out = common::sops_decrypt(&f, &key, &["--input-type", "yaml", "--output-type", "yaml"]);
+    assert!(String::from_utf8_lossy(&out).contains("replicas: 3"));
+    assert!(!String::from_utf8_lossy(&raw).contains("correct-horse"));
+}

@@ -408,6 +408,25 @@ pub fn is_sops(input: &[u8], format: Format) -> bool {
     parse_encrypted(input, format).is_ok()
 }
 
+/// The store a SOPS file is read with: the one its name gives when that store reads it
+/// as a SOPS file, else the first that does (a SOPS file renamed to a name of another or
+/// no store stays a SOPS file). None when no store sees a SOPS file.
+pub fn sops_format(input: &[u8], by_name: Format) -> Option<Format> {
+    std::iter::once(by_name)
+        .chain(
+            [
+                Format::Binary,
+                Format::Json,
+                Format::Yaml,
+                Format::Dotenv,
+                Format::Ini,
+            ]
+            .into_iter()
+            .filter(|f| *f != by_name),
+        )
+        .find(|f| is_sops(input, *f))
+}
+
 /// Decrypt a SOPS file with the identities in `keys`, printed in sops's default style.
 pub fn decrypt(input: &[u8], format: Format, keys: &Keyring) -> Result<Opened> {
     decrypt_styled(input, format, keys, Style::default())

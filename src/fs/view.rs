@@ -200,6 +200,10 @@ struct OpenFile {
     /// only truncation (`O_TRUNC`, or `ftruncate` to 0 as the kernel does it) makes it
     /// usable; reads and writes before that fail with this error.
     unreadable: Option<Error>,
+    /// A write into this buffer failed (over the size limit): nothing of it may be
+    /// committed. Every flush, fsync and close reports it until the buffer is truncated
+    /// to nothing or released (the previous version stays).
+    poisoned: Option<Error>,
 }
 
 struct Handle {
@@ -852,6 +856,7 @@ impl Fs {
                 committing: Arc::new(Mutex::new(())),
                 failed: None,
                 unreadable: unreadable.clone(),
+                poisoned: None,
             });
             of.handles += 1;
             if trunc {
@@ -860,6 +865,7 @@ impl Fs {
                     of.dirty = true;
                 }
                 of.unreadable = None;
+                of.poisoned = None;
             }
             Self::new_handle(
                 &mut st,
@@ -960,6 +966,7 @@ impl Fs {
                 committing: Arc::new(Mutex::new(())),
                 failed: None,
                 unreadable: None,
+                poisoned: None,
             },
         );
         let fh = Self::new_handle(
@@ -1037,10 +1044,18 @@ impl Fs {
         } else {
             offset as usize
         };
-        let end = off
-            .checked_add(data.len())
-            .filter(|e| *e <= max)
-            .ok_or_else(|| Error::new(Kind::TooBig, "file larger than the limit"))?;
+        let Some(end) = off.checked_add(data.len()).filter(|e| *e <= max) else {
+            let e = Error::new(
+                Kind::TooBig,
+                format!(
+                    "{}: a write went past the {max} byte limit (--max-file-mib); nothing of \
+                     this write is committed",
+                    of.path
+                ),
+            );
+            of.poisoned = Some(e.clone());
+            return Err(e);
+        };
         if of.data.len() < end {
             of.data.resize(end, 0);
         }
@@ -1150,7 +1165,20 @@ impl Fs {
         let res = self.commit_open(ino);
         let mut st = lock(&self.state);
         if st.open.get(&ino).is_some_and(|of| of.handles == 0) {
-            st.open.remove(&ino);
+            if let Some(of) = st.open.remove(&ino) {
+                // A new file whose writes failed leaves nothing behind.
+                if of.poisoned.is_some()
+                    && matches!(
+                        st.mem.get(&of.path),
+                        Some(Mem::File {
+                            kind: MemKind::Pending,
+                            ..
+                        })
+                    )
+                {
+                    st.mem.remove(&of.path);
+                }
+            }
         }
         res.map(|_| ())
     }
@@ -1194,6 +1222,9 @@ impl Fs {
                     if of.data.len() != size as usize {
                         of.data.resize(size as usize, 0);
                         of.dirty = true;
+                    }
+                    if size == 0 {
+                        of.poisoned = None;
                     }
                 }
                 if let Some(h) = fh.and_then(|f| st.handles.get_mut(&f)) {

@@ -316,6 +316,14 @@ impl Fs {
             let Some(of) = st.open.get_mut(&ino) else {
                 return Ok(None);
             };
+            if let Some(e) = of.poisoned.clone() {
+                if !of.unlinked {
+                    let path = of.path.clone();
+                    st.errors.insert(path, e.message.clone());
+                    tracing::error!("{}", e.message);
+                }
+                return Err(e);
+            }
             if !of.dirty || of.unlinked {
                 return Ok(None);
             }

@@ -91,8 +91,11 @@ impl Fs {
         }
         let raw = self.with_reader(|r| Ok(read_blob(r, oid)?))?;
         let looks_sops = memchr_all(&raw, b"sops") && memchr_all(&raw, b"ENC[AES256_GCM,");
-        let decoded = if looks_sops && crypto::is_sops(&raw, format) {
-            match crypto::decrypt_styled(&raw, format, &self.keys, style) {
+        let store = looks_sops
+            .then(|| crypto::sops::sops_format(&raw, format))
+            .flatten();
+        let decoded = if let Some(store) = store {
+            match crypto::decrypt_styled(&raw, store, &self.keys, style) {
                 Ok(opened) => {
                     let mut ix = lock(&self.secrets);
                     if !ix.knows(oid) {
