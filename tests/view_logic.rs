@@ -295,3 +295,55 @@ fn the_view_prints_as_the_repos_stores_settings_say() {
     let shown = fs.read(o.fh, 0, 1 << 20).expect("read");
     assert_eq!(String::from_utf8_lossy(&shown), shown_by_sops);
 }
+
+#[test]
+fn a_fetch_between_commit_and_the_next_write_is_not_overwritten() {
+    // A program keeps one descriptor open and flushes twice. Between the first commit
+    // and the buffer learning its new base, a fetch merges a remote edit of another line
+    // of the same file. The second flush must merge with it, not fast-forward over it.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    let url = remote.to_str().expect("utf8").to_string();
+    cli_commit(tmp.path(), &url, &[("list.txt", "a\nm\nb\nn\nc\n")], "seed");
+    let master = Master::start(config(&url, &tmp.path().join("state"))).expect("master");
+    let injected = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hook = {
+        let (m, url, dir, injected) = (
+            master.clone(),
+            url.clone(),
+            tmp.path().to_path_buf(),
+            injected.clone(),
+        );
+        valuesfs::fs::Hook(Arc::new(move || {
+            if injected.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            m.flush(Duration::from_secs(30))
+                .expect("push the first write");
+            let w = clone(&dir, &url);
+            let f = w.path().join("list.txt");
+            let text = std::fs::read_to_string(&f).expect("read");
+            std::fs::write(&f, text.replace("c\n", "C\n")).expect("write");
+            git(w.path(), &["commit", "-qam", "remote edit"]);
+            git(w.path(), &["push", "-q", "origin", "HEAD:main"]);
+            m.fetch_now().expect("fetch");
+        }))
+    };
+    let mut fcfg = FsConfig::new(tmp.path().join("state"));
+    fcfg.after_commit = Some(hook);
+    let fs = Fs::new(master, Arc::new(keyring()), fcfg).expect("fs");
+    let ino = fs.lookup(ROOT, "list.txt").expect("lookup").ino;
+    let o = fs.open(ino, libc::O_RDWR).expect("open");
+    fs.write(o.fh, 0, b"A\nm\nb\nn\nc\n", false)
+        .expect("write 1");
+    fs.flush(o.fh).expect("flush 1");
+    assert!(injected.load(std::sync::atomic::Ordering::SeqCst));
+    // The program's buffer still holds its own text; it changes line 3 next.
+    fs.write(o.fh, 0, b"A\nm\nB\nn\nc\n", false)
+        .expect("write 2");
+    fs.flush(o.fh).expect("flush 2");
+    fs.release(o.fh).expect("release");
+    fs.master().flush(Duration::from_secs(30)).expect("push");
+    let shown = git(&remote, &["show", "main:list.txt"]);
+    assert_eq!(shown, "A\nm\nB\nn\nC\n", "the remote edit was overwritten");
+}

@@ -10,4 +10,4 @@ pub mod mount;
 pub mod view;
 
 pub use error::{Error, Kind, Result};
-pub use view::{Attr, FileKind, Fs, FsConfig, OpenReply, SetAttr};
+pub use view::{Attr, FileKind, Fs, FsConfig, Hook, OpenReply, SetAttr};

@@ -63,6 +63,19 @@ pub struct FsConfig {
     /// How long a tracked file renamed onto a scratch name may stay unreplaced before its
     /// deletion is committed.
     pub whiteout_grace: Duration,
+    /// Test seam: runs after a buffer's session is committed, before the buffer learns
+    /// its new base (where a fetch could slip in).
+    pub after_commit: Option<Hook>,
+}
+
+/// A callback the tests use to inject events at a precise point.
+#[derive(Clone)]
+pub struct Hook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 impl FsConfig {
@@ -80,6 +93,7 @@ impl FsConfig {
             state_dir,
             max_file: crypto::sops::DEFAULT_MAX_SIZE,
             whiteout_grace: Duration::from_secs(2),
+            after_commit: None,
         }
     }
 }

@@ -6,6 +6,21 @@
 
 use super::*;
 
+/// The commit that holds a committed session.
+pub(super) fn committed_at(t: &Arc<Mutex<Ticket>>) -> Option<Oid> {
+    lock(t).wait_committed().ok()
+}
+
+/// What [`Fs::encode`] makes of content.
+pub(super) enum Encoded {
+    /// Equal to the base version: nothing to commit.
+    Same,
+    /// An empty new file under a creation rule, kept in memory until it has content.
+    Held,
+    /// The bytes git stores (ciphertext for SOPS files).
+    Stored(Vec<u8>),
+}
+
 impl Fs {
     /// The `.sops.yaml` creation parameters for a new file, if a rule matches.
     pub(super) fn creation_params(
@@ -35,6 +50,44 @@ impl Fs {
         mode: FileMode,
         base: Option<Oid>,
     ) -> Result<Option<Arc<Mutex<Ticket>>>> {
+        let stored = match self.encode(path, data, mode, base)? {
+            Encoded::Same | Encoded::Held => return Ok(None),
+            Encoded::Stored(b) => b,
+        };
+        let mut session = Session::new(base);
+        session.write_mode(path, stored, mode);
+        session.message(format!("valuesfs: update {path}"));
+        let mut ticket = self.master.submit(session)?;
+        match ticket.wait_committed() {
+            Ok(_) => {}
+            Err(e) => {
+                let msg = format!("{path}: {e}");
+                tracing::error!("commit refused: {msg}");
+                lock(&self.state)
+                    .errors
+                    .insert(path.to_string(), e.to_string());
+                return Err(Error::new(Kind::Io, msg));
+            }
+        }
+        self.clear_draft(path);
+        let mut st = lock(&self.state);
+        st.errors.remove(path);
+        st.locked.remove(path);
+        drop(st);
+        Ok(Some(Arc::new(Mutex::new(ticket))))
+    }
+
+    /// The one function that turns plaintext for a path into what git stores: encrypted
+    /// with the base version's key when the base is a SOPS file, per the creation rules
+    /// when new, in clear otherwise (through the leak guard). Refused content becomes a
+    /// draft (the error says why); an empty new file under a rule is held.
+    pub(super) fn encode(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: FileMode,
+        base: Option<Oid>,
+    ) -> Result<Encoded> {
         let snap = self.snapshot();
         // The version the edit started from decides how it is stored.
         let base_snap = Snapshot {
@@ -65,7 +118,7 @@ impl Fs {
             if d.data.as_slice() == data && *m == mode {
                 // Same as committed: nothing to do, and any draft is resolved.
                 self.clear_draft(path);
-                return Ok(None);
+                return Ok(Encoded::Same);
             }
             if d.locked.is_some() {
                 return Err(Error::new(
@@ -105,7 +158,7 @@ impl Fs {
                             mtime: SystemTime::now(),
                         },
                     );
-                    return Ok(None);
+                    return Ok(Encoded::Held);
                 }
                 Ok(Some(params)) => match crypto::encrypt(data, format, &params) {
                     Ok(b) => b,
@@ -125,27 +178,7 @@ impl Fs {
                 }
             },
         };
-        let mut session = Session::new(base);
-        session.write_mode(path, stored, mode);
-        session.message(format!("valuesfs: update {path}"));
-        let mut ticket = self.master.submit(session)?;
-        match ticket.wait_committed() {
-            Ok(_) => {}
-            Err(e) => {
-                let msg = format!("{path}: {e}");
-                tracing::error!("commit refused: {msg}");
-                lock(&self.state)
-                    .errors
-                    .insert(path.to_string(), e.to_string());
-                return Err(Error::new(Kind::Io, msg));
-            }
-        }
-        self.clear_draft(path);
-        let mut st = lock(&self.state);
-        st.errors.remove(path);
-        st.locked.remove(path);
-        drop(st);
-        Ok(Some(Arc::new(Mutex::new(ticket))))
+        Ok(Encoded::Stored(stored))
     }
 
     /// The leak guard (see `fs::leak`): content about to be stored in clear must not carry
@@ -350,14 +383,17 @@ impl Fs {
             return Ok(None);
         }
         let res = self.commit_file(&path, &data, mode, base);
+        if let Some(hook) = &self.cfg.after_commit {
+            (hook.0)();
+        }
         let mut st = lock(&self.state);
         if let Ok(t) = &res {
-            let head = self.snapshot().commit;
-            if let Some(of) = st.open.get_mut(&ino) {
-                of.base = head;
-                if t.is_some() {
-                    of.last = t.clone();
-                }
+            // The next session of this buffer builds on the commit that holds this one,
+            // not on the head: a fetch may have merged a remote edit of the same file
+            // since, and building on the head would silently drop it.
+            if let (Some(of), Some(t)) = (st.open.get_mut(&ino), t) {
+                of.base = committed_at(t);
+                of.last = Some(t.clone());
             }
             if t.is_none() {
                 // Nothing to commit: a pending file equal to the base is the base (a

@@ -190,14 +190,16 @@ impl Fs {
                     }
                 } else {
                     // Write-temporary-then-rename: exactly one session of the target.
-                    self.commit_file(&to, &data, mode, snap.commit)?;
+                    let t = self.commit_file(&to, &data, mode, snap.commit)?;
                     let mut st = lock(&self.state);
                     st.mem.remove(&from);
                     st.mem.remove(&to);
                     if let Some(of) = st.open.get_mut(&from_ino) {
                         of.scratch = false;
                         of.dirty = false;
-                        of.base = self.master.snapshot().commit;
+                        if let Some(t) = &t {
+                            of.base = super::commit::committed_at(t);
+                        }
                     }
                 }
                 let _ = std::fs::remove_file(self.draft_file(&from));
