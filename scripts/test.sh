@@ -4,7 +4,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked || exit 1
 log=$(mktemp)
-cargo test --release --locked --all-targets 2>&1 | tee "$log"
+cargo test --release --locked --all-targets --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s += $1} END {print s + 0}')

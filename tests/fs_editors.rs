@@ -403,10 +403,10 @@ fn moved_onto_a_scratch_name_is_deleted_after_the_grace_period() {
         PLAIN.as_bytes(),
         "the moved-aside copy is readable"
     );
-    m.flush();
+    m.push();
     assert_eq!(commits(&r), n, "deleted before the grace period");
     let deleted = wait_for(std::time::Duration::from_secs(6), || {
-        m.flush();
+        m.push();
         remote_raw(&r, "plain.txt").is_none().then_some(())
     });
     assert!(
@@ -420,7 +420,7 @@ fn moved_onto_a_scratch_name_is_deleted_after_the_grace_period() {
     std::fs::rename(m.p("secret.yaml"), m.p("secret.yaml.swp")).expect("mv aside");
     std::fs::rename(m.p("secret.yaml.swp"), m.p("secret.yaml")).expect("mv back");
     std::thread::sleep(std::time::Duration::from_millis(2600));
-    m.flush();
+    m.push();
     assert_eq!(m.read("secret.yaml"), secret_plaintext());
     assert_eq!(
         remote_raw(&r, "secret.yaml").as_deref(),

@@ -268,3 +268,302 @@ fn a_sops_file_renamed_to_any_name_stays_a_sops_file() {
     assert!(String::from_utf8_lossy(&out).contains("replicas: 3"));
     assert!(!String::from_utf8_lossy(&raw).contains("correct-horse"));
 }
+
+/// Every path that any commit of the remote ever touched.
+fn paths_in_history(remote: &Remote) -> std::collections::BTreeSet<String> {
+    git(&remote.path, &["log", "--all", "--name-only", "--format="])
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// A vimrc like many users have: backups, undo files, a swap file in the file's dir.
+const VIMRC: &str = "set nocompatible\nsyntax on\nfiletype plugin indent on\nset backup\nset writebackup\nset undofile\nset swapfile\nset directory=.\nset backupdir=.\nset undodir=.\n";
+
+#[test]
+fn every_common_save_pattern_is_one_commit_of_the_final_path() {
+    let remote = seeded_remote();
+    let mnt = mount_remote(&remote);
+    let src = tempfile::tempdir().expect("src");
+    let s = src.path();
+    let home = tempfile::tempdir().expect("home");
+    std::fs::write(home.path().join(".vimrc"), VIMRC).expect("vimrc");
+    std::fs::write(s.join("a.txt"), "rsync a\n").expect("w");
+    std::fs::write(s.join("b.txt"), "rsync b\n").expect("w");
+    std::fs::write(s.join("tool.sh"), "#!/bin/sh\necho hi\n").expect("w");
+    run(Command::new("chmod").arg("755").arg(s.join("tool.sh")));
+    let m = |rel: &str| mnt.p(rel).display().to_string();
+    let sh = |script: &str| {
+        run(Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&mnt.mnt)
+            .env("HOME", home.path()))
+    };
+    let mut expected: std::collections::BTreeSet<String> = paths_in_history(&remote);
+    let mut n = commits(&remote);
+    let mut step = |what: &str, commits_made: usize, paths: &[&str]| {
+        mnt.flush();
+        n += commits_made;
+        assert_eq!(commits(&remote), n, "{what}: {:?}", subjects(&remote));
+        expected.extend(paths.iter().map(|p| p.to_string()));
+        assert_eq!(
+            paths_in_history(&remote),
+            expected,
+            "{what}: a temporary name in history"
+        );
+    };
+
+    // rsync: a temporary `.name.XXXXXX` renamed onto each file.
+    std::fs::create_dir(mnt.p("sync")).expect("mkdir");
+    run(Command::new("rsync")
+        .arg("-a")
+        .arg(format!("{}/", s.display()))
+        .arg(m("sync/")));
+    step(
+        "rsync -a (new files)",
+        3,
+        &["sync/a.txt", "sync/b.txt", "sync/tool.sh"],
+    );
+    std::fs::write(s.join("a.txt"), "rsync a, changed\n").expect("w");
+    run(Command::new("rsync")
+        .arg("-a")
+        .arg(format!("{}/", s.display()))
+        .arg(m("sync/")));
+    step("rsync -a (one changed)", 1, &[]);
+    std::fs::write(s.join("b.txt"), "rsync b, in place\n").expect("w");
+    run(Command::new("rsync")
+        .args(["-a", "--inplace"])
+        .arg(format!("{}/", s.display()))
+        .arg(m("sync/")));
+    step("rsync --inplace", 1, &[]);
+    assert_eq!(mnt.read("sync/b.txt"), b"rsync b, in place\n");
+    assert_eq!(
+        ls_tree(&remote).get("sync/tool.sh").map(String::as_str),
+        Some("100755"),
+        "{:?}",
+        ls_tree(&remote)
+    );
+
+    // install -m: unlink, create, write, fchmod.
+    run(Command::new("install")
+        .args(["-m", "0755"])
+        .arg(s.join("tool.sh"))
+        .arg(m("inst.sh")));
+    step("install -m 0755 (new)", 1, &["inst.sh"]);
+    run(Command::new("install")
+        .args(["-m", "0644"])
+        .arg(s.join("a.txt"))
+        .arg(m("inst.sh")));
+    step("install -m 0644 (over)", 1, &[]);
+    assert_eq!(
+        ls_tree(&remote).get("inst.sh").map(String::as_str),
+        Some("100644")
+    );
+
+    // cp and cp -a (data, then the attribute calls).
+    run(Command::new("cp").arg(s.join("a.txt")).arg(m("cp.txt")));
+    step("cp (new)", 1, &["cp.txt"]);
+    run(Command::new("cp").arg(s.join("b.txt")).arg(m("cp.txt")));
+    step("cp (over)", 1, &[]);
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(s.join("tool.sh"))
+        .arg(m("cpa.sh")));
+    step("cp -a (new, executable)", 1, &["cpa.sh"]);
+    assert_eq!(
+        ls_tree(&remote).get("cpa.sh").map(String::as_str),
+        Some("100755")
+    );
+
+    // Python tempfile + os.replace, without fsync, onto a new and an existing file.
+    for (target, what, paths) in [
+        ("py.txt", "python replace (new)", &["py.txt"][..]),
+        ("py.txt", "python replace (over)", &[][..]),
+    ] {
+        run(Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import os, tempfile\nfd, tmp = tempfile.mkstemp(dir='.')\nos.write(fd, b'{what}\\n')\nos.close(fd)\nos.replace(tmp, '{target}')\n"
+            ))
+            .current_dir(&mnt.mnt));
+        step(what, 1, paths);
+    }
+    // Go's os.CreateTemp(dir, "values.yaml*") then os.Rename.
+    sh("printf 'go: 1\\n' > plain.txt123456789 && mv plain.txt123456789 plain.txt");
+    step("go-style temp + rename", 1, &[]);
+    // git checkout-style: unlink, then create the same name.
+    sh("rm dir/a.txt && printf 'checked out\\n' > dir/a.txt");
+    step("unlink and create", 1, &[]);
+    assert_eq!(mnt.read("dir/a.txt"), b"checked out\n");
+    // sponge reads everything, then writes the file.
+    sh("sed 's/beta/BETA/' dir/sub/b.txt | sponge dir/sub/b.txt");
+    step("sponge", 1, &[]);
+    assert_eq!(mnt.read("dir/sub/b.txt"), b"BETA\n");
+
+    // vim with a normal vimrc: backups, undo and swap files, backupcopy yes and auto.
+    put(&mnt.p("vim.txt"), b"hello\nworld\n");
+    step("a file for vim", 1, &["vim.txt"]);
+    for (bc, what) in [
+        ("yes", "vim backupcopy=yes"),
+        ("auto", "vim backupcopy=auto"),
+    ] {
+        run(Command::new("vim")
+            .current_dir(&mnt.mnt)
+            .env("HOME", home.path())
+            // -es skips initialisations unless -u names the vimrc.
+            .arg("-es")
+            .arg("-u")
+            .arg(home.path().join(".vimrc"))
+            .args(["-i", "NONE"])
+            .arg(format!("+set backupcopy={bc}"))
+            .arg(format!("+%s/world\\|yes/{bc}/"))
+            .args(["+wq", "vim.txt"]));
+        step(what, 1, &[]);
+        assert!(mnt.read_str("vim.txt").contains(bc));
+        // The vimrc was in effect: its undo file is there (in memory, never committed).
+        assert!(mnt.p(".vim.txt.un~").exists());
+    }
+    // A file written and closed, then left alone, is committed without fsync.
+    put(&mnt.p("alone.txt"), b"left alone\n");
+    let pushed = wait_for(std::time::Duration::from_secs(20), || {
+        remote_raw(&remote, "alone.txt").filter(|b| b == b"left alone\n")
+    });
+    assert!(pushed.is_some(), "a closed file was never committed");
+}
+
+/// A TCP relay in front of a server that can turn into a black hole: it keeps accepting
+/// connections and never answers (a firewall dropping packets, a dead VPN).
+struct Relay {
+    port: u16,
+    black_hole: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    held: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn to(target: u16) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let black_hole = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (bh, h) = (black_hole.clone(), held.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                if bh.load(Ordering::SeqCst) {
+                    h.lock().expect("held").push(conn);
+                    continue;
+                }
+                let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                for (mut a, mut b) in [
+                    (
+                        conn.try_clone().expect("clone"),
+                        up.try_clone().expect("clone"),
+                    ),
+                    (up, conn),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut a, &mut b);
+                        let _ = b.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay {
+            port,
+            black_hole,
+            held,
+        }
+    }
+
+    fn set_black_hole(&self, on: bool) {
+        self.black_hole
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+        if !on {
+            self.held.lock().expect("held").clear();
+        }
+    }
+}
+
+#[test]
+fn a_remote_that_never_answers_is_timed_out_shown_and_retried() {
+    use std::time::{Duration, Instant};
+    let remote = seeded_remote();
+    let daemon = repo_common::Daemon::start(remote.dir());
+    let relay = Relay::to(daemon.port);
+    let mnt = mount_with(&remote, None, |o| {
+        o.remote = format!("git://127.0.0.1:{}/remote.git", relay.port);
+        o.net_timeout = Duration::from_secs(2);
+        o.push_timeout = Duration::from_secs(10);
+    });
+    assert_eq!(mnt.read("plain.txt"), PLAIN.as_bytes());
+    relay.set_black_hole(true);
+
+    // fsync returns within the push timeout, the change committed locally.
+    let t0 = Instant::now();
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(mnt.p("offline.txt")).expect("create");
+        f.write_all(b"written while the remote hangs\n")
+            .expect("write");
+        f.sync_all()
+            .expect("fsync succeeds once the change is durable locally");
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "fsync hung: {:?}",
+        t0.elapsed()
+    );
+    // The status shows the attempt in flight, then the timeout and the attempts.
+    let in_flight = wait_for(Duration::from_secs(20), || {
+        status_field(&mnt.status(), "push_in_flight_since").filter(|v| v != "null")
+    });
+    assert!(in_flight.is_some(), "{}", mnt.status());
+    let failed = wait_for(Duration::from_secs(20), || {
+        let st = mnt.status();
+        let attempts: u32 = status_field(&st, "push_attempts")?.parse().ok()?;
+        let err = status_field(&st, "last_push_error").filter(|e| e != "null")?;
+        (attempts >= 1).then_some(err)
+    });
+    let err = failed.unwrap_or_else(|| panic!("no push error shown: {}", mnt.status()));
+    assert!(err.to_lowercase().contains("time"), "{err}");
+    assert_ne!(
+        status_field(&mnt.status(), "pending_pushes").as_deref(),
+        Some("0")
+    );
+    // Commits and FUSE operations go on meanwhile.
+    put(&mnt.p("also.txt"), b"also while the remote hangs\n");
+    assert_eq!(mnt.read("also.txt"), b"also while the remote hangs\n");
+
+    // The remote answers again: everything lands, once.
+    relay.set_black_hole(false);
+    let landed = wait_for(Duration::from_secs(90), || {
+        (remote_raw(&remote, "offline.txt").is_some() && remote_raw(&remote, "also.txt").is_some())
+            .then_some(())
+    });
+    assert!(landed.is_some(), "{}", mnt.status());
+    mnt.flush();
+    assert_eq!(
+        remote_raw(&remote, "offline.txt").as_deref(),
+        Some(&b"written while the remote hangs\n"[..])
+    );
+    let st = mnt.status();
+    assert_eq!(
+        status_field(&st, "pending_pushes").as_deref(),
+        Some("0"),
+        "{st}"
+    );
+    assert_eq!(
+        status_field(&st, "push_attempts").as_deref(),
+        Some("0"),
+        "{st}"
+    );
+    assert_eq!(
+        status_field(&st, "last_push_error").as_deref(),
+        Some("null"),
+        "{st}"
+    );
+}

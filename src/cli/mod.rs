@@ -89,6 +89,9 @@ struct MountArgs {
     push_timeout: Option<String>,
     #[arg(long)]
     fetch_interval: Option<String>,
+    /// Connect and read timeout of network remotes (default 30s).
+    #[arg(long)]
+    net_timeout: Option<String>,
     /// More scratch-file globs (kept in memory, never committed).
     #[arg(long)]
     ignore: Vec<String>,

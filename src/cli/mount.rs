@@ -83,6 +83,9 @@ fn options(args: &MountArgs) -> Result<MountOptions> {
     {
         o.fetch_interval = parse_duration(&t)?;
     }
+    if let Some(t) = args.net_timeout.clone().or_else(|| text("net_timeout")) {
+        o.net_timeout = parse_duration(&t)?;
+    }
     o.ignore = args.ignore.clone();
     if let Some(Value::Seq(items)) = cfg.get("ignore") {
         o.ignore

@@ -1,6 +1,6 @@
 //! The thin FUSE adapter: each callback calls [`Fs`] and answers with its result or its
 //! errno. The only file that sees fuser's types. Operations that may wait on the master
-//! (flush, fsync, release, unlink, rename, symlink, setattr) run on a worker pool and
+//! (flush, fsync, release, unlink, rmdir, rename, symlink, setattr) run on a worker pool and
 //! answer from there, so no FUSE thread ever blocks on git or the network.
 
 use std::ffi::OsStr;
@@ -263,13 +263,15 @@ impl Filesystem for Adapter {
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = match name_str(name) {
-            Ok(n) => n,
+            Ok(n) => n.to_string(),
             Err(e) => return reply.error(e),
         };
-        match self.fs.rmdir(parent.0, name) {
+        // Commits the deletions of files removed below it: on a worker.
+        let fs = self.fs.clone();
+        self.workers.run(move || match fs.rmdir(parent.0, &name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
-        }
+        });
     }
 
     fn symlink(

@@ -42,6 +42,8 @@ pub struct MountOptions {
     pub push_sync: bool,
     pub push_timeout: Duration,
     pub fetch_interval: Duration,
+    /// Connect and read timeout of network remotes.
+    pub net_timeout: Duration,
     pub ignore: Vec<String>,
     /// Globs of paths the leak guard lets through in clear.
     pub allow_plaintext: Vec<String>,
@@ -62,6 +64,7 @@ impl MountOptions {
             push_sync: false,
             push_timeout: Duration::from_secs(30),
             fetch_interval: Duration::from_secs(30),
+            net_timeout: Duration::from_secs(30),
             ignore: Vec::new(),
             allow_plaintext: Vec::new(),
             cache_bytes: 256 << 20,
@@ -178,6 +181,7 @@ pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
     let mut cfg = Config::new(opts.remote.clone(), state_dir.clone());
     cfg.branch = opts.branch.clone();
     cfg.fetch_interval = opts.fetch_interval;
+    cfg.net_timeout = opts.net_timeout;
     cfg.merger = Arc::new(SopsMerge::new(keys.clone()));
     let master = Master::start(cfg)?;
 
@@ -264,7 +268,8 @@ pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(500));
-                    fs.reap_whiteouts();
+                    fs.reap_whiteouts(false);
+                    fs.commit_deferred(false);
                 }
             });
     }
@@ -398,6 +403,8 @@ impl Mounted {
                 tracing::warn!("unmount: {e}");
             }
         }
+        self.fs.commit_deferred(true);
+        self.fs.reap_whiteouts(true);
         if let Err(e) = self.master.flush(self.push_timeout) {
             tracing::warn!("unpushed work stays in the state dir: {e}");
         }
@@ -411,6 +418,8 @@ impl Drop for Mounted {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(s) = self.session.take() {
             let _ = s.umount_and_join();
+            self.fs.commit_deferred(true);
+            self.fs.reap_whiteouts(true);
             self.master.shutdown();
         }
     }

@@ -63,6 +63,10 @@ pub struct FsConfig {
     /// How long a tracked file renamed onto a scratch name may stay unreplaced before its
     /// deletion is committed.
     pub whiteout_grace: Duration,
+    /// How long a new file, closed and never fsynced, stays in memory before it is
+    /// committed: a temporary renamed onto its final name within it is never committed
+    /// under its own name (rsync, `mkstemp` + rename, `install`). Zero commits at close.
+    pub new_file_grace: Duration,
     /// Test seam: runs after a buffer's session is committed, before the buffer learns
     /// its new base (where a fetch could slip in).
     pub after_commit: Option<Hook>,
@@ -93,6 +97,7 @@ impl FsConfig {
             state_dir,
             max_file: crypto::sops::DEFAULT_MAX_SIZE,
             whiteout_grace: Duration::from_secs(2),
+            new_file_grace: Duration::from_secs(2),
             after_commit: None,
         }
     }
@@ -173,6 +178,12 @@ enum MemKind {
     Scratch,
     /// Created, not yet committed.
     Pending,
+    /// A new file closed without fsync: its content passed the checks (encoding, the leak
+    /// guard) and is committed once `due` passes, unless it is renamed or removed first.
+    Deferred {
+        due: Instant,
+        base: Option<Oid>,
+    },
     /// Content that could not be committed (bad content); kept encrypted on disk.
     Draft(String),
     /// A new file kept uncommitted until it can be (an empty file under a creation
@@ -189,8 +200,10 @@ enum Mem {
         kind: MemKind,
         mtime: SystemTime,
     },
-    /// A tracked file moved onto a scratch name; hidden until replaced or reaped.
-    Whiteout(Instant),
+    /// A tracked file removed (unlinked, or moved onto a scratch name), and the commit it
+    /// was removed from: hidden, its deletion committed once the grace period passes
+    /// unless the path is recreated first (unlink-and-create is one change).
+    Whiteout(Instant, Option<Oid>),
 }
 
 struct OpenFile {
@@ -313,6 +326,10 @@ pub struct Fs {
     state: Mutex<State>,
     cache: Mutex<Cache>,
     readers: Mutex<Vec<Reader>>,
+    /// Held while deferred new files are committed, and by renames and unlinks of
+    /// overlay files, so a file is never committed under a name it just left. Taken
+    /// before any other lock.
+    deferred: Mutex<()>,
     pub(crate) started: SystemTime,
 }
 
@@ -378,6 +395,7 @@ impl Fs {
                 style_tree: None,
             }),
             readers: Mutex::new(Vec::new()),
+            deferred: Mutex::new(()),
             started: SystemTime::now(),
         };
         fs.refresh_ignore();
@@ -528,7 +546,7 @@ impl Fs {
             match st.mem.get(path) {
                 Some(Mem::Dir(_)) => return Ok(Some(Node::Dir)),
                 Some(Mem::File { .. }) => return Ok(Some(Node::Mem)),
-                Some(Mem::Whiteout(_)) => return Ok(None),
+                Some(Mem::Whiteout(..)) => return Ok(None),
                 None => {}
             }
             // Overlay entries below a path make it a directory.
@@ -537,14 +555,14 @@ impl Fs {
                 .mem
                 .range(below.clone()..)
                 .next()
-                .is_some_and(|(k, m)| k.starts_with(&below) && !matches!(m, Mem::Whiteout(_)))
+                .is_some_and(|(k, m)| k.starts_with(&below) && !matches!(m, Mem::Whiteout(..)))
             {
                 return Ok(Some(Node::Dir));
             }
             // A parent hidden by a whiteout hides its children.
             let mut p = parent_of(path);
             while !p.is_empty() {
-                if matches!(st.mem.get(p), Some(Mem::Whiteout(_))) {
+                if matches!(st.mem.get(p), Some(Mem::Whiteout(..))) {
                     return Ok(None);
                 }
                 p = parent_of(p);
@@ -740,12 +758,12 @@ impl Fs {
             }
             match rest.split_once('/') {
                 Some((dir, _)) => {
-                    if !matches!(st.mem.get(&join(&path, dir)), Some(Mem::Whiteout(_))) {
+                    if !matches!(st.mem.get(&join(&path, dir)), Some(Mem::Whiteout(..))) {
                         out.entry(dir.to_string()).or_insert(FileKind::Dir);
                     }
                 }
                 None => match m {
-                    Mem::Whiteout(_) => {
+                    Mem::Whiteout(..) => {
                         out.remove(rest);
                     }
                     Mem::Dir(_) => {
@@ -1099,7 +1117,7 @@ impl Fs {
             h.wrote = false;
             h.ino
         };
-        let t = self.commit_open(ino)?;
+        let t = self.commit_open(ino, self.cfg.push_sync)?;
         if let Some(t) = &t {
             if let Some(h) = lock(&self.state).handles.get_mut(&fh) {
                 h.ticket = Some(t.clone());
@@ -1126,7 +1144,7 @@ impl Fs {
             // Scratch files live in memory: nothing to wait for.
             return Ok(());
         }
-        let t = self.commit_open(ino)?;
+        let t = self.commit_open(ino, true)?;
         let ticket = t.or_else(|| {
             let st = lock(&self.state);
             st.handles
@@ -1176,7 +1194,7 @@ impl Fs {
         if !last {
             return Ok(());
         }
-        let res = self.commit_open(ino);
+        let res = self.commit_open(ino, self.cfg.push_sync);
         let mut st = lock(&self.state);
         if st.open.get(&ino).is_some_and(|of| of.handles == 0) {
             if let Some(of) = st.open.remove(&ino) {

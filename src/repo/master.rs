@@ -24,7 +24,7 @@ use super::packs::{self, Generation};
 use super::session::Session;
 use super::snapshot::{HeadChange, HeadChangeCause, Reader, Snapshot};
 use super::status::{ConflictInfo, RefusedHead, Status};
-use super::syncer::{SyncCmd, SyncEvent, Syncer};
+use super::syncer::{PushState, SyncCmd, SyncEvent, Syncer};
 use super::tree::{apply_overlay, changed_paths, diff_overlay, empty_tree, Overlay};
 use super::{transport, Config, ConflictDetail, Error, Result};
 
@@ -85,6 +85,10 @@ impl Ticket {
 
 struct Inner {
     tx: Sender<Request>,
+    /// The master's status as of its last batch, and the sync thread's push state:
+    /// status readers never wait behind a batch or a push.
+    published: Arc<Mutex<Status>>,
+    push_state: Arc<Mutex<PushState>>,
     cell: Arc<RwLock<Arc<Snapshot>>>,
     repo_path: PathBuf,
     generation: Generation,
@@ -183,6 +187,25 @@ impl MasterHandle {
 
     /// Current status.
     pub fn status(&self) -> Result<Status> {
+        let mut s = match self.inner.published.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let p = match self.inner.push_state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        s.push_in_flight_since = p.since.clone();
+        s.push_attempts = p.attempts;
+        if p.last_error.is_some() {
+            s.last_push_error = p.last_error.clone();
+        }
+        Ok(s)
+    }
+
+    /// The status computed by the master thread itself, after everything queued before
+    /// (exact ahead/behind even before the first fetch). Waits behind the current batch.
+    pub fn status_exact(&self) -> Result<Status> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.inner
             .tx
@@ -226,6 +249,22 @@ impl MasterHandle {
 pub struct Master;
 
 static FSYNC: Once = Once::new();
+
+/// libgit2's connect and read timeouts for its socket streams (git://, ssh, https);
+/// without them a remote that accepts and never answers holds a push forever.
+/// Process-wide: the last master started sets it.
+fn set_net_timeout(t: Duration) {
+    let ms = i32::try_from(t.as_millis()).unwrap_or(i32::MAX).max(1);
+    // SAFETY: plain libgit2 option calls, after its initialisation by git2.
+    unsafe {
+        if let Err(e) = git2::opts::set_server_connect_timeout_in_milliseconds(ms) {
+            tracing::warn!("cannot set the connect timeout: {e}");
+        }
+        if let Err(e) = git2::opts::set_server_timeout_in_milliseconds(ms) {
+            tracing::warn!("cannot set the network timeout: {e}");
+        }
+    }
+}
 
 /// Makes libgit2 fsync object files, packs and refs (process-wide; git2 has no wrapper)
 /// and skips hash verification of objects read (process-wide too).
@@ -308,7 +347,7 @@ fn fsync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -318,6 +357,7 @@ impl Master {
     /// existing local branch it starts even if the remote is down.
     pub fn start(cfg: Config) -> Result<MasterHandle> {
         enable_fsync();
+        set_net_timeout(cfg.net_timeout);
         fs::create_dir_all(&cfg.state_dir)?;
         let lock = lock_state_dir(&cfg.state_dir)?;
         let repo_path = cfg.state_dir.join("repo.git");
@@ -390,6 +430,8 @@ impl Master {
         let (tx, rx) = mpsc::channel();
         let (sync_tx, sync_rx) = mpsc::channel();
         let generation = Generation::default();
+        let push_state = Arc::new(Mutex::new(PushState::default()));
+        let published = Arc::new(Mutex::new(Status::default()));
         let syncer = Syncer {
             repo: Repository::open_bare(&repo_path)?,
             repo_path: repo_path.clone(),
@@ -403,6 +445,7 @@ impl Master {
             tx: tx.clone(),
             rx: sync_rx,
             known: known_remote,
+            push_state: push_state.clone(),
         };
         let sync_thread = std::thread::Builder::new()
             .name("valuesfs-sync".into())
@@ -440,8 +483,10 @@ impl Master {
             verified,
             refused,
             cfg,
+            published: published.clone(),
             _lock: lock,
         };
+        state.publish_status(true);
         let thread = std::thread::Builder::new()
             .name("valuesfs-master".into())
             .spawn(move || {
@@ -452,6 +497,8 @@ impl Master {
         Ok(MasterHandle {
             inner: Arc::new(Inner {
                 tx,
+                published,
+                push_state,
                 cell,
                 repo_path,
                 generation,
@@ -709,6 +756,8 @@ struct State {
     verified: HashSet<Oid>,
     /// A fetched remote head that failed the fsck: not published, pushes held.
     refused: Option<RefusedHead>,
+    /// Where [`MasterHandle::status`] reads from.
+    published: Arc<Mutex<Status>>,
     _lock: File,
 }
 
@@ -945,6 +994,8 @@ impl State {
             self.publish(cause);
             self.request_push();
         }
+        // Published before the acks: whoever was told "committed" sees it in the status.
+        self.publish_status(false);
         for p in std::mem::take(&mut self.batch) {
             let _ = p.committed.send(Ok(p.commit));
             self.wait_pushed(p.commit, p.pushed);
@@ -1323,10 +1374,25 @@ impl State {
         }
     }
 
+    /// Publish the status for readers; `exact` walks history before the first fetch
+    /// (too slow for every batch), otherwise the in-memory bookkeeping is used.
+    fn publish_status(&self, exact: bool) {
+        let s = self.status_with(exact);
+        match self.published.lock() {
+            Ok(mut g) => *g = s,
+            Err(p) => *p.into_inner() = s,
+        }
+    }
+
     fn status(&self) -> Status {
+        self.status_with(true)
+    }
+
+    fn status_with(&self, exact: bool) -> Status {
         // Between fetches our bookkeeping is exact; before the first one, ask git.
         let (ahead, behind) = match (self.remote_known, self.head, self.remote) {
             (true, _, _) => (self.unpushed.len(), 0),
+            (false, _, _) if !exact => (self.unpushed.len(), 0),
             (false, Some(h), Some(r)) => self.repo.graph_ahead_behind(h, r).unwrap_or((0, 0)),
             (false, Some(h), None) => (self.count(h), 0),
             _ => (0, 0),
@@ -1343,6 +1409,8 @@ impl State {
             last_fetch_error: self.last_fetch_error.clone(),
             last_push: self.last_push.clone(),
             last_push_error: self.last_push_error.clone(),
+            push_in_flight_since: None,
+            push_attempts: 0,
             conflicts: self.conflicts.clone(),
             refused_head: self.refused.clone(),
         }

@@ -238,6 +238,9 @@ pub struct Config {
     pub merger: Arc<dyn SemanticMerge>,
     /// Transport credentials.
     pub credentials: Credentials,
+    /// Connect and read timeout of network transports (git://, ssh, https): a remote
+    /// that accepts the connection and never answers fails the attempt after this.
+    pub net_timeout: Duration,
 }
 
 impl Config {
@@ -253,6 +256,7 @@ impl Config {
             author: ("valuesfs".to_string(), "valuesfs@localhost".to_string()),
             merger: Arc::new(NoSemanticMerge),
             credentials: Credentials::default(),
+            net_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -82,6 +82,12 @@ pub struct Status {
     pub last_push: Option<String>,
     /// Error of the last push attempt, if it failed.
     pub last_push_error: Option<String>,
+    /// When the push attempt now talking to the remote started (RFC 3339), if one is.
+    #[serde(default)]
+    pub push_in_flight_since: Option<String>,
+    /// Push attempts that failed since the last successful push.
+    #[serde(default)]
+    pub push_attempts: u32,
     /// Open conflicts, oldest first.
     pub conflicts: Vec<ConflictInfo>,
     /// The fetched remote head that was refused, if any.
@@ -113,6 +119,12 @@ impl Status {
         let _ = writeln!(y, "last_fetch_error: {}", scalar(&self.last_fetch_error));
         let _ = writeln!(y, "last_push: {}", scalar(&self.last_push));
         let _ = writeln!(y, "last_push_error: {}", scalar(&self.last_push_error));
+        let _ = writeln!(
+            y,
+            "push_in_flight_since: {}",
+            scalar(&self.push_in_flight_since)
+        );
+        let _ = writeln!(y, "push_attempts: {}", self.push_attempts);
         if self.conflicts.is_empty() {
             y.push_str("conflicts: []\n");
         } else {

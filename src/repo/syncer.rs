@@ -42,6 +42,17 @@ pub(crate) enum SyncEvent {
     PushFailed { error: String },
 }
 
+/// What the sync thread is doing, shared with status readers (never waits on I/O).
+#[derive(Debug, Default)]
+pub(crate) struct PushState {
+    /// Start of the push attempt in progress (RFC 3339).
+    pub since: Option<String>,
+    /// Failed attempts since the last successful push.
+    pub attempts: u32,
+    /// Error of the last failed attempt, until a push succeeds.
+    pub last_error: Option<String>,
+}
+
 pub(crate) struct Syncer {
     pub repo: Repository,
     pub repo_path: std::path::PathBuf,
@@ -57,6 +68,7 @@ pub(crate) struct Syncer {
     pub rx: Receiver<SyncCmd>,
     /// Remote head as last seen; `None` until the first successful fetch.
     pub known: Option<Option<Oid>>,
+    pub push_state: std::sync::Arc<std::sync::Mutex<PushState>>,
 }
 
 impl Syncer {
@@ -132,6 +144,7 @@ impl Syncer {
                 target = None;
                 continue;
             }
+            self.push_state(|p| p.since = Some(super::master::now_rfc3339()));
             let res = transport::push(
                 &self.repo,
                 &self.url,
@@ -141,6 +154,20 @@ impl Syncer {
                 &self.creds,
                 &mut cache,
             );
+            self.push_state(|p| {
+                p.since = None;
+                match &res {
+                    Ok(PushOutcome::Pushed) => {
+                        p.attempts = 0;
+                        p.last_error = None;
+                    }
+                    Ok(PushOutcome::Rejected(_)) => {}
+                    Err(e) => {
+                        p.attempts += 1;
+                        p.last_error = Some(e.to_string());
+                    }
+                }
+            });
             match res {
                 Ok(PushOutcome::Pushed) => {
                     tracing::debug!(%t, "pushed");
@@ -220,6 +247,13 @@ impl Syncer {
                 });
                 false
             }
+        }
+    }
+
+    fn push_state(&self, f: impl FnOnce(&mut PushState)) {
+        match self.push_state.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
         }
     }
 

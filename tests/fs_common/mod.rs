@@ -171,8 +171,20 @@ impl Mnt {
         self.mounted.as_ref().expect("mounted")
     }
 
-    /// Waits until everything committed is on the remote.
+    /// Commits new files still in their grace period, then waits until everything
+    /// committed is on the remote.
     pub fn flush(&self) {
+        self.m().fs.commit_deferred(true);
+        self.m().fs.reap_whiteouts(true);
+        self.m()
+            .master
+            .flush(PUSH_WAIT)
+            .unwrap_or_else(|e| panic!("flush: {e}"));
+    }
+
+    /// Waits until everything committed is on the remote, leaving files in their grace
+    /// period (deferred new files, pending deletions) alone.
+    pub fn push(&self) {
         self.m()
             .master
             .flush(PUSH_WAIT)

@@ -6,6 +6,9 @@
 
 use super::*;
 
+/// A deferred new file to commit: path, content, mode, base.
+type DeferredFile = (String, Zeroizing<Vec<u8>>, FileMode, Option<Oid>);
+
 /// The commit that holds a committed session.
 pub(super) fn committed_at(t: &Arc<Mutex<Ticket>>) -> Option<Oid> {
     lock(t).wait_committed().ok()
@@ -253,7 +256,10 @@ impl Fs {
         if matches!(
             st.mem.get(path),
             Some(Mem::File {
-                kind: MemKind::Draft(_) | MemKind::Pending | MemKind::Held(_),
+                kind: MemKind::Draft(_)
+                    | MemKind::Pending
+                    | MemKind::Held(_)
+                    | MemKind::Deferred { .. },
                 ..
             })
         ) {
@@ -306,8 +312,9 @@ impl Fs {
         }
     }
 
-    /// Submit the open file of `ino` if dirty. Blocking.
-    pub(super) fn commit_open(&self, ino: u64) -> Result<Option<Arc<Mutex<Ticket>>>> {
+    /// Submit the open file of `ino` if dirty (a new file only after the grace period,
+    /// unless `urgent`: fsync, `--push sync`). Blocking.
+    pub(super) fn commit_open(&self, ino: u64, urgent: bool) -> Result<Option<Arc<Mutex<Ticket>>>> {
         let Some(gate) = lock(&self.state)
             .open
             .get(&ino)
@@ -316,7 +323,7 @@ impl Fs {
             return Ok(None);
         };
         let _committing = lock(&gate);
-        let res = self.commit_open_locked(ino);
+        let res = self.commit_open_locked(ino, urgent);
         if let Some(of) = lock(&self.state).open.get_mut(&ino) {
             of.failed = res.as_ref().err().cloned();
         }
@@ -343,7 +350,11 @@ impl Fs {
         }
     }
 
-    pub(super) fn commit_open_locked(&self, ino: u64) -> Result<Option<Arc<Mutex<Ticket>>>> {
+    pub(super) fn commit_open_locked(
+        &self,
+        ino: u64,
+        urgent: bool,
+    ) -> Result<Option<Arc<Mutex<Ticket>>>> {
         let (path, data, mode, base, scratch) = {
             let mut st = lock(&self.state);
             let Some(of) = st.open.get_mut(&ino) else {
@@ -382,6 +393,12 @@ impl Fs {
             );
             return Ok(None);
         }
+        if !urgent && !self.cfg.new_file_grace.is_zero() {
+            let snap = self.snapshot();
+            if self.with_reader(|r| Ok(r.stat(&snap, &path)?))?.is_none() {
+                return self.defer_new(path, data, mode, base);
+            }
+        }
         let res = self.commit_file(&path, &data, mode, base);
         if let Some(hook) = &self.cfg.after_commit {
             (hook.0)();
@@ -410,6 +427,82 @@ impl Fs {
             }
         }
         res
+    }
+
+    /// Keep a closed new file in memory for the grace period, after the checks a commit
+    /// would make (so close still reports a refused content or a leak).
+    fn defer_new(
+        &self,
+        path: String,
+        data: Zeroizing<Vec<u8>>,
+        mode: FileMode,
+        base: Option<Oid>,
+    ) -> Result<Option<Arc<Mutex<Ticket>>>> {
+        match self.encode(&path, &data, mode, base)? {
+            Encoded::Same | Encoded::Held => {}
+            Encoded::Stored(_) => {
+                let due = Instant::now() + self.cfg.new_file_grace;
+                lock(&self.state).mem.insert(
+                    path,
+                    Mem::File {
+                        data,
+                        mode,
+                        kind: MemKind::Deferred { due, base },
+                        mtime: SystemTime::now(),
+                    },
+                );
+            }
+        }
+        Ok(None)
+    }
+
+    /// Commit deferred new files whose grace has passed (all of them when `all`: at
+    /// unmount, or when a caller waits for everything). Blocking; called periodically.
+    /// A file still open by a program waits for its next close.
+    pub fn commit_deferred(&self, all: bool) {
+        let _gate = lock(&self.deferred);
+        let now = Instant::now();
+        let due: Vec<DeferredFile> = {
+            let st = lock(&self.state);
+            st.mem
+                .iter()
+                .filter_map(|(p, m)| match m {
+                    Mem::File {
+                        data,
+                        mode,
+                        kind: MemKind::Deferred { due, base },
+                        ..
+                    } if all || *due <= now => {
+                        let open = st
+                            .path_ino
+                            .get(p)
+                            .and_then(|i| st.open.get(i))
+                            .is_some_and(|of| of.handles > 0 && !all);
+                        (!open).then(|| (p.clone(), Zeroizing::new(data.to_vec()), *mode, *base))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        for (path, data, mode, base) in due {
+            let res = self.commit_file(&path, &data, mode, base);
+            let mut st = lock(&self.state);
+            if let Some(Mem::File { kind, .. }) = st.mem.get_mut(&path) {
+                if matches!(kind, MemKind::Deferred { .. }) {
+                    match &res {
+                        // Committed (or equal to what is there): the tree shows it now.
+                        Ok(_) => {
+                            st.mem.remove(&path);
+                        }
+                        // A conflict or a stopped master: shown, reported, not retried.
+                        Err(e) => {
+                            *kind = MemKind::Pending;
+                            st.errors.insert(path.clone(), e.message.clone());
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Wait until the change is on the remote, up to the push timeout. A lost conflict is

@@ -7,11 +7,11 @@ impl Fs {
     /// The view's lists for the status file.
     pub(crate) fn status_extras(&self) -> Extras {
         let st = lock(&self.state);
-        let mem = |want: fn(&MemKind) -> Option<&String>| -> PathReasons {
+        let mem = |want: fn(&MemKind) -> Option<String>| -> PathReasons {
             st.mem
                 .iter()
                 .filter_map(|(p, m)| match m {
-                    Mem::File { kind, .. } => want(kind).map(|w| (p.clone(), w.clone())),
+                    Mem::File { kind, .. } => want(kind).map(|w| (p.clone(), w)),
                     _ => None,
                 })
                 .collect()
@@ -26,11 +26,16 @@ impl Fs {
             .collect();
         let mut x = Extras {
             drafts: mem(|k| match k {
-                MemKind::Draft(w) => Some(w),
+                MemKind::Draft(w) => Some(w.clone()),
                 _ => None,
             }),
             held: mem(|k| match k {
-                MemKind::Held(w) => Some(w),
+                MemKind::Held(w) => Some(w.clone()),
+                MemKind::Deferred { .. } => Some(
+                    "new, closed without fsync: committed once left alone for the grace \
+                     period (fsync commits at once)"
+                        .into(),
+                ),
                 _ => None,
             }),
             unreadable: Vec::new(),

@@ -25,6 +25,7 @@ impl Fs {
 
     /// Blocking for tracked files (commits the deletion).
     pub fn unlink(&self, parent: u64, name: &str) -> Result<()> {
+        let _gate = lock(&self.deferred);
         let ppath = self.path_of(parent)?;
         let path = join(&ppath, name);
         let node = self.resolve(&path)?.ok_or_else(|| not_found(&path))?;
@@ -55,11 +56,12 @@ impl Fs {
             st.mtimes.remove(&path);
         }
         if in_git {
-            let mut s = Session::new(self.snapshot().commit);
-            s.delete(path.as_str());
-            s.message(format!("valuesfs: delete {path}"));
-            self.master.submit(s)?.wait_committed()?;
-            self.keep_dir(parent_of(&path))?;
+            // The deletion is committed after the grace period, so an unlink followed by
+            // a create of the same name (git checkout, install) is one change.
+            let base = self.snapshot().commit;
+            lock(&self.state)
+                .mem
+                .insert(path.clone(), Mem::Whiteout(Instant::now(), base));
         }
         Ok(())
     }
@@ -89,11 +91,13 @@ impl Fs {
         if !self.readdir(ino)?.is_empty() {
             return Err(Error::new(Kind::NotEmpty, format!("{path}: not empty")));
         }
+        // Files removed below it are deleted now, in one commit.
+        let prefix = format!("{path}/");
+        self.reap_where(|p, _| p.starts_with(&prefix))?;
         let mut st = lock(&self.state);
         st.mem.remove(&path);
-        // Whiteouts of files below it go too.
-        let prefix = format!("{path}/");
-        st.mem.retain(|p, _| !p.starts_with(&prefix));
+        st.mem
+            .retain(|p, m| !p.starts_with(&prefix) || matches!(m, Mem::Whiteout(..)));
         if let Some(ino) = st.path_ino.remove(&path) {
             st.ino_path.remove(&ino);
         }
@@ -131,6 +135,7 @@ impl Fs {
         noreplace: bool,
     ) -> Result<()> {
         check_name(newname)?;
+        let _gate = lock(&self.deferred);
         let from = join(&self.path_of(parent)?, name);
         let to = join(&self.path_of(newparent)?, newname);
         for p in [&from, &to] {
@@ -225,7 +230,8 @@ impl Fs {
                         mtime: SystemTime::now(),
                     },
                 );
-                st.mem.insert(from.clone(), Mem::Whiteout(Instant::now()));
+                st.mem
+                    .insert(from.clone(), Mem::Whiteout(Instant::now(), snap.commit));
             }
             Node::Blob { .. } | Node::Dir => {
                 let in_git = self.with_reader(|r| Ok(r.stat(&snap, &from)?))?.is_some();
@@ -255,7 +261,7 @@ impl Fs {
         }
         let head = self.snapshot().commit;
         let mut st = lock(&self.state);
-        if matches!(st.mem.get(&to), Some(Mem::Whiteout(_))) {
+        if matches!(st.mem.get(&to), Some(Mem::Whiteout(..))) {
             st.mem.remove(&to);
         }
         Self::move_inodes(&mut st, &from, &to);
@@ -271,35 +277,60 @@ impl Fs {
         Ok(())
     }
 
-    /// Commit deletions of tracked files that were moved aside and never replaced.
-    /// Blocking; called periodically by the mount.
-    pub fn reap_whiteouts(&self) {
-        let due: Vec<String> = {
+    /// Commit deletions of tracked files that were removed and not recreated within the
+    /// grace period (all of them when `all`). Blocking; called periodically by the mount.
+    pub fn reap_whiteouts(&self, all: bool) {
+        let grace = self.cfg.whiteout_grace;
+        let _ = self.reap_where(|_, t| all || t.elapsed() >= grace);
+    }
+
+    /// Commit the deletions of the whiteouts `pick` selects, one session per base.
+    pub(super) fn reap_where(&self, pick: impl Fn(&str, Instant) -> bool) -> Result<()> {
+        let mut by_base: BTreeMap<Option<Oid>, Vec<String>> = BTreeMap::new();
+        {
             let st = lock(&self.state);
-            st.mem
-                .iter()
-                .filter_map(|(p, m)| match m {
-                    Mem::Whiteout(t) if t.elapsed() >= self.cfg.whiteout_grace => Some(p.clone()),
-                    _ => None,
-                })
-                .collect()
-        };
-        for path in due {
-            let mut s = Session::new(self.snapshot().commit);
-            s.delete(path.as_str());
-            s.message(format!("valuesfs: delete {path}"));
-            let res = self.master.submit(s).and_then(|mut t| t.wait_committed());
-            let mut st = lock(&self.state);
-            match res {
-                Ok(_) => {
-                    if matches!(st.mem.get(&path), Some(Mem::Whiteout(_))) {
-                        st.mem.remove(&path);
+            for (p, m) in &st.mem {
+                if let Mem::Whiteout(t, base) = m {
+                    if pick(p, *t) {
+                        by_base.entry(*base).or_default().push(p.clone());
                     }
-                }
-                Err(e) => {
-                    st.errors.insert(path.clone(), e.to_string());
                 }
             }
         }
+        let mut failed = None;
+        for (base, paths) in by_base {
+            let mut s = Session::new(base);
+            for p in &paths {
+                s.delete(p.as_str());
+            }
+            s.message(match paths.as_slice() {
+                [one] => format!("valuesfs: delete {one}"),
+                many => format!("valuesfs: delete {} files", many.len()),
+            });
+            let res = self.master.submit(s).and_then(|mut t| t.wait_committed());
+            let mut st = lock(&self.state);
+            for p in &paths {
+                match &res {
+                    Ok(_) => {
+                        if matches!(st.mem.get(p), Some(Mem::Whiteout(..))) {
+                            st.mem.remove(p);
+                        }
+                    }
+                    Err(e) => {
+                        st.errors.insert(p.clone(), e.to_string());
+                    }
+                }
+            }
+            drop(st);
+            match res {
+                Ok(_) => {
+                    for p in &paths {
+                        self.keep_dir(parent_of(p))?;
+                    }
+                }
+                Err(e) => failed = Some(Error::from(e)),
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 }
