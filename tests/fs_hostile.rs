@@ -262,6 +262,7 @@ fn refuse_hostile_heads(remote: &Remote, url: Option<String>) {
 
     // Local work goes on: committed, but not pushed on top of a refused head.
     put(&mnt.p("local.txt"), b"mine\n");
+    mnt.m().fs.commit_deferred(true);
     std::thread::sleep(Duration::from_millis(500));
     let st = mnt.status();
     assert_eq!(

@@ -275,9 +275,14 @@ fn remote_down_writes_succeed_and_push_later() {
     }
     assert_eq!(m.read("plain.txt"), b"written offline\n");
     assert_eq!(m.read("offline.yaml"), b"token: abc\n");
-    let st = m.status();
+    // The new file is committed once left alone for the grace period.
+    let mut st = String::new();
+    let counted = wait_for(Duration::from_secs(20), || {
+        st = m.status();
+        (pending_pushes(&st) >= 3).then_some(())
+    });
     assert!(
-        pending_pushes(&st) >= 3,
+        counted.is_some(),
         "pending_pushes should count 3 sessions:\n{st}"
     );
 
@@ -421,4 +426,94 @@ fn edit_started_before_a_fetch_merges_with_it() {
     );
     assert_eq!(b.read_str("secret.yaml"), both);
     assert!(conflict_ids(&b.status()).is_empty(), "{}", b.status());
+}
+
+/// `valuesfs conflicts ...` against a mount; (exit success, stdout, stderr).
+fn conflicts_cli(m: &Mnt, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(bin())
+        .arg("conflicts")
+        .arg("--mount")
+        .arg(&m.mnt)
+        .args(args)
+        .output()
+        .expect("run valuesfs conflicts");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A and B change `replicas` two ways; B (which never fetched) loses. Returns B's id.
+fn lose_on_b(a: &Mnt, b: &Mnt, on_a: &str, on_b: &str) -> String {
+    let cur = String::from_utf8(a.read("secret.yaml")).expect("utf8");
+    let line = cur
+        .lines()
+        .find(|l| l.starts_with("replicas: "))
+        .expect("replicas line")
+        .to_string();
+    for (m, v, must_fail) in [(a, on_a, false), (b, on_b, true)] {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(m.p("secret.yaml"))
+            .expect("open");
+        f.write_all(cur.replace(&line, &format!("replicas: {v}")).as_bytes())
+            .expect("write");
+        let res = f.sync_all();
+        let _ = close_checked(f);
+        assert_eq!(
+            res.is_err(),
+            must_fail,
+            "fsync result on the {} side",
+            if must_fail { "losing" } else { "winning" }
+        );
+    }
+    let ids = conflict_ids(&b.status());
+    ids.last().expect("a conflict on B").clone()
+}
+
+#[test]
+fn conflicts_are_listed_shown_and_resolved_from_the_command_line() {
+    let r = seeded_remote();
+    let a = mount_remote(&r);
+    let b = mount_remote(&r);
+    let id = lose_on_b(&a, &b, "7", "8");
+
+    let (ok, list, err) = conflicts_cli(&b, &[]);
+    assert!(ok, "{err}");
+    assert!(list.contains(&id) && list.contains("secret.yaml"), "{list}");
+    let (ok, shown, err) = conflicts_cli(&b, &["show", &id]);
+    assert!(ok, "{err}");
+    assert!(shown.contains("+replicas: 8"), "mine, decrypted: {shown}");
+    assert!(shown.contains("+replicas: 7"), "theirs, decrypted: {shown}");
+    assert!(shown.contains("-replicas: 2"), "the base: {shown}");
+    assert!(!shown.contains("ENC["), "{shown}");
+    let (ok, _, err) = conflicts_cli(&b, &["show", "nope"]);
+    assert!(!ok && err.contains("no conflict"), "{err}");
+
+    // Take mine: B's value lands on the remote, on top of A's; the conflict is gone.
+    let (ok, said, err) = conflicts_cli(&b, &["resolve", &id, "--take", "mine"]);
+    assert!(ok, "{err}");
+    assert!(said.contains("took mine"), "{said}");
+    b.flush();
+    assert!(sops_d_of_remote(&r, "secret.yaml").contains("replicas: 8"));
+    assert!(conflict_ids(&b.status()).is_empty(), "{}", b.status());
+    assert!(b.read_str("secret.yaml").contains("replicas: 8"));
+
+    // Take theirs: the remote keeps A's value. Dismiss: forgotten, nothing changes.
+    a.fetch();
+    let id2 = lose_on_b(&a, &b, "9", "10");
+    let (ok, _, err) = conflicts_cli(&b, &["resolve", &id2, "--take", "theirs"]);
+    assert!(ok, "{err}");
+    a.fetch();
+    let id3 = lose_on_b(&a, &b, "11", "12");
+    let before = commits(&r);
+    let (ok, _, err) = conflicts_cli(&b, &["dismiss", &id3]);
+    assert!(ok, "{err}");
+    b.flush();
+    assert_eq!(commits(&r), before);
+    assert!(sops_d_of_remote(&r, "secret.yaml").contains("replicas: 11"));
+    let (ok, list, _) = conflicts_cli(&b, &[]);
+    assert!(ok && list.is_empty(), "{list}");
 }

@@ -905,7 +905,8 @@ fn mtime_follows_writes_and_utimens() {
 /// a forked child's inherited copy closed at exec). The close of the descriptor that
 /// wrote must still return only once the write is committed, even when the other
 /// descriptor's FLUSH got there first: here both are closed at the same moment, and right
-/// after the writer's close returns the mount's head must hold the data.
+/// after the writer's close returns the mount's head must hold the data (a tracked file:
+/// new files wait for the grace period).
 #[test]
 fn close_waits_for_the_commit_even_when_another_descriptor_flushes() {
     let r = seeded_remote();
@@ -914,7 +915,7 @@ fn close_waits_for_the_commit_even_when_another_descriptor_flushes() {
     let head_content = || -> Option<Vec<u8>> {
         let snap = master.snapshot();
         let reader = master.reader().ok()?;
-        reader.read(&snap, "q.txt").ok()?.map(|(b, _)| b)
+        reader.read(&snap, "plain.txt").ok()?.map(|(b, _)| b)
     };
     let mut failures = Vec::new();
     for i in 0..30 {
@@ -923,7 +924,7 @@ fn close_waits_for_the_commit_even_when_another_descriptor_flushes() {
             .write(true)
             .create(true)
             .truncate(true)
-            .open(m.p("q.txt"))
+            .open(m.p("plain.txt"))
             .expect("open");
         f.write_all(data.as_bytes()).expect("write");
         let dup = f.try_clone().expect("dup");

@@ -56,11 +56,33 @@ enum Cmd {
     Mount(MountArgs),
     /// Unmount a mount cleanly (pending pushes are attempted first).
     Unmount { mountpoint: PathBuf },
+    /// List the mount's conflicts, show one (its versions decrypted, as diffs), resolve it
+    /// by taking one side, or dismiss it.
+    Conflicts {
+        #[arg(long)]
+        mount: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<ConflictAction>,
+    },
     /// Print the status of the mount containing the current directory (or --mount).
     Status {
         #[arg(long)]
         mount: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum ConflictAction {
+    /// The base, mine and theirs of the conflicted file, decrypted, as two diffs.
+    Show { id: String },
+    /// Land one side: `mine` (the rejected version) or `theirs` (keep the remote's).
+    Resolve {
+        id: String,
+        #[arg(long, value_parser = ["mine", "theirs"])]
+        take: String,
+    },
+    /// Forget the conflict (its ref and record) without changing any file.
+    Dismiss { id: String },
 }
 
 #[derive(Args, Clone)]
@@ -186,6 +208,7 @@ pub fn run() -> i32 {
             .unwrap_or_else(|| "mount".into()),
         Cmd::Unmount { mountpoint } => mountpoint.display().to_string(),
         Cmd::Status { .. } => "status".into(),
+        Cmd::Conflicts { .. } => "conflicts".into(),
     };
     match dispatch(cli.cmd) {
         Ok(()) => 0,
@@ -274,6 +297,17 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Mount(args) => mount::run(args),
         Cmd::Unmount { mountpoint } => mount::unmount(&mountpoint),
         Cmd::Status { mount } => mount::status(mount.as_deref()),
+        Cmd::Conflicts { mount, action } => {
+            let cmd = match action {
+                None => "conflicts".to_string(),
+                Some(ConflictAction::Show { id }) => format!("conflict show {id}"),
+                Some(ConflictAction::Resolve { id, take }) => {
+                    format!("conflict resolve {id} {take}")
+                }
+                Some(ConflictAction::Dismiss { id }) => format!("conflict dismiss {id}"),
+            };
+            mount::control(mount.as_deref(), &cmd)
+        }
     }
 }
 

@@ -239,11 +239,21 @@ fn find_mount(dir: &Path) -> Option<PathBuf> {
 }
 
 pub fn status(mount: Option<&Path>) -> Result<()> {
+    control(mount, "status")
+}
+
+/// Send one command to the daemon of the mount (`--mount`, else the one containing the
+/// current directory) and print its answer; an `error: ` answer fails.
+pub fn control(mount: Option<&Path>, cmd: &str) -> Result<()> {
     let root = match mount {
         Some(m) => m.to_path_buf(),
         None => find_mount(&std::env::current_dir()?)
             .ok_or_else(|| anyhow!("not inside a valuesfs mount (use --mount)"))?,
     };
-    print!("{}", ask(&root, "status")?);
+    let reply = ask(&root, cmd)?;
+    if let Some(e) = reply.strip_prefix("error: ") {
+        bail!("{}", e.trim_end());
+    }
+    print!("{reply}");
     Ok(())
 }

@@ -292,7 +292,9 @@ pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
     })
 }
 
-/// The private control socket: one command per connection (`status`, `fetch`, `unmount`).
+/// The private control socket: one command per connection (`status`, `fetch`,
+/// `unmount`, `conflicts`, `conflict show|resolve|dismiss ID [mine|theirs]`). Replies
+/// that fail start with `error: `.
 fn serve_socket(state_dir: &Path, fs: Arc<Fs>, master: MasterHandle, stop: Arc<AtomicBool>) {
     let path = state_dir.join("daemon.sock");
     let _ = std::fs::remove_file(&path);
@@ -316,21 +318,46 @@ fn serve_socket(state_dir: &Path, fs: Arc<Fs>, master: MasterHandle, stop: Arc<A
                 if BufReader::new(&conn).read_line(&mut line).is_err() {
                     continue;
                 }
-                let reply = match line.trim() {
-                    "status" => super::control::status_text(&fs).unwrap_or_else(|e| e.to_string()),
-                    "fetch" => match master.fetch_now() {
-                        Ok(()) => "ok\n".into(),
-                        Err(e) => format!("error: {e}\n"),
-                    },
-                    "unmount" => {
-                        stop.store(true, Ordering::Relaxed);
-                        // SAFETY: raising a signal at ourselves; the main thread waits on it.
-                        unsafe {
-                            libc::kill(libc::getpid(), libc::SIGTERM);
-                        }
-                        "ok\n".into()
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let answer = |r: super::Result<String>| match r {
+                    Ok(s) => s,
+                    Err(e) => format!("error: {e}\n"),
+                };
+                let reply = match words.as_slice() {
+                    ["conflicts"] => answer(master.status().map_err(Into::into).map(|s| {
+                        s.conflicts
+                            .iter()
+                            .map(|c| format!("{}\t{}\t{}\n", c.id, c.path, c))
+                            .collect()
+                    })),
+                    ["conflict", "show", id] => answer(fs.conflict_show(id)),
+                    ["conflict", "resolve", id, side @ ("mine" | "theirs")] => {
+                        answer(fs.conflict_resolve(id, *side == "mine"))
                     }
-                    other => format!("error: unknown command {other:?}\n"),
+                    ["conflict", "dismiss", id] => answer(
+                        master
+                            .dismiss_conflict(id)
+                            .map(|()| format!("conflict {id} dismissed\n"))
+                            .map_err(Into::into),
+                    ),
+                    _ => match line.trim() {
+                        "status" => {
+                            super::control::status_text(&fs).unwrap_or_else(|e| e.to_string())
+                        }
+                        "fetch" => match master.fetch_now() {
+                            Ok(()) => "ok\n".into(),
+                            Err(e) => format!("error: {e}\n"),
+                        },
+                        "unmount" => {
+                            stop.store(true, Ordering::Relaxed);
+                            // SAFETY: raising a signal at ourselves; the main thread waits on it.
+                            unsafe {
+                                libc::kill(libc::getpid(), libc::SIGTERM);
+                            }
+                            "ok\n".into()
+                        }
+                        other => format!("error: unknown command {other:?}\n"),
+                    },
                 };
                 let _ = conn.write_all(reply.as_bytes());
             }

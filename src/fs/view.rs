@@ -34,6 +34,7 @@ use crate::repo::names::{self, NameRule};
 use crate::repo::{EntryKind, FileMode, MasterHandle, Oid, Reader, Session, Snapshot, Ticket};
 
 mod commit;
+mod conflicts;
 mod decode;
 mod status;
 mod tree;

@@ -252,9 +252,14 @@ static FSYNC: Once = Once::new();
 
 /// libgit2's connect and read timeouts for its socket streams (git://, ssh, https);
 /// without them a remote that accepts and never answers holds a push forever.
-/// Process-wide: the last master started sets it.
+/// Process-wide: the shortest any master of the process asked for.
 fn set_net_timeout(t: Duration) {
-    let ms = i32::try_from(t.as_millis()).unwrap_or(i32::MAX).max(1);
+    // Several masters in one process (tests, tools): the shortest timeout wins.
+    static SHORTEST: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(i32::MAX);
+    let want = i32::try_from(t.as_millis()).unwrap_or(i32::MAX).max(1);
+    let ms = SHORTEST
+        .fetch_min(want, std::sync::atomic::Ordering::SeqCst)
+        .min(want);
     // SAFETY: plain libgit2 option calls, after its initialisation by git2.
     unsafe {
         if let Err(e) = git2::opts::set_server_connect_timeout_in_milliseconds(ms) {
@@ -828,7 +833,9 @@ impl State {
             },
             Request::Subscribe(tx) => self.subscribers.push(tx),
             Request::DismissConflict(id, reply) => {
-                let _ = reply.send(self.dismiss(&id));
+                let res = self.dismiss(&id);
+                self.publish_status(false);
+                let _ = reply.send(res);
             }
             Request::Sync(ev) => self.on_sync(ev),
         }
@@ -857,6 +864,9 @@ impl State {
                 pushed,
             }),
             Err(e) => {
+                if matches!(e, Error::Conflict(_)) {
+                    self.publish_status(false);
+                }
                 let _ = committed.send(Err(e.clone()));
                 let _ = pushed.send(Err(e));
             }
@@ -1144,6 +1154,7 @@ impl State {
                 if let Err(e) = &res {
                     tracing::error!("merging remote changes: {e}");
                 }
+                self.publish_status(false);
                 for t in tokens {
                     if let Some(w) = self.fetch_waiters.remove(&t) {
                         let _ = w.send(res.clone());
@@ -1282,6 +1293,7 @@ impl State {
             match moved.get(&oid) {
                 Some(Ok(n)) => self.pushed_waiters.push((*n, w)),
                 Some(Err(info)) => {
+                    self.publish_status(false);
                     let _ = w.send(Err(Error::Conflict(Box::new(info.clone()))));
                 }
                 None => self.pushed_waiters.push((oid, w)),
@@ -1305,6 +1317,8 @@ impl State {
 
     /// Waiters on commits no longer unpushed are on the remote (`r`) now.
     fn resolve_pushed(&mut self, r: Oid) {
+        // Whoever is told "pushed" sees it in the status.
+        self.publish_status(false);
         let waiters = std::mem::take(&mut self.pushed_waiters);
         for (oid, w) in waiters {
             if self.unpushed_set.contains(&oid) {

@@ -441,8 +441,12 @@ impl Fs {
         match self.encode(&path, &data, mode, base)? {
             Encoded::Same | Encoded::Held => {}
             Encoded::Stored(_) => {
+                // Valid content supersedes an earlier refused one.
+                let _ = std::fs::remove_file(self.draft_file(&path));
                 let due = Instant::now() + self.cfg.new_file_grace;
-                lock(&self.state).mem.insert(
+                let mut st = lock(&self.state);
+                st.errors.remove(&path);
+                st.mem.insert(
                     path,
                     Mem::File {
                         data,
