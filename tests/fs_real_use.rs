@@ -567,3 +567,59 @@ fn a_remote_that_never_answers_is_timed_out_shown_and_retried() {
         "{st}"
     );
 }
+
+/// A second local user for the tests (created once, no home, no password).
+fn other_user() -> &'static str {
+    const NAME: &str = "valuesfs-other";
+    let exists = Command::new("id").arg(NAME).output().is_ok_and(|o| o.status.success());
+    if !exists {
+        let out = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/bin/sh", NAME])
+            .output()
+            .expect("useradd");
+        // A parallel test may have created it meanwhile.
+        let again = Command::new("id").arg(NAME).output().is_ok_and(|o| o.status.success());
+        assert!(again, "useradd: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    NAME
+}
+
+/// Runs `sh -c script` as the other user; (success, stderr).
+fn as_other(script: &str) -> (bool, String) {
+    let out = Command::new("runuser")
+        .args(["-u", other_user(), "--", "sh", "-c", script])
+        .output()
+        .expect("runuser");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn other_users_need_allow_other_and_then_the_mode_bits_apply() {
+    use std::os::unix::fs::PermissionsExt;
+    let remote = seeded_remote();
+    for allow in [false, true] {
+        let mnt = mount_with(&remote, None, |o| o.allow_other = allow);
+        // Let the other user reach the mountpoint (temp dirs are 0700).
+        for d in [remote.dir(), mnt.mnt.parent().expect("parent")] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let plain = mnt.p("plain.txt").display().to_string();
+        let (ok, err) = as_other(&format!("cat {plain}"));
+        if !allow {
+            assert!(!ok && err.contains("Permission denied"), "{err}");
+            continue;
+        }
+        assert!(ok, "with --allow-other, reads work: {err}");
+        let (ok, err) = as_other(&format!("cat {}", mnt.p("secret.yaml").display()));
+        assert!(ok, "{err}");
+        // The files are the owner's, 0644: others may not write them or create files.
+        let (ok, err) = as_other(&format!("echo x >> {plain}"));
+        assert!(!ok && err.contains("Permission denied"), "{err}");
+        let (ok, err) = as_other(&format!("echo x > {}", mnt.p("new.txt").display()));
+        assert!(!ok && err.contains("Permission denied"), "{err}");
+        assert_eq!(mnt.read("plain.txt"), PLAIN.as_bytes());
+    }
+}

@@ -187,6 +187,7 @@ pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
 
     let mut fcfg = FsConfig::new(state_dir.clone());
     fcfg.push_sync = opts.push_sync;
+    fcfg.allow_other = opts.allow_other;
     fcfg.push_timeout = opts.push_timeout;
     fcfg.ignore = opts.ignore.clone();
     fcfg.allow_plaintext = opts.allow_plaintext.clone();

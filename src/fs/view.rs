@@ -49,6 +49,9 @@ pub struct FsConfig {
     pub gid: u32,
     /// Every close waits for the push (as fsync does).
     pub push_sync: bool,
+    /// Other users may use the mount (the root is 0755 instead of 0700; the files'
+    /// mode bits apply).
+    pub allow_other: bool,
     /// How long fsync (and sync closes) wait for the push.
     pub push_timeout: Duration,
     /// Extra scratch globs (`--ignore`).
@@ -91,6 +94,7 @@ impl FsConfig {
             uid,
             gid,
             push_sync: false,
+            allow_other: false,
             push_timeout: Duration::from_secs(30),
             ignore: Vec::new(),
             allow_plaintext: Vec::new(),
@@ -615,7 +619,12 @@ impl Fs {
             Node::Dir => {
                 let mut st = lock(&self.state);
                 let ino = Self::ino_locked(&mut st, path);
-                let perm = if path.is_empty() { 0o700 } else { 0o755 };
+                // Private unless the user opted in to other users (`--allow-other`).
+                let perm = if path.is_empty() && !self.cfg.allow_other {
+                    0o700
+                } else {
+                    0o755
+                };
                 let t = match st.mem.get(path) {
                     Some(Mem::Dir(t)) => *t,
                     _ => self.mtime_for(&mut st, path, None),
