@@ -571,14 +571,20 @@ fn a_remote_that_never_answers_is_timed_out_shown_and_retried() {
 /// A second local user for the tests (created once, no home, no password).
 fn other_user() -> &'static str {
     const NAME: &str = "valuesfs-other";
-    let exists = Command::new("id").arg(NAME).output().is_ok_and(|o| o.status.success());
+    let exists = Command::new("id")
+        .arg(NAME)
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !exists {
         let out = Command::new("useradd")
             .args(["--no-create-home", "--shell", "/bin/sh", NAME])
             .output()
             .expect("useradd");
         // A parallel test may have created it meanwhile.
-        let again = Command::new("id").arg(NAME).output().is_ok_and(|o| o.status.success());
+        let again = Command::new("id")
+            .arg(NAME)
+            .output()
+            .is_ok_and(|o| o.status.success());
         assert!(again, "useradd: {}", String::from_utf8_lossy(&out.stderr));
     }
     NAME
