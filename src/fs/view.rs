@@ -17,9 +17,11 @@
 //! `release` submits what no flush did. Methods that wait on the master are blocking:
 //! the FUSE adapter runs them on worker threads, never on a FUSE thread.
 //!
-//! Lock order: `state`, then `cache`, then `readers`; `secrets` (the leak guard's index)
-//! and a file's `committing` gate are taken with none of these held (the gate first, then
-//! the others). No lock is held while waiting on the master or while encrypting.
+//! Lock order, outermost first: the `deferred` gate (renames, unlinks and the commit of
+//! files in their grace period), then a file's `committing` gate, then `state`, then
+//! `cache`, then `readers`. `secrets` (the leak guard's index) is a leaf, taken with none
+//! of the others held. Only the two gates are held while waiting on the master or while
+//! encrypting; the mutexes never are.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
