@@ -111,6 +111,16 @@ struct MountArgs {
     push_timeout: Option<String>,
     #[arg(long)]
     fetch_interval: Option<String>,
+    /// ssh private key for the remote (default: the ssh agent).
+    #[arg(long, value_name = "FILE")]
+    ssh_key: Option<PathBuf>,
+    /// User name for ssh and https (default: the one in the URL; `git` for ssh).
+    #[arg(long)]
+    remote_user: Option<String>,
+    /// File holding an https token, sent as the password (default: git's credential
+    /// helper).
+    #[arg(long, value_name = "FILE")]
+    https_token_file: Option<PathBuf>,
     /// Connect and read timeout of network remotes (default 30s).
     #[arg(long)]
     net_timeout: Option<String>,

@@ -86,6 +86,19 @@ fn options(args: &MountArgs) -> Result<MountOptions> {
     if let Some(t) = args.net_timeout.clone().or_else(|| text("net_timeout")) {
         o.net_timeout = parse_duration(&t)?;
     }
+    o.credentials.ssh_key = args
+        .ssh_key
+        .clone()
+        .or_else(|| text("ssh_key").map(PathBuf::from));
+    o.credentials.username = args.remote_user.clone().or_else(|| text("remote_user"));
+    if let Some(f) = args
+        .https_token_file
+        .clone()
+        .or_else(|| text("https_token_file").map(PathBuf::from))
+    {
+        let token = std::fs::read_to_string(&f).with_context(|| format!("{}", f.display()))?;
+        o.credentials.https_token = Some(token.trim().to_string());
+    }
     o.ignore = args.ignore.clone();
     if let Some(Value::Seq(items)) = cfg.get("ignore") {
         o.ignore

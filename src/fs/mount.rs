@@ -44,6 +44,8 @@ pub struct MountOptions {
     pub fetch_interval: Duration,
     /// Connect and read timeout of network remotes.
     pub net_timeout: Duration,
+    /// How to authenticate to ssh and https remotes.
+    pub credentials: crate::repo::Credentials,
     pub ignore: Vec<String>,
     /// Globs of paths the leak guard lets through in clear.
     pub allow_plaintext: Vec<String>,
@@ -65,6 +67,7 @@ impl MountOptions {
             push_timeout: Duration::from_secs(30),
             fetch_interval: Duration::from_secs(30),
             net_timeout: Duration::from_secs(30),
+            credentials: Default::default(),
             ignore: Vec::new(),
             allow_plaintext: Vec::new(),
             cache_bytes: 256 << 20,
@@ -182,6 +185,7 @@ pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
     cfg.branch = opts.branch.clone();
     cfg.fetch_interval = opts.fetch_interval;
     cfg.net_timeout = opts.net_timeout;
+    cfg.credentials = opts.credentials.clone();
     cfg.merger = Arc::new(SopsMerge::new(keys.clone()));
     let master = Master::start(cfg)?;
 
