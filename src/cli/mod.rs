@@ -64,10 +64,45 @@ enum Cmd {
         #[command(subcommand)]
         action: Option<ConflictAction>,
     },
+    /// Slices: versioned fragments (`.valuesfs.yaml`): sync, status, show, diff.
+    Slices {
+        #[arg(long)]
+        mount: Option<PathBuf>,
+        #[command(subcommand)]
+        action: SliceAction,
+    },
     /// Print the status of the mount containing the current directory (or --mount).
     Status {
         #[arg(long)]
         mount: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SliceAction {
+    /// Write the next version of every slice whose source changed (one commit).
+    Sync {
+        #[arg(long)]
+        store: Option<String>,
+        slices: Vec<String>,
+    },
+    /// Per slice: the active version, and what a sync would add, change or remove.
+    Status,
+    /// A version (`--version N`) or the model (default) of STORE/SLICE.
+    Show {
+        name: String,
+        #[arg(long)]
+        version: Option<u32>,
+        #[arg(long)]
+        model: bool,
+        #[arg(short = 'o', long, default_value = "yaml", value_parser = ["yaml", "json"])]
+        output: String,
+    },
+    /// Element-level changes between versions A and B (default: the last two).
+    Diff {
+        name: String,
+        a: Option<u32>,
+        b: Option<u32>,
     },
 }
 
@@ -219,6 +254,7 @@ pub fn run() -> i32 {
         Cmd::Unmount { mountpoint } => mountpoint.display().to_string(),
         Cmd::Status { .. } => "status".into(),
         Cmd::Conflicts { .. } => "conflicts".into(),
+        Cmd::Slices { .. } => "slices".into(),
     };
     match dispatch(cli.cmd) {
         Ok(()) => 0,
@@ -315,6 +351,48 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     format!("conflict resolve {id} {take}")
                 }
                 Some(ConflictAction::Dismiss { id }) => format!("conflict dismiss {id}"),
+            };
+            mount::control(mount.as_deref(), &cmd)
+        }
+        Cmd::Slices { mount, action } => {
+            let one = |s: &str| -> Result<()> {
+                if s.is_empty() || s.split_whitespace().count() != 1 {
+                    bail!("invalid name {s:?}");
+                }
+                Ok(())
+            };
+            let cmd = match action {
+                SliceAction::Sync { store, slices } => {
+                    let mut c = "slices sync".to_string();
+                    if let Some(s) = store {
+                        one(&s)?;
+                        c.push_str(&format!(" --store {s}"));
+                    }
+                    for s in slices {
+                        one(&s)?;
+                        c.push_str(&format!(" {s}"));
+                    }
+                    c
+                }
+                SliceAction::Status => "slices status".into(),
+                SliceAction::Show {
+                    name,
+                    version,
+                    model: _,
+                    output,
+                } => {
+                    one(&name)?;
+                    let which = version.map_or("model".to_string(), |n| format!("v{n}"));
+                    format!("slices show {name} {which} {output}")
+                }
+                SliceAction::Diff { name, a, b } => {
+                    one(&name)?;
+                    let mut c = format!("slices diff {name}");
+                    for v in [a, b].into_iter().flatten() {
+                        c.push_str(&format!(" {v}"));
+                    }
+                    c
+                }
             };
             mount::control(mount.as_deref(), &cmd)
         }

@@ -339,6 +339,30 @@ fn serve_socket(state_dir: &Path, fs: Arc<Fs>, master: MasterHandle, stop: Arc<A
                     ["conflict", "resolve", id, side @ ("mine" | "theirs")] => {
                         answer(fs.conflict_resolve(id, *side == "mine"))
                     }
+                    ["slices", "sync", rest @ ..] => {
+                        let (store, only) = match rest {
+                            ["--store", s, more @ ..] => (Some(*s), more),
+                            more => (None, more),
+                        };
+                        let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
+                        answer(fs.slices_sync(store, &only))
+                    }
+                    ["slices", "status"] => answer(fs.slices_status()),
+                    ["slices", "show", name, which, fmt] => {
+                        let format = if *fmt == "json" {
+                            crate::crypto::Format::Json
+                        } else {
+                            crate::crypto::Format::Yaml
+                        };
+                        answer(fs.slices_show(name, Some(which), format))
+                    }
+                    ["slices", "diff", name, rest @ ..] => {
+                        let n = |i: usize| {
+                            rest.get(i)
+                                .and_then(|v| v.trim_start_matches('v').parse().ok())
+                        };
+                        answer(fs.slices_diff(name, n(0), n(1)))
+                    }
                     ["conflict", "dismiss", id] => answer(
                         master
                             .dismiss_conflict(id)

@@ -43,6 +43,7 @@ mod commit;
 mod conflicts;
 mod decode;
 mod handles;
+mod slices;
 mod status;
 mod tree;
 

@@ -42,7 +42,7 @@ fn folder(v: &Value) -> Option<String> {
 }
 
 /// Parse and validate `.valuesfs.yaml`; with `view`, also check that every source
-/// folder exists.
+/// folder exists (or, for a store synced before, its active folder).
 pub fn parse_config(text: &str, view: Option<&dyn RepoView>) -> Result<Vec<StoreCfg>, SliceError> {
     let at = |line: usize, msg: String| err(format!("{CONFIG_FILE}:{line}: {msg}"));
     let docs = yaml::parse_mappings(text, yaml::Limits::default())
@@ -64,7 +64,10 @@ pub fn parse_config(text: &str, view: Option<&dyn RepoView>) -> Result<Vec<Store
         return Ok(Vec::new());
     };
     let Value::Seq(entries) = list else {
-        return Err(at(line_of(text, "slices", 1), "slices: must be a list".into()));
+        return Err(at(
+            line_of(text, "slices", 1),
+            "slices: must be a list".into(),
+        ));
     };
     let mut out: Vec<StoreCfg> = Vec::new();
     let mut cursor = line_of(text, "slices", 1);
@@ -101,7 +104,12 @@ pub fn parse_config(text: &str, view: Option<&dyn RepoView>) -> Result<Vec<Store
             Some(v) => v
                 .as_str()
                 .filter(|s| !s.is_empty())
-                .ok_or_else(|| at(line_of(text, "identity", cursor), "identity must be a key name".into()))?
+                .ok_or_else(|| {
+                    at(
+                        line_of(text, "identity", cursor),
+                        "identity must be a key name".into(),
+                    )
+                })?
                 .to_string(),
         };
         let auto_sync = match get("auto_sync") {
@@ -121,13 +129,21 @@ pub fn parse_config(text: &str, view: Option<&dyn RepoView>) -> Result<Vec<Store
             identity,
             auto_sync,
         };
-        let overlaps = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"));
+        let overlaps = |a: &str, b: &str| {
+            a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
+        };
         if overlaps(&store.source, &store.active) {
-            return Err(at(start, format!("store {:?}: source and active overlap", store.name)));
+            return Err(at(
+                start,
+                format!("store {:?}: source and active overlap", store.name),
+            ));
         }
         for o in &out {
             if o.name == store.name {
-                return Err(at(start, format!("store {:?} is declared twice", store.name)));
+                return Err(at(
+                    start,
+                    format!("store {:?} is declared twice", store.name),
+                ));
             }
             for (a, b) in [
                 (&store.source, &o.source),
@@ -138,16 +154,24 @@ pub fn parse_config(text: &str, view: Option<&dyn RepoView>) -> Result<Vec<Store
                 if overlaps(a, b) {
                     return Err(at(
                         start,
-                        format!("stores {:?} and {:?} overlap ({a} and {b})", o.name, store.name),
+                        format!(
+                            "stores {:?} and {:?} overlap ({a} and {b})",
+                            o.name, store.name
+                        ),
                     ));
                 }
             }
         }
         if let Some(v) = view {
-            if !v.is_dir(&store.source) {
+            // Once synced, an emptied source folder (git keeps no empty folders) means
+            // its slices were deleted, not a mistake.
+            if !v.is_dir(&store.source) && !v.is_dir(&store.active) {
                 return Err(at(
                     line_of(text, "source", cursor),
-                    format!("store {:?}: source folder {} does not exist", store.name, store.source),
+                    format!(
+                        "store {:?}: source folder {} does not exist",
+                        store.name, store.source
+                    ),
                 ));
             }
         }

@@ -64,12 +64,21 @@ fn sync_versions_and_the_model_mark_purged_elements() {
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].path, "slices/.active/services/shop@v1.yaml");
     apply(&mut m, &p);
-    assert!(plan_sync(&m, &s, &[]).expect("plan").is_empty(), "no change, no version");
+    assert!(
+        plan_sync(&m, &s, &[]).expect("plan").is_empty(),
+        "no change, no version"
+    );
 
     m.0.insert("slices/services/shop.yaml".into(), V2.into());
     let st = status(&m, &s).expect("status");
-    assert!(st.contains("services/shop: active v1, source differs"), "{st}");
-    assert!(st.contains("- ports[admin]") && st.contains("~ web:"), "{st}");
+    assert!(
+        st.contains("services/shop: active v1, source differs"),
+        "{st}"
+    );
+    assert!(
+        st.contains("- ports[admin]") && st.contains("~ web:"),
+        "{st}"
+    );
     let p = plan_sync(&m, &s, &[]).expect("plan");
     assert_eq!(p[0].n, 2);
     apply(&mut m, &p);
@@ -79,19 +88,31 @@ fn sync_versions_and_the_model_mark_purged_elements() {
     let admin = m2
         .get("ports")
         .and_then(|l| match l {
-            Value::Seq(items) => items.iter().find(|i| i.get("name").and_then(Value::as_str) == Some("admin")).cloned(),
+            Value::Seq(items) => items
+                .iter()
+                .find(|i| i.get("name").and_then(Value::as_str) == Some("admin"))
+                .cloned(),
             _ => None,
         })
         .expect("the purged element stays in the model");
     assert_eq!(admin.get("purged"), Some(&Value::Bool(true)));
     assert_eq!(admin.get("purged_in"), Some(&Value::Int(2)));
-    assert_eq!(admin.get("operation").and_then(Value::as_str), Some("delete"));
     assert_eq!(
-        m2.get("web").and_then(|w| w.get("operation")).and_then(Value::as_str),
+        admin.get("operation").and_then(Value::as_str),
+        Some("delete")
+    );
+    assert_eq!(
+        m2.get("web")
+            .and_then(|w| w.get("operation"))
+            .and_then(Value::as_str),
         Some("update")
     );
     let d = diff((vs[0].0, &vs[0].1), (vs[1].0, &vs[1].1), "name");
-    assert!(d.contains("- ports[admin]") && d.contains("~ web: { \"replicas\": 2 } -> { \"replicas\": 3 }"), "{d}");
+    assert!(
+        d.contains("- ports[admin]")
+            && d.contains("~ web: { \"replicas\": 2 } -> { \"replicas\": 3 }"),
+        "{d}"
+    );
 
     // Deleted source: a final empty version, every element purged.
     m.0.remove("slices/services/shop.yaml");
@@ -101,8 +122,14 @@ fn sync_versions_and_the_model_mark_purged_elements() {
     assert!(plan_sync(&m, &s, &[]).expect("plan").is_empty());
     let vs = parsed_versions(&m, &s[0], "shop").expect("versions");
     let m2 = super::model(&vs, "name");
-    assert_eq!(m2.get("web").and_then(|w| w.get("purged")), Some(&Value::Bool(true)));
-    assert_eq!(m2.get("web").and_then(|w| w.get("purged_in")), Some(&Value::Int(3)));
+    assert_eq!(
+        m2.get("web").and_then(|w| w.get("purged")),
+        Some(&Value::Bool(true))
+    );
+    assert_eq!(
+        m2.get("web").and_then(|w| w.get("purged_in")),
+        Some(&Value::Int(3))
+    );
 }
 
 #[test]
@@ -115,7 +142,10 @@ fn a_bad_source_stops_the_whole_sync() {
     assert!(e.0.starts_with("slices/services/b.yaml: "), "{e}");
     m.0.remove("slices/services/b.yaml");
     let e = plan_sync(&m, &[store()], &[]).expect_err("refused");
-    assert!(e.0.contains("c.yaml") && e.0.contains("must be a mapping"), "{e}");
+    assert!(
+        e.0.contains("c.yaml") && e.0.contains("must be a mapping"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -136,5 +166,8 @@ fn config_errors_name_the_line_and_cause() {
         assert!(e.0.contains(want), "{text:?}: {e}");
     }
     let e = parse_config(ok, Some(&Mem::default())).expect_err("missing source");
-    assert!(e.0.contains(".valuesfs.yaml:3:") && e.0.contains("does not exist"), "{e}");
+    assert!(
+        e.0.contains(".valuesfs.yaml:3:") && e.0.contains("does not exist"),
+        "{e}"
+    );
 }

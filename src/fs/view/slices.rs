@@ -1,0 +1,176 @@
+//! Slices in the mount: the slice functions (`crate::slices`) over the current head, and
+//! `sync` as one session through the master. Versions are byte copies of their sources,
+//! so encrypted sources stay encrypted.
+
+use super::*;
+use crate::slices::{self, RepoView, SliceError, StoreCfg};
+
+/// The view of one snapshot the slice functions read.
+struct At<'a> {
+    fs: &'a Fs,
+    snap: Arc<Snapshot>,
+}
+
+impl RepoView for At<'_> {
+    fn files(&self, dir: &str) -> std::result::Result<Vec<(String, Oid)>, String> {
+        let listing = self
+            .fs
+            .with_reader(|r| Ok(r.list(&self.snap, dir)?))
+            .map_err(|e| e.message)?;
+        Ok(listing
+            .map(|l| {
+                l.entries
+                    .into_iter()
+                    .filter(|e| matches!(e.kind, EntryKind::File(m) if m != FileMode::Symlink))
+                    .map(|e| (e.name, e.oid))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn is_dir(&self, dir: &str) -> bool {
+        matches!(
+            self.fs.with_reader(|r| Ok(r.stat(&self.snap, dir)?)),
+            Ok(Some((EntryKind::Dir, _)))
+        )
+    }
+
+    fn stored(&self, oid: Oid) -> std::result::Result<Vec<u8>, String> {
+        self.fs
+            .with_reader(|r| Ok(read_blob(r, oid)?))
+            .map_err(|e| e.message)
+    }
+
+    fn plain(&self, path: &str, oid: Oid) -> std::result::Result<Vec<u8>, String> {
+        self.fs
+            .decode(path, oid)
+            .map(|d| d.data.to_vec())
+            .map_err(|e| e.message)
+    }
+}
+
+fn bad(e: SliceError) -> Error {
+    Error::new(Kind::Invalid, e.0)
+}
+
+impl Fs {
+    fn slice_view(&self) -> At<'_> {
+        At {
+            fs: self,
+            snap: self.snapshot(),
+        }
+    }
+
+    /// The stores of `.valuesfs.yaml` in the head (none without the file).
+    fn slice_stores(&self, view: &At<'_>) -> Result<Vec<StoreCfg>> {
+        let Some((EntryKind::File(_), oid)) =
+            self.with_reader(|r| Ok(r.stat(&view.snap, slices::CONFIG_FILE)?))?
+        else {
+            return Ok(Vec::new());
+        };
+        // Decoded: a creation rule may have encrypted it like any other YAML file.
+        let bytes = self.decode(slices::CONFIG_FILE, oid)?;
+        let text = String::from_utf8_lossy(&bytes.data);
+        slices::parse_config(&text, Some(view)).map_err(bad)
+    }
+
+    fn store_named(&self, stores: Vec<StoreCfg>, name: &str) -> Result<StoreCfg> {
+        stores
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| Error::new(Kind::NotFound, format!("no slice store {name:?}")))
+    }
+
+    /// `slices sync`: every changed source gets its next version, all in one commit;
+    /// returns once the commit is in the view, with what was written.
+    pub fn slices_sync(&self, store: Option<&str>, only: &[String]) -> Result<String> {
+        let view = self.slice_view();
+        let mut stores = self.slice_stores(&view)?;
+        if let Some(s) = store {
+            stores = vec![self.store_named(stores, s)?];
+        }
+        let plan = slices::plan_sync(&view, &stores, only).map_err(bad)?;
+        if plan.is_empty() {
+            return Ok("nothing to sync\n".into());
+        }
+        let mut session = Session::new(view.snap.commit);
+        let mut report = String::new();
+        for p in &plan {
+            session.write(p.path.as_str(), p.content.clone());
+            report.push_str(&format!(
+                "{}/{}: v{}{} -> {}\n",
+                p.store,
+                p.slice,
+                p.n,
+                if p.deleted { " (source deleted)" } else { "" },
+                p.path
+            ));
+        }
+        session.message(format!("valuesfs: slices sync ({} versions)", plan.len()));
+        self.master.submit(session)?.wait_committed()?;
+        Ok(report)
+    }
+
+    /// `slices status`.
+    pub fn slices_status(&self) -> Result<String> {
+        let view = self.slice_view();
+        let stores = self.slice_stores(&view)?;
+        slices::status(&view, &stores).map_err(bad)
+    }
+
+    /// `slices show STORE/SLICE [vN|model] [yaml|json]`: a version or the model.
+    pub fn slices_show(&self, name: &str, which: Option<&str>, format: Format) -> Result<String> {
+        let view = self.slice_view();
+        let (store, slice) = name
+            .split_once('/')
+            .ok_or_else(|| Error::new(Kind::Invalid, "name a slice as STORE/SLICE"))?;
+        let store = self.store_named(self.slice_stores(&view)?, store)?;
+        let versions = slices::parsed_versions(&view, &store, slice).map_err(bad)?;
+        let doc = match which {
+            None | Some("model") => slices::model(&versions, &store.identity),
+            Some(v) => {
+                let n: u32 = v
+                    .trim_start_matches('v')
+                    .parse()
+                    .map_err(|_| Error::new(Kind::Invalid, format!("bad version {v:?}")))?;
+                versions
+                    .into_iter()
+                    .find(|(m, _)| *m == n)
+                    .map(|(_, d)| d)
+                    .ok_or_else(|| Error::new(Kind::NotFound, format!("{name}: no v{n}")))?
+            }
+        };
+        Ok(crypto::sops::render_plain(format, &[doc]))
+    }
+
+    /// `slices diff STORE/SLICE [A] [B]` (default: the last two versions).
+    pub fn slices_diff(&self, name: &str, a: Option<u32>, b: Option<u32>) -> Result<String> {
+        let view = self.slice_view();
+        let (store, slice) = name
+            .split_once('/')
+            .ok_or_else(|| Error::new(Kind::Invalid, "name a slice as STORE/SLICE"))?;
+        let store = self.store_named(self.slice_stores(&view)?, store)?;
+        let versions = slices::parsed_versions(&view, &store, slice).map_err(bad)?;
+        let pick = |n: Option<u32>, back: usize| -> Result<(u32, Value)> {
+            let found = match n {
+                Some(n) => versions.iter().find(|(m, _)| *m == n),
+                None => versions
+                    .len()
+                    .checked_sub(back)
+                    .and_then(|i| versions.get(i)),
+            };
+            found
+                .cloned()
+                .ok_or_else(|| Error::new(Kind::NotFound, format!("{name}: no such version")))
+        };
+        let empty = (0, Value::Map(Vec::new()));
+        let (va, vb) = match (a, b) {
+            (Some(_), Some(_)) => (pick(a, 0)?, pick(b, 0)?),
+            (Some(_), None) => (pick(a, 0)?, pick(None, 1)?),
+            (None, _) => (pick(None, 2).unwrap_or(empty), pick(None, 1)?),
+        };
+        Ok(slices::diff((va.0, &va.1), (vb.0, &vb.1), &store.identity))
+    }
+}
+
+use crate::crypto::value::Value;
