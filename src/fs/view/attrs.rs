@@ -167,7 +167,7 @@ impl Fs {
                         };
                         data.resize(size as usize, 0);
                         let base = self.snapshot().commit;
-                        self.commit_file(&path, &data, *mode, base)?;
+                        self.commit_file(&path, data, *mode, base)?;
                     }
                     _ => return Err(Error::new(Kind::IsDir, format!("{path}: a directory"))),
                 }

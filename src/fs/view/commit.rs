@@ -22,6 +22,8 @@ pub(super) enum Encoded {
     Held,
     /// The bytes git stores (ciphertext for SOPS files).
     Stored(Vec<u8>),
+    /// The content itself, stored in clear (it passed the leak guard).
+    Clear,
 }
 
 impl Fs {
@@ -49,13 +51,15 @@ impl Fs {
     pub(super) fn commit_file(
         &self,
         path: &str,
-        data: &[u8],
+        mut data: Zeroizing<Vec<u8>>,
         mode: FileMode,
         base: Option<Oid>,
     ) -> Result<Option<Arc<Mutex<Ticket>>>> {
-        let stored = match self.encode(path, data, mode, base)? {
+        let stored = match self.encode(path, &data, mode, base)? {
             Encoded::Same | Encoded::Held => return Ok(None),
             Encoded::Stored(b) => b,
+            // Moved, not copied: large plain files are not held twice.
+            Encoded::Clear => std::mem::take(&mut *data),
         };
         let mut session = Session::new(base);
         session.write_mode(path, stored, mode);
@@ -145,7 +149,7 @@ impl Fs {
             }
             Some(_) => {
                 self.leak_check(path, data, mode)?;
-                data.to_vec()
+                return Ok(Encoded::Clear);
             }
             None => match self.creation_params(&snap, path) {
                 Err(e) => return Err(self.make_draft(path, data, mode, &[], &e.message)),
@@ -177,7 +181,7 @@ impl Fs {
                 },
                 Ok(None) => {
                     self.leak_check(path, data, mode)?;
-                    data.to_vec()
+                    return Ok(Encoded::Clear);
                 }
             },
         };
@@ -399,7 +403,7 @@ impl Fs {
                 return self.defer_new(path, data, mode, base);
             }
         }
-        let res = self.commit_file(&path, &data, mode, base);
+        let res = self.commit_file(&path, data, mode, base);
         if let Some(hook) = &self.cfg.after_commit {
             (hook.0)();
         }
@@ -440,7 +444,7 @@ impl Fs {
     ) -> Result<Option<Arc<Mutex<Ticket>>>> {
         match self.encode(&path, &data, mode, base)? {
             Encoded::Same | Encoded::Held => {}
-            Encoded::Stored(_) => {
+            Encoded::Stored(_) | Encoded::Clear => {
                 // Valid content supersedes an earlier refused one.
                 let _ = std::fs::remove_file(self.draft_file(&path));
                 let due = Instant::now() + self.cfg.new_file_grace;
@@ -489,7 +493,7 @@ impl Fs {
                 .collect()
         };
         for (path, data, mode, base) in due {
-            let res = self.commit_file(&path, &data, mode, base);
+            let res = self.commit_file(&path, data, mode, base);
             let mut st = lock(&self.state);
             if let Some(Mem::File { kind, .. }) = st.mem.get_mut(&path) {
                 if matches!(kind, MemKind::Deferred { .. }) {

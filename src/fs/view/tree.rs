@@ -195,7 +195,7 @@ impl Fs {
                     }
                 } else {
                     // Write-temporary-then-rename: exactly one session of the target.
-                    let t = self.commit_file(&to, &data, mode, snap.commit)?;
+                    let t = self.commit_file(&to, data, mode, snap.commit)?;
                     let mut st = lock(&self.state);
                     st.mem.remove(&from);
                     st.mem.remove(&to);

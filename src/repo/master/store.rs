@@ -165,10 +165,20 @@ impl MemObjects {
         let mut pb = repo.packbuilder()?;
         pb.insert_walk(&mut walk)?;
         if pb.object_count() > 0 {
-            let mut buf = git2::Buf::new();
-            pb.write_buf(&mut buf)?;
+            // Streamed chunk by chunk: a batch with a large file never holds the whole
+            // pack in memory besides the objects themselves.
             let mut w = self.odb.packwriter()?;
-            w.write_all(&buf)?;
+            let mut failed = None;
+            pb.foreach(|chunk| match w.write_all(chunk) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
             w.commit()?;
         }
         if !keep {
