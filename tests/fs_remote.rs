@@ -430,18 +430,7 @@ fn edit_started_before_a_fetch_merges_with_it() {
 
 /// `valuesfs conflicts ...` against a mount; (exit success, stdout, stderr).
 fn conflicts_cli(m: &Mnt, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(bin())
-        .arg("conflicts")
-        .arg("--mount")
-        .arg(&m.mnt)
-        .args(args)
-        .output()
-        .expect("run valuesfs conflicts");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    valuesfs_at(m, "conflicts", args)
 }
 
 /// A and B change `replicas` two ways; B (which never fetched) loses. Returns B's id.

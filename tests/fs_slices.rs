@@ -8,9 +8,6 @@ mod fs_common;
 #[path = "repo_common/mod.rs"]
 mod repo_common;
 
-use std::process::Command;
-
-use common::*;
 use fs_common::*;
 
 const CONFIG: &str = "slices:\n  - name: services\n    source: slices/services\n    active: slices/.active/services\n";
@@ -19,18 +16,7 @@ const V1: &str =
 const V2: &str = "web:\n  replicas: 3\nports:\n  - name: http\n    port: 80\n";
 
 fn slices(m: &Mnt, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin())
-        .arg("slices")
-        .arg("--mount")
-        .arg(&m.mnt)
-        .args(args)
-        .output()
-        .expect("valuesfs slices");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    valuesfs_at(m, "slices", args)
 }
 
 fn ok(m: &Mnt, args: &[&str]) -> String {

@@ -436,3 +436,19 @@ pub fn close_checked(f: std::fs::File) -> std::io::Result<()> {
 pub fn put(path: &Path, data: &[u8]) {
     write_checked(path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
+
+/// `valuesfs SUBCOMMAND --mount MNT ARGS...`; (success, stdout, stderr).
+pub fn valuesfs_at(m: &Mnt, sub: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(crate::common::bin())
+        .arg(sub)
+        .arg("--mount")
+        .arg(&m.mnt)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("valuesfs {sub}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

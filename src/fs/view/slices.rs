@@ -118,14 +118,20 @@ impl Fs {
         slices::status(&view, &stores).map_err(bad)
     }
 
-    /// `slices show STORE/SLICE [vN|model] [yaml|json]`: a version or the model.
-    pub fn slices_show(&self, name: &str, which: Option<&str>, format: Format) -> Result<String> {
+    /// The store of `STORE/SLICE` and the slice's parsed versions, oldest first.
+    fn slice_versions(&self, name: &str) -> Result<(StoreCfg, Vec<(u32, Value)>)> {
         let view = self.slice_view();
         let (store, slice) = name
             .split_once('/')
             .ok_or_else(|| Error::new(Kind::Invalid, "name a slice as STORE/SLICE"))?;
         let store = self.store_named(self.slice_stores(&view)?, store)?;
         let versions = slices::parsed_versions(&view, &store, slice).map_err(bad)?;
+        Ok((store, versions))
+    }
+
+    /// `slices show STORE/SLICE [vN|model] [yaml|json]`: a version or the model.
+    pub fn slices_show(&self, name: &str, which: Option<&str>, format: Format) -> Result<String> {
+        let (store, versions) = self.slice_versions(name)?;
         let doc = match which {
             None | Some("model") => slices::model(&versions, &store.identity),
             Some(v) => {
@@ -145,12 +151,7 @@ impl Fs {
 
     /// `slices diff STORE/SLICE [A] [B]` (default: the last two versions).
     pub fn slices_diff(&self, name: &str, a: Option<u32>, b: Option<u32>) -> Result<String> {
-        let view = self.slice_view();
-        let (store, slice) = name
-            .split_once('/')
-            .ok_or_else(|| Error::new(Kind::Invalid, "name a slice as STORE/SLICE"))?;
-        let store = self.store_named(self.slice_stores(&view)?, store)?;
-        let versions = slices::parsed_versions(&view, &store, slice).map_err(bad)?;
+        let (store, versions) = self.slice_versions(name)?;
         let pick = |n: Option<u32>, back: usize| -> Result<(u32, Value)> {
             let found = match n {
                 Some(n) => versions.iter().find(|(m, _)| *m == n),
