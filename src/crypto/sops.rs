@@ -1208,9 +1208,13 @@ fn build(
         let md = Metadata::from_value(&mv)?;
         let check = open_with_key(format, docs, md, raw, Zeroizing::new(*ctx.key), ctx.style)?;
         // Same bytes back, and the authenticated data is what the plaintext says.
+        // Comments are compared for presence only: sops's reader may attach a comment it
+        // wrote to another node than the one it came from (never to another AAD here, or
+        // the check above fails), as it does for its own files.
+        let strip = |d: &[Value]| d.iter().map(Value::without_comments).collect::<Vec<_>>();
         let same_data = plain_docs
             .as_ref()
-            .is_none_or(|d| same_docs(d, &check.plain_docs));
+            .is_none_or(|d| same_docs(&strip(d), &strip(&check.plain_docs)));
         if check.plaintext.as_slice() == plaintext && same_data {
             return Ok(file.into_bytes());
         }
@@ -1254,7 +1258,7 @@ fn assemble(
                 if i > 0 {
                     out.push_str("---\n");
                 }
-                out.push_str(&yaml::emit_doc_body(d, style.yaml_indent));
+                out.push_str(&yaml::emit_doc_before_meta(d, style.yaml_indent));
                 out.push_str(&block);
             }
             Ok(out)

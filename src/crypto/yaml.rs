@@ -13,10 +13,15 @@
 use std::collections::HashMap;
 
 mod emit;
+mod emitter;
+mod events;
+mod nodes;
+mod scan;
 
 use emit::is_special;
 pub use emit::{
-    emit, emit_doc_body, emit_entry, emit_indented, scalar_str, scalar_text, DEFAULT_INDENT,
+    emit, emit_doc_before_meta, emit_doc_body, emit_entry, emit_indented, scalar_str, scalar_text,
+    DEFAULT_INDENT,
 };
 
 use super::value::{format_float_g, Key, Value};
@@ -61,7 +66,10 @@ pub fn parse(input: &str, limits: Limits) -> Result<Vec<Value>, YamlError> {
         depth: 0,
         limits,
     };
-    p.stream()
+    let docs = p.stream()?;
+    // Comments go where sops 3.11 puts them (go-yaml's reader, then sops's tree); the
+    // column rule above is kept for what that model does not read the same way.
+    Ok(nodes::place_comments(input, &docs).unwrap_or(docs))
 }
 
 /// Parse a stream whose documents must all be mappings at the top (what sops accepts).
@@ -881,6 +889,21 @@ impl<'a> Parser<'a> {
         let mut block_indent = explicit.map(|d| (base.max(0) as usize) + d);
         if explicit.is_some() && base < 0 {
             block_indent = explicit;
+        }
+        if let Some(bi) = block_indent {
+            // go-yaml (so sops) writes its indentation step as the hint even where the
+            // content is indented less (list items). Such a line would otherwise end the
+            // scalar and make the document invalid: read the content where it is.
+            let least = self.s[self.pos..]
+                .split('\n')
+                .skip(1)
+                .filter(|l| !l.trim_matches(BLANKS).is_empty())
+                .map(|l| l.len() - l.trim_start_matches(' ').len())
+                .take_while(|&n| (n as isize) > base)
+                .min();
+            if let Some(n) = least.filter(|&n| n < bi) {
+                block_indent = Some(n);
+            }
         }
         let mut lines: Vec<&str> = Vec::new();
         self.next_line();
