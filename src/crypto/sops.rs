@@ -766,6 +766,12 @@ impl Decrypter<'_> {
                     if let Value::Comment(c) = item {
                         let level = stack.len() - 1;
                         stack[level].push(c.clone());
+                        // sops decrypts an empty comment that stands in a list to an
+                        // empty string: it becomes a list element.
+                        if c.is_empty() && self.ctx.selector.should_encrypt(path, stack, true) {
+                            out.push(Value::Str(String::new()));
+                            continue;
+                        }
                         let plain = self.comment(c, path, stack)?;
                         if let Some(last) = stack[level].last_mut() {
                             last.clone_from(&plain);
@@ -938,8 +944,11 @@ impl Encrypter<'_> {
                         };
                         let e = self.comment(c, bc, path, stack);
                         // As sops writes it: an encrypted comment in a sequence is a list
-                        // element (`- ENC[...,type:comment]`), a plain one a comment line.
-                        out.push(if is_envelope(&e) {
+                        // element (`- ENC[...,type:comment]`), a plain one a comment line,
+                        // and an empty one it would encrypt the element `- ""`.
+                        let empty =
+                            c.is_empty() && self.ctx.selector.should_encrypt(path, stack, true);
+                        out.push(if is_envelope(&e) || empty {
                             Value::Str(e)
                         } else {
                             Value::Comment(e)
@@ -1211,7 +1220,9 @@ fn build(
         // Comments are compared for presence only: sops's reader may attach a comment it
         // wrote to another node than the one it came from (never to another AAD here, or
         // the check above fails), as it does for its own files.
-        let strip = |d: &[Value]| d.iter().map(Value::without_comments).collect::<Vec<_>>();
+        // An empty comment in a list comes back as an empty string, as with sops: empty
+        // list strings are left out of the comparison (they are not in the MAC either).
+        let strip = |d: &[Value]| d.iter().map(data_view).collect::<Vec<_>>();
         let same_data = plain_docs
             .as_ref()
             .is_none_or(|d| same_docs(&strip(d), &strip(&check.plain_docs)));
@@ -1225,6 +1236,30 @@ fn build(
     Err(Error::Internal(
         "encrypted file does not decrypt back to its plaintext".into(),
     ))
+}
+
+/// A document's data as the self-check compares it: no comments, no empty strings in
+/// lists (see `build`).
+fn data_view(v: &Value) -> Value {
+    match v {
+        Value::Map(items) => Value::Map(
+            items
+                .iter()
+                .filter(|(k, _)| matches!(k, Key::Name(_)))
+                .map(|(k, v)| (k.clone(), data_view(v)))
+                .collect(),
+        ),
+        Value::Seq(items) => Value::Seq(
+            items
+                .iter()
+                .filter(|v| {
+                    !matches!(v, Value::Comment(_)) && !matches!(v, Value::Str(s) if s.is_empty())
+                })
+                .map(data_view)
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 fn assemble(

@@ -548,7 +548,7 @@ impl<'a> Parser<'a> {
                 }
             }
         } else {
-            let (mut v, more) = self.inline_value(indent as isize)?;
+            let (mut v, more) = self.inline_value_tagged(indent as isize, tag.is_some())?;
             // A line comment after a flow sequence that is a mapping value belongs to that
             // sequence in sops's tree (go-yaml's line comment of the node).
             match &mut v {
@@ -616,6 +616,16 @@ impl<'a> Parser<'a> {
     /// A node written on the current line (possibly continuing below): scalar, flow
     /// collection, block scalar or alias. Consumes a trailing comment on its last line.
     fn inline_value(&mut self, indent: isize) -> Result<(Value, Vec<String>), YamlError> {
+        self.inline_value_tagged(indent, false)
+    }
+
+    /// As `inline_value`; `tagged`: a tag stood before (a tagged plain scalar keeps its
+    /// text, `!!str 2001-12-14` is not a timestamp).
+    fn inline_value_tagged(
+        &mut self,
+        indent: isize,
+        tagged: bool,
+    ) -> Result<(Value, Vec<String>), YamlError> {
         let (anchor, tag) = self.properties()?;
         let mut inline = Vec::new();
         let v = match self.peek() {
@@ -633,7 +643,7 @@ impl<'a> Parser<'a> {
             }
             _ => {
                 let raw = self.plain_block(indent)?;
-                if tag.is_some() {
+                if tag.is_some() || tagged {
                     Value::Str(raw)
                 } else {
                     resolve_plain(&raw)
