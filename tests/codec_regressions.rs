@@ -117,6 +117,16 @@ const CASES: &[Case] = &[
         file: "a.ini",
         plain: "[s] ; sec comment\nk=1\nk=2\n[s]\nk=3\na = `x;y`\nb = \"  sp  \"\nf = \"\"\"l1\nl2\"\"\"\n",
     },
+    Case {
+        name: "Y27: a list string that is only a line break",
+        file: "a.yaml",
+        plain: "a:\n- \"\\n\"\n",
+    },
+    Case {
+        name: "less indented comment after an explicit block indentation",
+        file: "a.yaml",
+        plain: "l:\n                 - >3\n                  # c\n",
+    },
     // Comment placement (go-yaml v3 reader and emitter, sops 3.11 tree rules).
     Case {
         name: "Y6: comment after a nested key with no value goes to the document foot",

@@ -1175,7 +1175,16 @@ fn build(
             Value::Str(seal(ctx.key, plaintext, "data:", "str")),
         )])]
     } else {
-        let docs = parse_plain(plaintext, format)?;
+        let mut docs = parse_plain(plaintext, format)?;
+        if let (Format::Yaml, Some((old, _))) = (format, base) {
+            // Where only values changed, comments stay where the file's tree had them
+            // (as with `sops set`): reading sops's text back may attach them elsewhere.
+            for (d, o) in docs.iter_mut().zip(old) {
+                if let Some(kept) = yaml::keep_comment_layout(d, o) {
+                    *d = kept;
+                }
+            }
+        }
         let mut out = Vec::with_capacity(docs.len());
         for (i, d) in docs.iter().enumerate() {
             let b = base.and_then(|(p, e)| p.get(i).zip(e.get(i)));

@@ -23,6 +23,7 @@ pub use emit::{
     emit, emit_doc_before_meta, emit_doc_body, emit_entry, emit_indented, scalar_str, scalar_text,
     DEFAULT_INDENT,
 };
+pub use nodes::keep_comment_layout;
 
 use super::value::{format_float_g, Key, Value};
 
@@ -904,12 +905,20 @@ impl<'a> Parser<'a> {
             // go-yaml (so sops) writes its indentation step as the hint even where the
             // content is indented less (list items). Such a line would otherwise end the
             // scalar and make the document invalid: read the content where it is.
+            // A less indented comment line ends the scalar in valid YAML: not content.
             let least = self.s[self.pos..]
                 .split('\n')
                 .skip(1)
                 .filter(|l| !l.trim_matches(BLANKS).is_empty())
-                .map(|l| l.len() - l.trim_start_matches(' ').len())
-                .take_while(|&n| (n as isize) > base)
+                .map(|l| {
+                    (
+                        l.len() - l.trim_start_matches(' ').len(),
+                        l.trim_start().starts_with('#'),
+                    )
+                })
+                .take_while(|&(n, _)| (n as isize) > base)
+                .filter(|&(_, comment)| !comment)
+                .map(|(n, _)| n)
                 .min();
             if let Some(n) = least.filter(|&n| n < bi) {
                 block_indent = Some(n);

@@ -67,7 +67,6 @@ pub(super) fn key_text(name: &str) -> String {
 /// Can this multi-line string be printed as a literal block (as go-yaml would)?
 pub(super) fn literal_ok(s: &str) -> bool {
     s.contains('\n')
-        && !s.trim_end_matches('\n').is_empty()
         && !s.chars().any(|c| !printable(c) && c != '\n' && c != '\t')
         && !s.split('\n').any(|l| l.ends_with(' ') || l.ends_with('\t'))
 }

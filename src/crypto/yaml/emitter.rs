@@ -497,9 +497,10 @@ impl Emitter {
             self.indicator(&hint, false, false, false);
         }
         let trailing = s.len() - s.trim_end_matches('\n').len();
+        // Keep (`+`) when more than one line break ends the text, or only breaks make it.
         match trailing {
             0 => self.indicator("-", false, false, false),
-            1 => {}
+            1 if s.len() > 1 => {}
             _ => self.indicator("+", false, false, false),
         }
         self.put_break();
