@@ -23,6 +23,8 @@ use super::ini;
 use super::json;
 use super::keys::{wrap_data_key, Keyring};
 use super::value::{same_docs, Key, Value};
+use std::collections::HashMap;
+
 use super::yaml::{self, Limits};
 
 /// The sops version string written into new files.
@@ -835,6 +837,74 @@ impl Decrypter<'_> {
 struct Encrypter<'a> {
     ctx: &'a Ctx<'a>,
     mac: Sha512,
+    /// Ciphertexts of the file being rewritten by (AAD, type, plaintext): like sops's IV
+    /// stash, a plaintext met again under the same AAD keeps its ciphertext, and of two
+    /// equal ones the later's (what `sops set` writes).
+    stash: HashMap<(String, String, Vec<u8>), String>,
+}
+
+/// A value's key in the stash: Go map keys, so `-0` and `0` are one float and NaN none.
+fn stash_key(leaf: &Value, path: &[String]) -> Option<(String, String, Vec<u8>)> {
+    let bytes = match leaf {
+        Value::Float(f) if f.is_nan() => return None,
+        Value::Float(f) if *f == 0.0 => b"0".to_vec(),
+        other => other.leaf_bytes()?,
+    };
+    Some((aad(path), leaf.type_tag()?.to_string(), bytes))
+}
+
+/// Fill `out` with the ciphertexts of a decrypted tree (`plain`) and its file (`enc`).
+fn collect_stash(
+    plain: &Value,
+    enc: &Value,
+    path: &mut Vec<String>,
+    out: &mut HashMap<(String, String, Vec<u8>), String>,
+) {
+    fn put(
+        out: &mut HashMap<(String, String, Vec<u8>), String>,
+        kind: &str,
+        bytes: Vec<u8>,
+        e: &str,
+        path: &[String],
+    ) {
+        if is_envelope(e) {
+            out.insert((aad(path), kind.to_string(), bytes), e.to_string());
+        }
+    }
+    match (plain, enc) {
+        (Value::Map(p), Value::Map(e)) if p.len() == e.len() => {
+            for ((pk, pv), (ek, ev)) in p.iter().zip(e) {
+                match (pk, ek) {
+                    (Key::Comment(pc), Key::Comment(ec)) => {
+                        put(out, "comment", pc.as_bytes().to_vec(), ec, path)
+                    }
+                    (Key::Name(n), Key::Name(_)) => {
+                        path.push(n.clone());
+                        collect_stash(pv, ev, path, out);
+                        path.pop();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (Value::Seq(p), Value::Seq(e)) if p.len() == e.len() => {
+            for (pv, ev) in p.iter().zip(e) {
+                match (pv, ev) {
+                    (Value::Comment(pc), Value::Comment(ec) | Value::Str(ec)) => {
+                        put(out, "comment", pc.as_bytes().to_vec(), ec, path)
+                    }
+                    _ => collect_stash(pv, ev, path, out),
+                }
+            }
+        }
+        (Value::Map(_) | Value::Seq(_), _) => {}
+        (leaf, Value::Str(e)) => {
+            if let Some(k) = stash_key(leaf, path).filter(|_| is_envelope(e)) {
+                out.insert(k, e.clone());
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Same plaintext at the same position? Numbers compare by text (int 5 == float 5).
@@ -855,6 +925,10 @@ impl Encrypter<'_> {
     ) -> String {
         if !self.ctx.selector.should_encrypt(path, stack, true) || c.is_empty() {
             return c.to_string();
+        }
+        let key = (aad(path), "comment".to_string(), c.as_bytes().to_vec());
+        if let Some(e) = self.stash.get(&key) {
+            return e.clone();
         }
         if let Some((bp, be)) = base {
             if bp == c && is_envelope(be) {
@@ -973,13 +1047,34 @@ impl Encrypter<'_> {
                 if !encrypted || matches!(leaf, Value::Str(s) if s.is_empty()) {
                     return leaf.clone();
                 }
+                let bytes = leaf.leaf_bytes().unwrap_or_default();
+                let tag = leaf.type_tag().unwrap_or("str");
+                // An int the file stored as a float (JSON numbers are floats to sops).
+                let as_float = match leaf {
+                    Value::Int(i) => stash_key(&Value::Float(*i as f64), path),
+                    _ => None,
+                };
+                let found = stash_key(leaf, path)
+                    .and_then(|k| self.stash.get(&k))
+                    .or_else(|| as_float.and_then(|k| self.stash.get(&k)));
+                if let Some(e) = found {
+                    // sops keeps the IV of an equal value; an equal one with other bytes
+                    // (`-0` for `0`) is encrypted afresh.
+                    let same = parse_envelope(e)
+                        .ok()
+                        .and_then(|env| self.ctx.vk.open(&env, &aad(path)))
+                        .is_some_and(|p| p == bytes);
+                    return Value::Str(if same {
+                        e.clone()
+                    } else {
+                        self.ctx.vk.seal(&bytes, &aad(path), tag)
+                    });
+                }
                 if let Some((bp, Value::Str(be))) = base {
                     if same_leaf(bp, leaf) && is_envelope(be) {
                         return Value::Str(be.clone());
                     }
                 }
-                let bytes = leaf.leaf_bytes().unwrap_or_default();
-                let tag = leaf.type_tag().unwrap_or("str");
                 Value::Str(self.ctx.vk.seal(&bytes, &aad(path), tag))
             }
         }
@@ -1157,9 +1252,14 @@ fn build(
             limit: DEFAULT_MAX_SIZE,
         });
     }
+    let mut stash = HashMap::new();
+    for (p, e) in base.into_iter().flat_map(|(p, e)| p.iter().zip(e)) {
+        collect_stash(p, e, &mut Vec::new(), &mut stash);
+    }
     let mut enc = Encrypter {
         ctx,
         mac: new_hasher(ctx.mac_only),
+        stash,
     };
     let enc_docs = if format == Format::Binary {
         if ctx
