@@ -1261,6 +1261,7 @@ fn build(
         mac: new_hasher(ctx.mac_only),
         stash,
     };
+    let mut laid_out: Option<Vec<Value>> = None;
     let enc_docs = if format == Format::Binary {
         if ctx
             .selector
@@ -1290,6 +1291,7 @@ fn build(
             let b = base.and_then(|(p, e)| p.get(i).zip(e.get(i)));
             out.push(enc.value(d, b, &mut Vec::new(), &mut Vec::new()));
         }
+        laid_out = Some(docs);
         out
     };
     let lastmodified = now_rfc3339();
@@ -1299,7 +1301,8 @@ fn build(
         Format::Binary => None,
         _ => Some(parse_plain(plaintext, format)?),
     };
-    let needs_source = match &plain_docs {
+    // The tree as encrypted (comments where the file had them) is what sops prints.
+    let needs_source = match laid_out.as_ref().or(plain_docs.as_ref()) {
         Some(d) => render_styled(format, d, ctx.style).as_bytes() != plaintext,
         None => false,
     };
