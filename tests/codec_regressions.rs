@@ -117,6 +117,127 @@ const CASES: &[Case] = &[
         file: "a.ini",
         plain: "[s] ; sec comment\nk=1\nk=2\n[s]\nk=3\na = `x;y`\nb = \"  sp  \"\nf = \"\"\"l1\nl2\"\"\"\n",
     },
+    Case {
+        name: "Y27: a list string that is only a line break",
+        file: "a.yaml",
+        plain: "a:\n- \"\\n\"\n",
+    },
+    Case {
+        name: "less indented comment after an explicit block indentation",
+        file: "a.yaml",
+        plain: "l:\n                 - >3\n                  # c\n",
+    },
+    // Comment placement (go-yaml v3 reader and emitter, sops 3.11 tree rules).
+    Case {
+        name: "Y6: comment after a nested key with no value goes to the document foot",
+        file: "a.yaml",
+        plain: "a:\n  b:\n  # c\n",
+    },
+    Case {
+        name: "Y7: line comment on a null list item",
+        file: "a.yaml",
+        plain: "a:\n- # c\n",
+    },
+    Case {
+        name: "Y8: comment before a null list item",
+        file: "a.yaml",
+        plain: "a:\n# c\n-\n",
+    },
+    Case {
+        name: "Y9: two head comments of an indented mapping, one kept as its foot",
+        file: "a.yaml",
+        plain: " a:\n # c\n# c\n  b: x\n",
+    },
+    Case {
+        name: "Y10: indented document, comment after a blank line at the end",
+        file: "a.yaml",
+        plain: " a: x\n# c\n\n# d\n",
+    },
+    Case {
+        name: "Y11: comment after a list of mappings",
+        file: "a.yaml",
+        plain: "a:\n- b: x\n# c\n",
+    },
+    Case {
+        name: "Y12: line comment after a flow mapping",
+        file: "a.yaml",
+        plain: "a: {b: 1}  # c\n",
+    },
+    Case {
+        name: "Y14: comment between indentation levels after a nested mapping",
+        file: "a.yaml",
+        plain: "config:\n security:\n    disable_gravatar: x\n  # c\n",
+    },
+    Case {
+        name: "Y17: merge key over aliases of a mapping with a comment",
+        file: "a.yaml",
+        plain: "x: &y\n  # c\n  c: 1\n<<: [*y]\n",
+    },
+    Case {
+        name: "Y19: line comment in a nested list",
+        file: "a.yaml",
+        plain: "a:\n- - x   # c\n- tok-abc\n",
+    },
+    Case {
+        name: "Y20: head comment before a nested list item",
+        file: "a.yaml",
+        plain: "a:\n# c\n- - b: x   # t\n- tok-abc\n",
+    },
+    Case {
+        name: "Y21: line comment on a list-item mapping, repeated comments",
+        file: "a.yaml",
+        plain: "spec:\n- name: tok-abc  # c\n# d\n# d\n",
+    },
+    Case {
+        name: "Y24: deeper comment after a flow value and a blank line",
+        file: "a.yaml",
+        plain: "a:\n b: [x]\n\n # c\n",
+    },
+    Case {
+        name: "Y26: block scalar starting with a blank line in a list item",
+        file: "a.yaml",
+        plain: "a:\n- |\n\n  x\n",
+    },
+    Case {
+        name: "Y28: column-0 comment after a nested list",
+        file: "a.yaml",
+        plain: "a:\n- [x]\n# c\n",
+    },
+    Case {
+        name: "Y29: head and line comment on a null item of a nested list",
+        file: "a.yaml",
+        plain: "a:\n# c\n- # d\n - x\n",
+    },
+    Case {
+        name: "Y30: indented document, column-0 comment between top-level keys",
+        file: "a.yaml",
+        plain: "  a:\n    b: x\n# c\n  c: y\n",
+    },
+    Case {
+        name: "Y31: line comment after an empty flow value, then a comment line",
+        file: "a.yaml",
+        plain: "a: []  # x\n# c\n",
+    },
+    Case {
+        name: "empty comment in a list becomes an empty string",
+        file: "a.yaml",
+        plain: "a:\n- x\n#\n- y\n",
+    },
+    Case {
+        name: "empty comment on a nested list entry",
+        file: "a.yaml",
+        plain: "DB_HOST:\n- -   #\n    - x\n",
+    },
+    Case {
+        name: "comment of a nested collection floats past the next key",
+        file: "a.yaml",
+        plain: "m:\n  l:\n  - [x]\n# c\n  k: v\n",
+    },
+    Case {
+        name: "tagged plain scalar keeps its text",
+        file: "a.yaml",
+        plain: "args: !!str 2001-12-14\n",
+    },
 ];
 
 fn write(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {

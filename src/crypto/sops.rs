@@ -23,6 +23,8 @@ use super::ini;
 use super::json;
 use super::keys::{wrap_data_key, Keyring};
 use super::value::{same_docs, Key, Value};
+use std::collections::HashMap;
+
 use super::yaml::{self, Limits};
 
 /// The sops version string written into new files.
@@ -821,6 +823,12 @@ impl Decrypter<'_> {
                     if let Value::Comment(c) = item {
                         let level = stack.len() - 1;
                         stack[level].push(c.clone());
+                        // sops decrypts an empty comment that stands in a list to an
+                        // empty string: it becomes a list element.
+                        if c.is_empty() && self.ctx.selector.should_encrypt(path, stack, true) {
+                            out.push(Value::Str(String::new()));
+                            continue;
+                        }
                         let plain = self.comment(c, path, stack)?;
                         if let Some(last) = stack[level].last_mut() {
                             last.clone_from(&plain);
@@ -884,6 +892,74 @@ impl Decrypter<'_> {
 struct Encrypter<'a> {
     ctx: &'a Ctx<'a>,
     mac: Sha512,
+    /// Ciphertexts of the file being rewritten by (AAD, type, plaintext): like sops's IV
+    /// stash, a plaintext met again under the same AAD keeps its ciphertext, and of two
+    /// equal ones the later's (what `sops set` writes).
+    stash: HashMap<(String, String, Vec<u8>), String>,
+}
+
+/// A value's key in the stash: Go map keys, so `-0` and `0` are one float and NaN none.
+fn stash_key(leaf: &Value, path: &[String]) -> Option<(String, String, Vec<u8>)> {
+    let bytes = match leaf {
+        Value::Float(f) if f.is_nan() => return None,
+        Value::Float(f) if *f == 0.0 => b"0".to_vec(),
+        other => other.leaf_bytes()?,
+    };
+    Some((aad(path), leaf.type_tag()?.to_string(), bytes))
+}
+
+/// Fill `out` with the ciphertexts of a decrypted tree (`plain`) and its file (`enc`).
+fn collect_stash(
+    plain: &Value,
+    enc: &Value,
+    path: &mut Vec<String>,
+    out: &mut HashMap<(String, String, Vec<u8>), String>,
+) {
+    fn put(
+        out: &mut HashMap<(String, String, Vec<u8>), String>,
+        kind: &str,
+        bytes: Vec<u8>,
+        e: &str,
+        path: &[String],
+    ) {
+        if is_envelope(e) {
+            out.insert((aad(path), kind.to_string(), bytes), e.to_string());
+        }
+    }
+    match (plain, enc) {
+        (Value::Map(p), Value::Map(e)) if p.len() == e.len() => {
+            for ((pk, pv), (ek, ev)) in p.iter().zip(e) {
+                match (pk, ek) {
+                    (Key::Comment(pc), Key::Comment(ec)) => {
+                        put(out, "comment", pc.as_bytes().to_vec(), ec, path)
+                    }
+                    (Key::Name(n), Key::Name(_)) => {
+                        path.push(n.clone());
+                        collect_stash(pv, ev, path, out);
+                        path.pop();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (Value::Seq(p), Value::Seq(e)) if p.len() == e.len() => {
+            for (pv, ev) in p.iter().zip(e) {
+                match (pv, ev) {
+                    (Value::Comment(pc), Value::Comment(ec) | Value::Str(ec)) => {
+                        put(out, "comment", pc.as_bytes().to_vec(), ec, path)
+                    }
+                    _ => collect_stash(pv, ev, path, out),
+                }
+            }
+        }
+        (Value::Map(_) | Value::Seq(_), _) => {}
+        (leaf, Value::Str(e)) => {
+            if let Some(k) = stash_key(leaf, path).filter(|_| is_envelope(e)) {
+                out.insert(k, e.clone());
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Same plaintext at the same position? Numbers compare by text (int 5 == float 5).
@@ -904,6 +980,10 @@ impl Encrypter<'_> {
     ) -> String {
         if !self.ctx.selector.should_encrypt(path, stack, true) || c.is_empty() {
             return c.to_string();
+        }
+        let key = (aad(path), "comment".to_string(), c.as_bytes().to_vec());
+        if let Some(e) = self.stash.get(&key) {
+            return e.clone();
         }
         if let Some((bp, be)) = base {
             if bp == c && is_envelope(be) {
@@ -993,8 +1073,11 @@ impl Encrypter<'_> {
                         };
                         let e = self.comment(c, bc, path, stack);
                         // As sops writes it: an encrypted comment in a sequence is a list
-                        // element (`- ENC[...,type:comment]`), a plain one a comment line.
-                        out.push(if is_envelope(&e) {
+                        // element (`- ENC[...,type:comment]`), a plain one a comment line,
+                        // and an empty one it would encrypt the element `- ""`.
+                        let empty =
+                            c.is_empty() && self.ctx.selector.should_encrypt(path, stack, true);
+                        out.push(if is_envelope(&e) || empty {
                             Value::Str(e)
                         } else {
                             Value::Comment(e)
@@ -1019,13 +1102,34 @@ impl Encrypter<'_> {
                 if !encrypted || matches!(leaf, Value::Str(s) if s.is_empty()) {
                     return leaf.clone();
                 }
+                let bytes = leaf.leaf_bytes().unwrap_or_default();
+                let tag = leaf.type_tag().unwrap_or("str");
+                // An int the file stored as a float (JSON numbers are floats to sops).
+                let as_float = match leaf {
+                    Value::Int(i) => stash_key(&Value::Float(*i as f64), path),
+                    _ => None,
+                };
+                let found = stash_key(leaf, path)
+                    .and_then(|k| self.stash.get(&k))
+                    .or_else(|| as_float.and_then(|k| self.stash.get(&k)));
+                if let Some(e) = found {
+                    // sops keeps the IV of an equal value; an equal one with other bytes
+                    // (`-0` for `0`) is encrypted afresh.
+                    let same = parse_envelope(e)
+                        .ok()
+                        .and_then(|env| self.ctx.vk.open(&env, &aad(path)))
+                        .is_some_and(|p| p == bytes);
+                    return Value::Str(if same {
+                        e.clone()
+                    } else {
+                        self.ctx.vk.seal(&bytes, &aad(path), tag)
+                    });
+                }
                 if let Some((bp, Value::Str(be))) = base {
                     if same_leaf(bp, leaf) && is_envelope(be) {
                         return Value::Str(be.clone());
                     }
                 }
-                let bytes = leaf.leaf_bytes().unwrap_or_default();
-                let tag = leaf.type_tag().unwrap_or("str");
                 Value::Str(self.ctx.vk.seal(&bytes, &aad(path), tag))
             }
         }
@@ -1203,10 +1307,16 @@ fn build(
             limit: DEFAULT_MAX_SIZE,
         });
     }
+    let mut stash = HashMap::new();
+    for (p, e) in base.into_iter().flat_map(|(p, e)| p.iter().zip(e)) {
+        collect_stash(p, e, &mut Vec::new(), &mut stash);
+    }
     let mut enc = Encrypter {
         ctx,
         mac: new_hasher(ctx.mac_only),
+        stash,
     };
+    let mut laid_out: Option<Vec<Value>> = None;
     let enc_docs = if format == Format::Binary {
         if ctx
             .selector
@@ -1221,12 +1331,22 @@ fn build(
             Value::Str(seal(ctx.key, plaintext, "data:", "str")),
         )])]
     } else {
-        let docs = parse_plain(plaintext, format)?;
+        let mut docs = parse_plain(plaintext, format)?;
+        if let (Format::Yaml, Some((old, _))) = (format, base) {
+            // Where only values changed, comments stay where the file's tree had them
+            // (as with `sops set`): reading sops's text back may attach them elsewhere.
+            for (d, o) in docs.iter_mut().zip(old) {
+                if let Some(kept) = yaml::keep_comment_layout(d, o) {
+                    *d = kept;
+                }
+            }
+        }
         let mut out = Vec::with_capacity(docs.len());
         for (i, d) in docs.iter().enumerate() {
             let b = base.and_then(|(p, e)| p.get(i).zip(e.get(i)));
             out.push(enc.value(d, b, &mut Vec::new(), &mut Vec::new()));
         }
+        laid_out = Some(docs);
         out
     };
     let lastmodified = now_rfc3339();
@@ -1236,7 +1356,8 @@ fn build(
         Format::Binary => None,
         _ => Some(parse_plain(plaintext, format)?),
     };
-    let needs_source = match &plain_docs {
+    // The tree as encrypted (comments where the file had them) is what sops prints.
+    let needs_source = match laid_out.as_ref().or(plain_docs.as_ref()) {
         Some(d) => render_styled(format, d, ctx.style).as_bytes() != plaintext,
         None => false,
     };
@@ -1263,9 +1384,15 @@ fn build(
         let md = Metadata::from_value(&mv)?;
         let check = open_with_key(format, docs, md, raw, Zeroizing::new(*ctx.key), ctx.style)?;
         // Same bytes back, and the authenticated data is what the plaintext says.
+        // Comments are compared for presence only: sops's reader may attach a comment it
+        // wrote to another node than the one it came from (never to another AAD here, or
+        // the check above fails), as it does for its own files.
+        // An empty comment in a list comes back as an empty string, as with sops: empty
+        // list strings are left out of the comparison (they are not in the MAC either).
+        let strip = |d: &[Value]| d.iter().map(data_view).collect::<Vec<_>>();
         let same_data = plain_docs
             .as_ref()
-            .is_none_or(|d| same_docs(d, &check.plain_docs));
+            .is_none_or(|d| same_docs(&strip(d), &strip(&check.plain_docs)));
         if check.plaintext.as_slice() == plaintext && same_data {
             return Ok(file.into_bytes());
         }
@@ -1276,6 +1403,30 @@ fn build(
     Err(Error::Internal(
         "encrypted file does not decrypt back to its plaintext".into(),
     ))
+}
+
+/// A document's data as the self-check compares it: no comments, no empty strings in
+/// lists (see `build`).
+fn data_view(v: &Value) -> Value {
+    match v {
+        Value::Map(items) => Value::Map(
+            items
+                .iter()
+                .filter(|(k, _)| matches!(k, Key::Name(_)))
+                .map(|(k, v)| (k.clone(), data_view(v)))
+                .collect(),
+        ),
+        Value::Seq(items) => Value::Seq(
+            items
+                .iter()
+                .filter(|v| {
+                    !matches!(v, Value::Comment(_)) && !matches!(v, Value::Str(s) if s.is_empty())
+                })
+                .map(data_view)
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 fn assemble(
@@ -1309,7 +1460,7 @@ fn assemble(
                 if i > 0 {
                     out.push_str("---\n");
                 }
-                out.push_str(&yaml::emit_doc_body(d, style.yaml_indent));
+                out.push_str(&yaml::emit_doc_before_meta(d, style.yaml_indent));
                 out.push_str(&block);
             }
             Ok(out)

@@ -13,11 +13,17 @@
 use std::collections::HashMap;
 
 mod emit;
+mod emitter;
+mod events;
+mod nodes;
+mod scan;
 
 use emit::is_special;
 pub use emit::{
-    emit, emit_doc_body, emit_entry, emit_indented, scalar_str, scalar_text, DEFAULT_INDENT,
+    emit, emit_doc_before_meta, emit_doc_body, emit_entry, emit_indented, scalar_str, scalar_text,
+    DEFAULT_INDENT,
 };
+pub use nodes::keep_comment_layout;
 
 use super::value::{format_float_g, Key, Value};
 
@@ -61,7 +67,10 @@ pub fn parse(input: &str, limits: Limits) -> Result<Vec<Value>, YamlError> {
         depth: 0,
         limits,
     };
-    p.stream()
+    let docs = p.stream()?;
+    // Comments go where sops 3.11 puts them (go-yaml's reader, then sops's tree); the
+    // column rule above is kept for what that model does not read the same way.
+    Ok(nodes::place_comments(input, &docs).unwrap_or(docs))
 }
 
 /// Parse a stream whose documents must all be mappings at the top (what sops accepts).
@@ -540,7 +549,7 @@ impl<'a> Parser<'a> {
                 }
             }
         } else {
-            let (mut v, more) = self.inline_value(indent as isize)?;
+            let (mut v, more) = self.inline_value_tagged(indent as isize, tag.is_some())?;
             // A line comment after a flow sequence that is a mapping value belongs to that
             // sequence in sops's tree (go-yaml's line comment of the node).
             match &mut v {
@@ -608,6 +617,16 @@ impl<'a> Parser<'a> {
     /// A node written on the current line (possibly continuing below): scalar, flow
     /// collection, block scalar or alias. Consumes a trailing comment on its last line.
     fn inline_value(&mut self, indent: isize) -> Result<(Value, Vec<String>), YamlError> {
+        self.inline_value_tagged(indent, false)
+    }
+
+    /// As `inline_value`; `tagged`: a tag stood before (a tagged plain scalar keeps its
+    /// text, `!!str 2001-12-14` is not a timestamp).
+    fn inline_value_tagged(
+        &mut self,
+        indent: isize,
+        tagged: bool,
+    ) -> Result<(Value, Vec<String>), YamlError> {
         let (anchor, tag) = self.properties()?;
         let mut inline = Vec::new();
         let v = match self.peek() {
@@ -625,7 +644,7 @@ impl<'a> Parser<'a> {
             }
             _ => {
                 let raw = self.plain_block(indent)?;
-                if tag.is_some() {
+                if tag.is_some() || tagged {
                     Value::Str(raw)
                 } else {
                     resolve_plain(&raw)
@@ -881,6 +900,29 @@ impl<'a> Parser<'a> {
         let mut block_indent = explicit.map(|d| (base.max(0) as usize) + d);
         if explicit.is_some() && base < 0 {
             block_indent = explicit;
+        }
+        if let Some(bi) = block_indent {
+            // go-yaml (so sops) writes its indentation step as the hint even where the
+            // content is indented less (list items). Such a line would otherwise end the
+            // scalar and make the document invalid: read the content where it is.
+            // A less indented comment line ends the scalar in valid YAML: not content.
+            let least = self.s[self.pos..]
+                .split('\n')
+                .skip(1)
+                .filter(|l| !l.trim_matches(BLANKS).is_empty())
+                .map(|l| {
+                    (
+                        l.len() - l.trim_start_matches(' ').len(),
+                        l.trim_start().starts_with('#'),
+                    )
+                })
+                .take_while(|&(n, _)| (n as isize) > base)
+                .filter(|&(_, comment)| !comment)
+                .map(|(n, _)| n)
+                .min();
+            if let Some(n) = least.filter(|&n| n < bi) {
+                block_indent = Some(n);
+            }
         }
         let mut lines: Vec<&str> = Vec::new();
         self.next_line();

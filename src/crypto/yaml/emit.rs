@@ -37,190 +37,27 @@ pub fn emit_indented(docs: &[Value], step: usize) -> String {
 
 /// One document's entries (no `{}` for an empty mapping: the caller may append more).
 pub fn emit_doc_body(d: &Value, step: usize) -> String {
-    let mut e = Emitter::new(step);
-    match d {
-        Value::Map(items) => e.map(items, 0),
-        other => e.item(other, 0, ""),
-    }
-    e.out
+    super::emitter::emit_document(d, step, false)
+}
+
+/// One document of an encrypted file, without the `sops:` entry sops adds last (its
+/// comments and blank lines before that entry are part of the body).
+pub fn emit_doc_before_meta(d: &Value, step: usize) -> String {
+    super::emitter::emit_document(d, step, true)
 }
 
 /// A mapping entry `key:` plus its value, with the key at column 0.
 pub fn emit_entry(key: &str, v: &Value, step: usize) -> String {
-    let mut e = Emitter::new(step);
-    e.map(&[(Key::Name(key.to_string()), v.clone())], 0);
-    e.out
-}
-
-/// go-yaml v3's block emitter as sops configures it (`SetIndent(step)`, no compact
-/// sequence indent). Columns: a node directly inside `- ` starts on the dash's line at
-/// dash + 2; any other child starts a new line at the next multiple of `step` above its
-/// parent's column (so under a key at column 6, with step 4, children sit at 8).
-struct Emitter {
-    out: String,
-    step: usize,
-}
-
-impl Emitter {
-    fn new(step: usize) -> Emitter {
-        Emitter {
-            out: String::new(),
-            step: step.max(1),
-        }
-    }
-
-    /// Column of the children of a node at `col`.
-    fn next(&self, col: usize) -> usize {
-        (col + self.step) / self.step * self.step
-    }
-
-    fn pad(&mut self, n: usize) {
-        self.out.extend(std::iter::repeat_n(' ', n));
-    }
-
-    fn comment(&mut self, col: usize, c: &str) {
-        self.pad(col);
-        self.out.push('#');
-        self.out.push_str(c);
-        self.out.push('\n');
-    }
-
-    /// Mapping entries with their keys at `col`.
-    fn map(&mut self, items: &[(Key, Value)], col: usize) {
-        for (k, v) in items {
-            match k {
-                Key::Comment(c) => self.comment(col, c),
-                Key::Name(name) => {
-                    self.pad(col);
-                    self.out.push_str(&key_text(name));
-                    self.out.push(':');
-                    self.value_after(v, col);
-                }
-            }
-        }
-    }
-
-    /// A value after `key:` (key at `col`): collections go below, scalars on the line.
-    fn value_after(&mut self, v: &Value, col: usize) {
-        let below = self.next(col);
-        match v {
-            // A collection holding only comments prints empty: comments need an entry.
-            Value::Map(items) if items.iter().any(|(k, _)| matches!(k, Key::Name(_))) => {
-                self.out.push('\n');
-                self.map(items, below);
-            }
-            Value::Seq(items) if items.iter().any(|v| !matches!(v, Value::Comment(_))) => {
-                self.out.push('\n');
-                self.seq(items, below);
-            }
-            Value::Str(s) if literal_ok(s) => {
-                self.out.push(' ');
-                self.literal(s, below, col);
-            }
-            // Only comments (sops turns `k: [] # c` into a list holding the comment):
-            // go-yaml prints `[]` and the comments after it, at the key's column. A
-            // mapping's lone comments are not printed at all.
-            Value::Seq(items) if !items.is_empty() => {
-                self.out.push_str(" []\n");
-                for c in items {
-                    if let Value::Comment(c) = c {
-                        self.comment(col, c);
-                    }
-                }
-            }
-            other => {
-                self.out.push(' ');
-                self.out.push_str(&scalar_text_at(other, below));
-                self.out.push('\n');
-            }
-        }
-    }
-
-    /// Sequence items with their dashes at `col`.
-    fn seq(&mut self, items: &[Value], col: usize) {
-        for v in items {
-            match v {
-                Value::Comment(c) => self.comment(col, c),
-                other => self.item(other, col, "- "),
-            }
-        }
-    }
-
-    /// One sequence item (`dash` at `col`); its content starts on the dash's line.
-    fn item(&mut self, v: &Value, col: usize, dash: &str) {
-        let inner_col = col + dash.len();
-        match v {
-            Value::Map(items) if items.iter().any(|(k, _)| matches!(k, Key::Name(_))) => {
-                // Comments before the first key go above the dash.
-                let lead = items
-                    .iter()
-                    .take_while(|(k, _)| matches!(k, Key::Comment(_)))
-                    .count();
-                self.map(&items[..lead], col);
-                let mut inner = Emitter::new(self.step);
-                inner.map(&items[lead..], inner_col);
-                self.pad(col);
-                self.out.push_str(dash);
-                self.out.push_str(&inner.out[inner_col..]);
-            }
-            Value::Seq(items) if items.iter().any(|v| !matches!(v, Value::Comment(_))) => {
-                let lead = items
-                    .iter()
-                    .take_while(|v| matches!(v, Value::Comment(_)))
-                    .count();
-                self.seq(&items[..lead], col);
-                let mut inner = Emitter::new(self.step);
-                inner.seq(&items[lead..], inner_col);
-                self.pad(col);
-                self.out.push_str(dash);
-                self.out.push_str(&inner.out[inner_col..]);
-            }
-            Value::Str(s) if literal_ok(s) => {
-                self.pad(col);
-                self.out.push_str(dash.trim_end());
-                self.out.push(' ');
-                self.literal(s, inner_col, col);
-            }
-            other => {
-                self.pad(col);
-                self.out.push_str(dash);
-                self.out.push_str(&scalar_text_at(other, inner_col));
-                self.out.push('\n');
-            }
-        }
-    }
-
-    /// A literal block scalar with content at `col`; an indentation indicator, when the
-    /// content starts with a space or a line break, counts from the parent's column.
-    fn literal(&mut self, s: &str, col: usize, parent: usize) {
-        self.out.push('|');
-        if s.starts_with(' ') || s.starts_with('\n') {
-            self.out.push_str(&(col - parent).to_string());
-        }
-        let trailing = s.len() - s.trim_end_matches('\n').len();
-        match trailing {
-            0 => self.out.push('-'),
-            1 => {}
-            _ => self.out.push('+'),
-        }
-        self.out.push('\n');
-        let body = s.trim_end_matches('\n');
-        for line in body.split('\n') {
-            if !line.is_empty() {
-                self.pad(col);
-                self.out.push_str(line);
-            }
-            self.out.push('\n');
-        }
-        for _ in 1..trailing {
-            self.out.push('\n');
-        }
-    }
+    super::emitter::emit_document(
+        &Value::Map(vec![(Key::Name(key.to_string()), v.clone())]),
+        step,
+        false,
+    )
 }
 
 /// A mapping key as go-yaml prints it: sops turns a `<<` key back into a merge key,
 /// which go-yaml marks with its tag.
-fn key_text(name: &str) -> String {
+pub(super) fn key_text(name: &str) -> String {
     if name == "<<" {
         return "!!merge <<".to_string();
     }
@@ -228,9 +65,8 @@ fn key_text(name: &str) -> String {
 }
 
 /// Can this multi-line string be printed as a literal block (as go-yaml would)?
-fn literal_ok(s: &str) -> bool {
+pub(super) fn literal_ok(s: &str) -> bool {
     s.contains('\n')
-        && !s.trim_end_matches('\n').is_empty()
         && !s.chars().any(|c| !printable(c) && c != '\n' && c != '\t')
         && !s.split('\n').any(|l| l.ends_with(' ') || l.ends_with('\t'))
 }
@@ -263,7 +99,7 @@ pub fn scalar_text(v: &Value) -> String {
 
 /// A scalar's text as go-yaml prints it where its block indentation is `indent`
 /// (continuation lines of a single-quoted string are padded to it).
-fn scalar_text_at(v: &Value, indent: usize) -> String {
+pub(super) fn scalar_text_at(v: &Value, indent: usize) -> String {
     match v {
         Value::Null => "null".into(),
         Value::Str(s) => scalar_str_at(s, indent),
@@ -438,7 +274,6 @@ fn double_quote(s: &str) -> String {
             '\r' => out.push_str("\\r"),
             '\x1b' => out.push_str("\\e"),
             '\u{85}' => out.push_str("\\N"),
-            '\u{a0}' => out.push_str("\\_"),
             '\u{2028}' => out.push_str("\\L"),
             '\u{2029}' => out.push_str("\\P"),
             c if !printable(c) => {
