@@ -892,10 +892,32 @@ impl Decrypter<'_> {
 struct Encrypter<'a> {
     ctx: &'a Ctx<'a>,
     mac: Sha512,
-    /// Ciphertexts of the file being rewritten by (AAD, type, plaintext): like sops's IV
-    /// stash, a plaintext met again under the same AAD keeps its ciphertext, and of two
-    /// equal ones the later's (what `sops set` writes).
-    stash: HashMap<(String, String, Vec<u8>), String>,
+    /// Ciphertexts of the file being rewritten by (AAD, type, plaintext), in document
+    /// order: a plaintext met again under the same AAD keeps a ciphertext it had (so a
+    /// moved value keeps its line, as with sops's IV stash). Unlike sops, each old
+    /// ciphertext is given out once: equal secrets never share a ciphertext, which would
+    /// show they are equal.
+    stash: HashMap<(String, String, Vec<u8>), std::collections::VecDeque<String>>,
+    /// Ciphertexts already written into the new file.
+    used: std::collections::HashSet<String>,
+}
+
+impl Encrypter<'_> {
+    /// An old ciphertext for this stash key that the new file does not hold yet.
+    fn take(&mut self, key: &(String, String, Vec<u8>)) -> Option<String> {
+        let q = self.stash.get_mut(key)?;
+        while let Some(e) = q.pop_front() {
+            if !self.used.contains(&e) {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    /// Keep `e` unless the new file already has it.
+    fn keep(&mut self, e: &str) -> bool {
+        self.used.insert(e.to_string())
+    }
 }
 
 /// A value's key in the stash: Go map keys, so `-0` and `0` are one float and NaN none.
@@ -913,17 +935,19 @@ fn collect_stash(
     plain: &Value,
     enc: &Value,
     path: &mut Vec<String>,
-    out: &mut HashMap<(String, String, Vec<u8>), String>,
+    out: &mut HashMap<(String, String, Vec<u8>), std::collections::VecDeque<String>>,
 ) {
     fn put(
-        out: &mut HashMap<(String, String, Vec<u8>), String>,
+        out: &mut HashMap<(String, String, Vec<u8>), std::collections::VecDeque<String>>,
         kind: &str,
         bytes: Vec<u8>,
         e: &str,
         path: &[String],
     ) {
         if is_envelope(e) {
-            out.insert((aad(path), kind.to_string(), bytes), e.to_string());
+            out.entry((aad(path), kind.to_string(), bytes))
+                .or_default()
+                .push_back(e.to_string());
         }
     }
     match (plain, enc) {
@@ -955,7 +979,7 @@ fn collect_stash(
         (Value::Map(_) | Value::Seq(_), _) => {}
         (leaf, Value::Str(e)) => {
             if let Some(k) = stash_key(leaf, path).filter(|_| is_envelope(e)) {
-                out.insert(k, e.clone());
+                out.entry(k).or_default().push_back(e.clone());
             }
         }
         _ => {}
@@ -982,11 +1006,12 @@ impl Encrypter<'_> {
             return c.to_string();
         }
         let key = (aad(path), "comment".to_string(), c.as_bytes().to_vec());
-        if let Some(e) = self.stash.get(&key) {
-            return e.clone();
+        if let Some(e) = self.take(&key) {
+            self.keep(&e);
+            return e;
         }
         if let Some((bp, be)) = base {
-            if bp == c && is_envelope(be) {
+            if bp == c && is_envelope(be) && self.keep(be) {
                 return be.to_string();
             }
         }
@@ -1110,23 +1135,23 @@ impl Encrypter<'_> {
                     _ => None,
                 };
                 let found = stash_key(leaf, path)
-                    .and_then(|k| self.stash.get(&k))
-                    .or_else(|| as_float.and_then(|k| self.stash.get(&k)));
+                    .and_then(|k| self.take(&k))
+                    .or_else(|| as_float.and_then(|k| self.take(&k)));
                 if let Some(e) = found {
-                    // sops keeps the IV of an equal value; an equal one with other bytes
+                    // An equal value keeps its ciphertext; an equal one with other bytes
                     // (`-0` for `0`) is encrypted afresh.
-                    let same = parse_envelope(e)
+                    let same = parse_envelope(&e)
                         .ok()
                         .and_then(|env| self.ctx.vk.open(&env, &aad(path)))
                         .is_some_and(|p| p == bytes);
-                    return Value::Str(if same {
-                        e.clone()
-                    } else {
-                        self.ctx.vk.seal(&bytes, &aad(path), tag)
-                    });
+                    if same {
+                        self.keep(&e);
+                        return Value::Str(e);
+                    }
+                    return Value::Str(self.ctx.vk.seal(&bytes, &aad(path), tag));
                 }
                 if let Some((bp, Value::Str(be))) = base {
-                    if same_leaf(bp, leaf) && is_envelope(be) {
+                    if same_leaf(bp, leaf) && is_envelope(be) && self.keep(be) {
                         return Value::Str(be.clone());
                     }
                 }
@@ -1315,6 +1340,7 @@ fn build(
         ctx,
         mac: new_hasher(ctx.mac_only),
         stash,
+        used: Default::default(),
     };
     let mut laid_out: Option<Vec<Value>> = None;
     let enc_docs = if format == Format::Binary {
