@@ -34,6 +34,15 @@ fn decrypt_finds_identities_like_sops() {
 
     let by_file = run(&["decrypt", f], &[("SOPS_AGE_KEY_FILE", &key)], tmp.path());
     assert!(by_file.status.success(), "{}", stderr(&by_file));
+    // Byte for byte what the real `sops -d` prints for the same file and key.
+    let theirs = sops_decrypt(&file, &key, &[]);
+    assert!(!theirs.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&by_file.stdout),
+        String::from_utf8_lossy(&theirs),
+        "valuesfs decrypt differs from sops -d"
+    );
+    assert_eq!(by_file.stdout, theirs);
 
     // SOPS_AGE_KEY inline.
     let inline = std::fs::read_to_string(&key).expect("key");
@@ -149,16 +158,40 @@ fn encrypt_uses_the_nearest_creation_rule_and_in_place() {
 fn errors_are_one_line_naming_file_and_cause() {
     let tmp = tempfile::tempdir().expect("tmp");
     let key = private_key(tmp.path());
+    let vector = std::fs::read_to_string(vectors().join("enc/values.yaml")).expect("vec");
+    // One edit of the vector, checked to have changed it (a no-op edit would decrypt).
+    let tamper = |from: &str, to: &str| -> Vec<u8> {
+        assert_eq!(vector.matches(from).count(), 1, "{from} not unique");
+        let out = vector.replace(from, to);
+        assert_ne!(out, vector);
+        out.into_bytes()
+    };
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"a: 1\n".to_vec(), "not a SOPS file"),
         (b"a: [\n".to_vec(), "invalid YAML"),
+        // One value's ciphertext changed: that value fails to authenticate.
         (
-            std::fs::read(vectors().join("enc/values.yaml"))
-                .expect("vec")
-                .iter()
-                .map(|&b| if b == b'6' { b'7' } else { b })
-                .collect(),
-            "",
+            tamper("data:6w==,", "data:7w==,"),
+            "value at \"replicas:\" failed to authenticate (tampered, swapped or corrupted)",
+        ),
+        // Metadata changed without the key: the MAC no longer matches.
+        (
+            tamper(
+                "lastmodified: \"2026-11-22T01:26:58Z\"",
+                "lastmodified: \"2026-11-22T01:26:59Z\"",
+            ),
+            "MAC mismatch: the file was modified without its key",
+        ),
+        // A value stored in clear where sops encrypts: refused, naming the key.
+        (
+            {
+                let line = vector
+                    .lines()
+                    .find(|l| l.starts_with("replicas: "))
+                    .expect("replicas line");
+                tamper(line, "replicas: 3")
+            },
+            "value at \"replicas:\" should be encrypted but is not",
         ),
     ];
     for (i, (content, needle)) in cases.iter().enumerate() {
@@ -173,7 +206,11 @@ fn errors_are_one_line_naming_file_and_cause() {
         assert!(out.stdout.is_empty(), "case {i}: no partial output");
         let msg = stderr(&out);
         assert!(msg.starts_with(&format!("valuesfs: {name}: ")), "{msg}");
-        assert!(msg.contains(needle), "{msg}");
+        assert!(!needle.is_empty());
+        assert!(
+            msg.contains(needle),
+            "case {i}: expected {needle:?} in {msg:?}"
+        );
         assert_eq!(msg.lines().count(), 1, "{msg}");
     }
     let missing = run(

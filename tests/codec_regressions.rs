@@ -489,3 +489,91 @@ fn an_ini_edit_changes_what_sops_set_changes() {
     assert_eq!(a, b);
     let _ = enc_path;
 }
+
+/// `depth` nested block mappings, each key on its own line: valid YAML at any depth.
+fn nested_block_maps(depth: usize) -> String {
+    let mut s = String::new();
+    for d in 0..depth {
+        s.push_str(&"  ".repeat(d));
+        s.push_str(&format!("k{d}:\n"));
+    }
+    s.push_str(&"  ".repeat(depth));
+    s.push_str("leaf: v\n");
+    s
+}
+
+/// `depth` nested block sequences under one key (`- - - x`), valid YAML.
+fn nested_block_seqs(depth: usize) -> String {
+    format!("list:\n  {}x\n", "- ".repeat(depth))
+}
+
+/// `depth` nested flow sequences under one key, balanced: valid YAML.
+fn nested_flow_seqs(depth: usize) -> String {
+    format!("flow: {}x{}\n", "[".repeat(depth), "]".repeat(depth))
+}
+
+fn is_depth_error(e: &valuesfs::crypto::yaml::YamlError, max: usize) -> bool {
+    e.msg == format!("nesting deeper than {max} levels")
+}
+
+/// Valid YAML nested past the limit fails with the depth error (not a syntax error); the
+/// same text under a larger limit parses, so the input is valid and only its depth counts.
+#[test]
+fn yaml_nested_beyond_the_depth_limit_is_refused_with_the_depth_error() {
+    use valuesfs::crypto::yaml::{parse, Limits};
+    let default_max = Limits::default().max_depth;
+    let generous = Limits {
+        max_depth: 10_000,
+        ..Limits::default()
+    };
+    type Gen = fn(usize) -> String;
+    let shapes: [(&str, Gen); 3] = [
+        ("block mappings", nested_block_maps),
+        ("block sequences", nested_block_seqs),
+        ("flow sequences", nested_flow_seqs),
+    ];
+    for (shape, gen) in shapes {
+        for max in [8, default_max] {
+            let limits = Limits {
+                max_depth: max,
+                ..Limits::default()
+            };
+            // Comfortably inside the limit: parses.
+            let shallow = gen(max - 4);
+            parse(&shallow, limits).unwrap_or_else(|e| panic!("{shape} at {}: {e}", max - 4));
+            // Beyond it: valid YAML (it parses under a generous limit) ...
+            let deep = gen(max + 4);
+            let docs = parse(&deep, generous)
+                .unwrap_or_else(|e| panic!("{shape} at {} is not valid YAML: {e}", max + 4));
+            assert_eq!(docs.len(), 1, "{shape}");
+            // ... refused with the depth error.
+            let err = parse(&deep, limits).expect_err("nesting beyond the limit accepted");
+            assert!(is_depth_error(&err, max), "{shape} at {}: {err}", max + 4);
+        }
+    }
+
+    // Through the codec: parsing and encrypting give the typed YAML error carrying it.
+    let deep = nested_block_maps(default_max + 10);
+    match crypto::sops::parse_plain(deep.as_bytes(), Format::Yaml) {
+        Err(crypto::Error::Yaml(e)) => assert!(is_depth_error(&e, default_max), "{e}"),
+        other => panic!("expected the depth error, got {other:?}"),
+    }
+    let params = CreationParams {
+        recipients: vec![VECTOR_RECIPIENT.into()],
+        ..Default::default()
+    };
+    match crypto::encrypt(deep.as_bytes(), Format::Yaml, &params) {
+        Err(crypto::Error::Yaml(e)) => assert!(is_depth_error(&e, default_max), "{e}"),
+        other => panic!(
+            "expected the depth error, got {:?}",
+            other.map(|_| "ciphertext")
+        ),
+    }
+    // The same shape inside the limit encrypts.
+    crypto::encrypt(
+        nested_block_maps(default_max - 10).as_bytes(),
+        Format::Yaml,
+        &params,
+    )
+    .expect("nesting inside the limit encrypts");
+}

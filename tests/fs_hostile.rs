@@ -263,12 +263,15 @@ fn refuse_hostile_heads(remote: &Remote, url: Option<String>) {
     // Local work goes on: committed, but not pushed on top of a refused head.
     put(&mnt.p("local.txt"), b"mine\n");
     mnt.m().fs.commit_deferred(true);
-    std::thread::sleep(Duration::from_millis(500));
-    let st = mnt.status();
-    assert_eq!(
-        status_field(&st, "pending_pushes").as_deref(),
-        Some("1"),
-        "{st}"
+    // Wait for the event (the commit is held as a pending push), not a fixed time.
+    let held = wait_for(Duration::from_secs(30), || {
+        let st = mnt.status();
+        (status_field(&st, "pending_pushes").as_deref() == Some("1")).then_some(st)
+    });
+    assert!(
+        held.is_some(),
+        "the local commit never showed as a pending push: {}",
+        mnt.status()
     );
     assert!(remote_raw(remote, "local.txt").is_none());
 

@@ -411,29 +411,104 @@ fn symlinks_are_committed_as_symlinks() {
     );
 }
 
+/// `mknod(path, mode, dev)`: 0 or the errno.
+fn mknod_errno(path: &std::path::Path, mode: libc::mode_t, dev: libc::dev_t) -> i32 {
+    let rc = unsafe { libc::mknod(cstr(path).as_ptr(), mode, dev) };
+    if rc == 0 {
+        0
+    } else {
+        last_errno()
+    }
+}
+
+/// The refusals below must be ours, not the kernel's: on an ordinary directory the kernel
+/// lets this process make each of these (it runs as root, with CAP_CHOWN and CAP_MKNOD),
+/// and a daemon that did not implement them would give ENOSYS, not EPERM.
+fn assert_the_kernel_allows_them() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("f"), b"x").expect("write");
+    std::fs::hard_link(p("f"), p("hard")).expect("control: hard link outside the mount");
+    for (name, mode, dev) in [
+        ("fifo", libc::S_IFIFO, 0),
+        ("sock", libc::S_IFSOCK, 0),
+        ("dev", libc::S_IFCHR, libc::makedev(1, 3)),
+    ] {
+        assert_eq!(
+            mknod_errno(&p(name), mode | 0o644, dev),
+            0,
+            "control: mknod {name} outside the mount (this test needs root with CAP_MKNOD)"
+        );
+    }
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    std::os::unix::fs::chown(p("f"), Some(uid + 4242), Some(gid + 4242))
+        .expect("control: chown to another owner outside the mount (needs CAP_CHOWN)");
+    let meta = std::fs::metadata(p("f")).expect("stat");
+    assert_eq!((meta.uid(), meta.gid()), (uid + 4242, gid + 4242));
+    std::fs::create_dir(p(".git")).expect("control: mkdir .git outside the mount");
+}
+
+/// `rel` is neither in the mount (by lookup or listing) nor on the remote.
+fn assert_absent(m: &Mnt, r: &Remote, rel: &str) {
+    assert_eq!(
+        errno(std::fs::symlink_metadata(m.p(rel))),
+        libc::ENOENT,
+        "{rel} exists in the mount"
+    );
+    let parent = std::path::Path::new(rel)
+        .parent()
+        .map(|p| m.p(&p.to_string_lossy()))
+        .unwrap_or_else(|| m.mnt.clone());
+    let name = std::path::Path::new(rel).file_name().expect("name");
+    assert!(
+        std::fs::read_dir(&parent)
+            .expect("readdir")
+            .all(|e| e.expect("entry").file_name() != name),
+        "{rel} listed in the mount"
+    );
+    assert!(
+        !remote_paths(r)
+            .iter()
+            .any(|p| p == rel || p.starts_with(&format!("{rel}/"))),
+        "{rel} on the remote"
+    );
+}
+
 #[test]
 fn refused_operations() {
+    assert_the_kernel_allows_them();
     let r = seeded_remote();
     let m = mount_remote(&r);
     let n = commits(&r);
+    let head = remote_head(&r);
+    let tree_before = ls_tree(&r);
 
     // Hard links.
     assert_eq!(
         errno(std::fs::hard_link(m.p("plain.txt"), m.p("hard.txt"))),
         libc::EPERM
     );
-    // Device nodes and FIFOs.
-    let rc = unsafe { libc::mknod(cstr(&m.p("fifo")).as_ptr(), libc::S_IFIFO | 0o644, 0) };
-    assert_eq!(rc, -1, "mknod succeeded");
-    assert_eq!(last_errno(), libc::EPERM);
-    let rc = unsafe {
-        libc::mknod(
-            cstr(&m.p("dev")).as_ptr(),
-            libc::S_IFCHR | 0o644,
-            libc::makedev(1, 3),
-        )
-    };
-    assert_eq!(rc, -1, "mknod of a device succeeded");
+    // Device nodes, FIFOs and sockets.
+    assert_eq!(
+        mknod_errno(&m.p("fifo"), libc::S_IFIFO | 0o644, 0),
+        libc::EPERM,
+        "mknod of a FIFO"
+    );
+    assert_eq!(
+        mknod_errno(&m.p("sock"), libc::S_IFSOCK | 0o644, 0),
+        libc::EPERM,
+        "mknod of a socket"
+    );
+    assert_eq!(
+        mknod_errno(&m.p("dev"), libc::S_IFCHR | 0o644, libc::makedev(1, 3)),
+        libc::EPERM,
+        "mknod of a device"
+    );
+    assert_eq!(
+        mknod_errno(&m.p("dir/dev"), libc::S_IFBLK | 0o644, libc::makedev(7, 0)),
+        libc::EPERM,
+        "mknod of a block device"
+    );
     // xattrs.
     let name = std::ffi::CString::new("user.test").expect("c");
     for p in ["plain.txt", "secret.yaml", "dir"] {
@@ -454,40 +529,47 @@ fn refused_operations() {
         assert_eq!(rc, -1, "getxattr on {p}");
         assert_eq!(last_errno(), libc::ENOTSUP, "getxattr on {p}");
     }
-    // chown: to another owner refused, to ourselves fine.
+    // chown: to another owner refused (the kernel would allow it, see above) and the
+    // owner unchanged; to ourselves fine.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    assert_eq!(
-        errno(std::os::unix::fs::chown(
-            m.p("plain.txt"),
-            Some(uid + 4242),
-            None
-        )),
-        libc::EPERM
-    );
-    assert_eq!(
-        errno(std::os::unix::fs::chown(
-            m.p("plain.txt"),
-            None,
-            Some(gid + 4242)
-        )),
-        libc::EPERM
-    );
+    for p in ["plain.txt", "secret.yaml", "dir"] {
+        assert_eq!(
+            errno(std::os::unix::fs::chown(m.p(p), Some(uid + 4242), None)),
+            libc::EPERM,
+            "chown {p}"
+        );
+        assert_eq!(
+            errno(std::os::unix::fs::chown(m.p(p), None, Some(gid + 4242))),
+            libc::EPERM,
+            "chgrp {p}"
+        );
+        let meta = std::fs::metadata(m.p(p)).expect("stat");
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid), "{p} changed owner");
+    }
     std::os::unix::fs::chown(m.p("plain.txt"), Some(uid), Some(gid)).expect("chown to self");
     let meta = std::fs::metadata(m.p("plain.txt")).expect("stat");
     assert_eq!((meta.uid(), meta.gid()), (uid, gid));
     // `.git` cannot be made inside the mount.
-    assert!(
-        std::fs::create_dir(m.p(".git")).is_err(),
-        "mkdir .git succeeded"
+    assert_eq!(
+        errno(std::fs::create_dir(m.p(".git"))),
+        libc::EPERM,
+        "mkdir .git"
     );
-    assert!(
-        std::fs::write(m.p(".git"), b"x").is_err(),
-        "creating .git succeeded"
+    assert_eq!(
+        errno(std::fs::write(m.p(".git"), b"x")),
+        libc::EPERM,
+        "creating .git"
     );
 
-    assert!(!m.p("hard.txt").exists() && !m.p("fifo").exists() && !m.p("dev").exists());
+    // Nothing was made, nothing committed (deferred files and deletions forced too).
     m.flush();
+    for p in ["hard.txt", "fifo", "sock", "dev", "dir/dev", ".git"] {
+        assert_absent(&m, &r, p);
+    }
     assert_eq!(commits(&r), n, "a refused operation committed something");
+    assert_eq!(remote_head(&r), head);
+    assert_eq!(ls_tree(&r), tree_before);
+    assert_eq!(m.read("plain.txt"), PLAIN.as_bytes());
 }
 
 #[test]

@@ -222,20 +222,33 @@ fn push_time_conflict_keeps_the_remote_version() {
     assert_eq!(st.ahead, 0);
 }
 
-/// Not a test by itself: the child process of `kill_9_mid_batch_then_restart`. Runs a
-/// master, submits sessions from 8 threads and prints `ACK <i>` after each commit ack,
-/// until the parent kills it. Without the environment variable it does nothing.
-#[test]
-fn zz_child_master_process() {
-    let (Ok(state), Ok(url), Ok(n)) = (
-        std::env::var("VALUESFS_CHILD_STATE"),
-        std::env::var("VALUESFS_CHILD_URL"),
-        std::env::var("VALUESFS_CHILD_N"),
-    ) else {
-        return;
-    };
+/// The child process of the kill -9 tests. Each of those tests re-executes this test
+/// binary with `--exact <its own name>` and these variables set; the test then sees them
+/// and becomes the child (see `child_master_process`) instead of the parent. No test is a
+/// child entry point only, so none can pass without doing anything.
+const CHILD_STATE: &str = "VALUESFS_CHILD_STATE";
+const CHILD_URL: &str = "VALUESFS_CHILD_URL";
+const CHILD_N: &str = "VALUESFS_CHILD_N";
+
+/// When started as the child: run it (never returns). Otherwise return to the parent.
+fn run_as_child_if_asked() {
+    let (state, url, n) = (
+        std::env::var(CHILD_STATE),
+        std::env::var(CHILD_URL),
+        std::env::var(CHILD_N),
+    );
+    match (state, url, n) {
+        (Ok(state), Ok(url), Ok(n)) => child_master_process(&state, &url, &n),
+        (Err(_), Err(_), Err(_)) => {}
+        other => panic!("child environment half set: {other:?}"),
+    }
+}
+
+/// Runs a master, submits sessions from 8 threads and prints `ACK <i>` after each commit
+/// ack, until the parent kills it. Exits non-zero if a session fails.
+fn child_master_process(state: &str, url: &str, n: &str) -> ! {
     let n: usize = n.parse().expect("n");
-    let m = Master::start(config(&url, std::path::Path::new(&state))).expect("start");
+    let m = Master::start(config(url, std::path::Path::new(state))).expect("start");
     let mut joins = Vec::new();
     for t in 0..8 {
         let m = m.clone();
@@ -255,8 +268,11 @@ fn zz_child_master_process() {
         }));
     }
     for j in joins {
-        let _ = j.join();
+        if j.join().is_err() {
+            std::process::exit(101);
+        }
     }
+    // All sessions acknowledged before the kill: the parent reports that as a failure.
     loop {
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -264,37 +280,40 @@ fn zz_child_master_process() {
 
 #[test]
 fn kill_9_mid_batch_then_restart() {
+    run_as_child_if_asked();
     let tmp = tempfile::tempdir().expect("tmp");
     let remote = bare(tmp.path(), "r.git");
     let url = remote.to_str().expect("utf8").to_string();
-    kill_9_then_restart(tmp.path(), &remote, &url);
+    kill_9_then_restart("kill_9_mid_batch_then_restart", tmp.path(), &remote, &url);
 }
 
 #[test]
 fn kill_9_mid_batch_then_restart_git_daemon() {
+    run_as_child_if_asked();
     let tmp = tempfile::tempdir().expect("tmp");
     let base = tmp.path().join("srv");
     std::fs::create_dir(&base).expect("mkdir");
     let remote = bare(&base, "r.git");
     let d = Daemon::start(&base);
-    kill_9_then_restart(tmp.path(), &remote, &d.url("r.git"));
+    kill_9_then_restart(
+        "kill_9_mid_batch_then_restart_git_daemon",
+        tmp.path(),
+        &remote,
+        &d.url("r.git"),
+    );
 }
 
-fn kill_9_then_restart(tmp: &std::path::Path, remote: &std::path::Path, url: &str) {
+/// `test`: the name of the calling test, which the child runs as (see above).
+fn kill_9_then_restart(test: &str, tmp: &std::path::Path, remote: &std::path::Path, url: &str) {
     let url = url.to_string();
     cli_commit(tmp, &url, &[("README", "r\n")], "seed");
     let state = tmp.join("state");
     let n = 400;
     let mut child = Command::new(std::env::current_exe().expect("exe"))
-        .args([
-            "--exact",
-            "zz_child_master_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("VALUESFS_CHILD_STATE", &state)
-        .env("VALUESFS_CHILD_URL", &url)
-        .env("VALUESFS_CHILD_N", n.to_string())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_STATE, &state)
+        .env(CHILD_URL, &url)
+        .env(CHILD_N, n.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
