@@ -1005,15 +1005,16 @@ impl Encrypter<'_> {
         if !self.ctx.selector.should_encrypt(path, stack, true) || c.is_empty() {
             return c.to_string();
         }
-        let key = (aad(path), "comment".to_string(), c.as_bytes().to_vec());
-        if let Some(e) = self.take(&key) {
-            self.keep(&e);
-            return e;
-        }
+        // Its own position first, then an equal one moved here.
         if let Some((bp, be)) = base {
             if bp == c && is_envelope(be) && self.keep(be) {
                 return be.to_string();
             }
+        }
+        let key = (aad(path), "comment".to_string(), c.as_bytes().to_vec());
+        if let Some(e) = self.take(&key) {
+            self.keep(&e);
+            return e;
         }
         self.ctx.vk.seal(c.as_bytes(), &aad(path), "comment")
     }
@@ -1134,6 +1135,12 @@ impl Encrypter<'_> {
                     Value::Int(i) => stash_key(&Value::Float(*i as f64), path),
                     _ => None,
                 };
+                // Its own position first, then an equal value moved here.
+                if let Some((bp, Value::Str(be))) = base {
+                    if same_leaf(bp, leaf) && is_envelope(be) && self.keep(be) {
+                        return Value::Str(be.clone());
+                    }
+                }
                 let found = stash_key(leaf, path)
                     .and_then(|k| self.take(&k))
                     .or_else(|| as_float.and_then(|k| self.take(&k)));
@@ -1149,11 +1156,6 @@ impl Encrypter<'_> {
                         return Value::Str(e);
                     }
                     return Value::Str(self.ctx.vk.seal(&bytes, &aad(path), tag));
-                }
-                if let Some((bp, Value::Str(be))) = base {
-                    if same_leaf(bp, leaf) && is_envelope(be) && self.keep(be) {
-                        return Value::Str(be.clone());
-                    }
                 }
                 Value::Str(self.ctx.vk.seal(&bytes, &aad(path), tag))
             }
