@@ -1648,8 +1648,17 @@ mod tests {
 
     #[test]
     fn deep_nesting_fails() {
-        let s = "[".repeat(1000);
-        assert!(parse(&s, Limits::default()).is_err());
+        // Valid YAML (balanced brackets, and block mappings) nested past the limit.
+        let flow = format!("a: {}{}\n", "[".repeat(1000), "]".repeat(1000));
+        let block: String = (0..1000)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        for s in [flow, block] {
+            let e = parse(&s, Limits::default()).expect_err("too deep");
+            assert!(e.to_string().contains("nesting deeper than"), "{e}");
+        }
+        let shallow = format!("a: {}{}\n", "[".repeat(10), "]".repeat(10));
+        assert!(parse(&shallow, Limits::default()).is_ok());
     }
 
     #[test]
