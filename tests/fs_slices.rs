@@ -80,6 +80,30 @@ fn sync_status_show_diff_and_a_deleted_source() {
         "{d}"
     );
 
+    // The read-only views: versions decrypted, the model, EROFS on writes.
+    let view = mnt.p(".valuesfs/slices/services/shop");
+    let mut active: Vec<String> = std::fs::read_dir(view.join("active"))
+        .expect("active/")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    active.sort();
+    assert_eq!(active, ["v1.yaml", "v2.yaml"]);
+    assert_eq!(
+        std::fs::read(view.join("active/v1.yaml")).expect("v1"),
+        V1.as_bytes()
+    );
+    let shown = std::fs::read_to_string(view.join("model.yaml")).expect("model.yaml");
+    assert_eq!(shown, model);
+    let stores: Vec<String> = std::fs::read_dir(mnt.p(".valuesfs/slices"))
+        .expect("slices/")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(stores, ["services"]);
+    for f in ["active/v1.yaml", "model.yaml", "active/v9.yaml"] {
+        let e = std::fs::write(view.join(f), b"x: 1\n").expect_err("read-only");
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{f}: {e}");
+    }
+
     std::fs::remove_file(mnt.p("slices/services/shop.yaml")).expect("rm");
     mnt.flush();
     let out = ok(&mnt, &["sync"]);

@@ -1,7 +1,9 @@
 //! The read-only control directory `.valuesfs/` (never committed):
 //! `status` (YAML), `daemon` (how to reach the running daemon), `history/<commit>/...`
 //! (any commit's tree, decrypted; full or abbreviated ids or `HEAD~N`) and
-//! `conflicts/<id>/...` (the tree of each rejected session, decrypted).
+//! `conflicts/<id>/...` (the tree of each rejected session, decrypted) and
+//! `slices/<store>/<slice>/{active/v<N>.<ext>, model.<ext>}` (versions, decrypted, and
+//! the model with purged elements marked).
 
 use std::sync::Arc;
 
@@ -19,6 +21,18 @@ pub(crate) enum CNode {
     Daemon,
     History,
     Conflicts,
+    /// `slices/`, a store, a slice, its `active/` folder.
+    SliceDir(Vec<String>),
+    /// A version of a slice: its repository path and blob.
+    SliceVersion {
+        path: String,
+        oid: Oid,
+    },
+    /// The model of a slice (generated).
+    SliceModel {
+        store: String,
+        slice: String,
+    },
     /// Inside a commit's tree: the entry (tree or blob). `fixed` when the name pins the
     /// commit (a full id or a conflict); `HEAD~N` and abbreviations may move.
     Tree {
@@ -98,6 +112,8 @@ pub(crate) fn resolve(fs: &Fs, path: &str) -> Result<Option<CNode>> {
         ("daemon", None) => Some(CNode::Daemon),
         ("history", None) => Some(CNode::History),
         ("conflicts", None) => Some(CNode::Conflicts),
+        ("slices", None) => Some(CNode::SliceDir(Vec::new())),
+        ("slices", Some(store)) => slice_node(fs, store, inner),
         ("history", Some(rev)) => {
             let repo = repo(fs)?;
             let fixed = rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit());
@@ -116,6 +132,46 @@ pub(crate) fn resolve(fs: &Fs, path: &str) -> Result<Option<CNode>> {
         }
         _ => None,
     })
+}
+
+fn slice_node(fs: &Fs, store: &str, inner: &str) -> Option<CNode> {
+    if !fs.slice_store_names().iter().any(|s| s == store) {
+        return None;
+    }
+    let parts: Vec<&str> = inner.split('/').filter(|p| !p.is_empty()).collect();
+    let dir = |v: &[&str]| {
+        Some(CNode::SliceDir(
+            std::iter::once(store)
+                .chain(v.iter().copied())
+                .map(String::from)
+                .collect(),
+        ))
+    };
+    match parts.as_slice() {
+        [] => dir(&[]),
+        [slice, rest @ ..] => {
+            if !fs.slice_names(store).iter().any(|s| s == slice) {
+                return None;
+            }
+            match rest {
+                [] => dir(&[slice]),
+                ["active"] => dir(&[slice, "active"]),
+                ["active", file] => fs
+                    .slice_version_files(store, slice)
+                    .into_iter()
+                    .find(|(n, _, _)| n == file)
+                    .map(|(_, path, oid)| CNode::SliceVersion { path, oid }),
+                [file] if file.starts_with("model.") => {
+                    let (name, _) = fs.slice_model_text(store, slice).ok()?;
+                    (name == *file).then(|| CNode::SliceModel {
+                        store: store.to_string(),
+                        slice: slice.to_string(),
+                    })
+                }
+                _ => None,
+            }
+        }
+    }
 }
 
 pub(crate) fn status_text(fs: &Fs) -> Result<String> {
@@ -166,7 +222,19 @@ pub(crate) fn attr(fs: &Fs, path: &str, node: &CNode) -> Result<Attr> {
         immutable,
     };
     Ok(match node {
-        CNode::Root | CNode::History | CNode::Conflicts => mk(4096, FileKind::Dir, 0o555, false),
+        CNode::Root | CNode::History | CNode::Conflicts | CNode::SliceDir(_) => {
+            mk(4096, FileKind::Dir, 0o555, false)
+        }
+        CNode::SliceVersion { path, oid } => mk(
+            fs.decode(path, *oid)?.data.len() as u64,
+            FileKind::File,
+            0o444,
+            false,
+        ),
+        CNode::SliceModel { store, slice } => {
+            let (_, text) = fs.slice_model_text(store, slice)?;
+            mk(text.len() as u64, FileKind::File, 0o444, false)
+        }
         CNode::Status => mk(status_text(fs)?.len() as u64, FileKind::File, 0o444, false),
         CNode::Daemon => mk(daemon_text(fs).len() as u64, FileKind::File, 0o444, false),
         CNode::Tree {
@@ -199,6 +267,7 @@ pub(crate) fn readdir(fs: &Fs, path: &str, node: &CNode) -> Result<Vec<(u64, Fil
                 ("daemon", FileKind::File),
                 ("history", FileKind::Dir),
                 ("conflicts", FileKind::Dir),
+                ("slices", FileKind::Dir),
             ] {
                 names.push((n.to_string(), k));
             }
@@ -218,6 +287,30 @@ pub(crate) fn readdir(fs: &Fs, path: &str, node: &CNode) -> Result<Vec<(u64, Fil
                 names.push((c.id, FileKind::Dir));
             }
         }
+        CNode::SliceDir(parts) => match parts.as_slice() {
+            [] => {
+                for s in fs.slice_store_names() {
+                    names.push((s, FileKind::Dir));
+                }
+            }
+            [store] => {
+                for s in fs.slice_names(store) {
+                    names.push((s, FileKind::Dir));
+                }
+            }
+            [store, slice] => {
+                names.push(("active".into(), FileKind::Dir));
+                if let Ok((model, _)) = fs.slice_model_text(store, slice) {
+                    names.push((model, FileKind::File));
+                }
+            }
+            [store, slice, _active] => {
+                for (n, _, _) in fs.slice_version_files(store, slice) {
+                    names.push((n, FileKind::File));
+                }
+            }
+            _ => {}
+        },
         CNode::Tree { oid, dir: true, .. } => {
             let repo = repo(fs)?;
             let tree = repo.find_tree(*oid).map_err(git_err)?;
@@ -264,6 +357,11 @@ pub(crate) fn content(fs: &Fs, path: &str, node: &CNode) -> Result<(Arc<Decoded>
     match node {
         CNode::Status => Ok((mk(status_text(fs)?.into_bytes()), Caching::Direct)),
         CNode::Daemon => Ok((mk(daemon_text(fs).into_bytes()), Caching::Direct)),
+        CNode::SliceVersion { path, oid } => Ok((fs.decode(path, *oid)?, Caching::Fresh)),
+        CNode::SliceModel { store, slice } => Ok((
+            mk(fs.slice_model_text(store, slice)?.1.into_bytes()),
+            Caching::Direct,
+        )),
         CNode::Tree {
             dir: false,
             link: false,

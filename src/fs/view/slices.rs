@@ -175,3 +175,73 @@ impl Fs {
 }
 
 use crate::crypto::value::Value;
+
+/// What `.valuesfs/slices/...` shows (read-only, decrypted).
+impl Fs {
+    /// Stores of the head's `.valuesfs.yaml` (an invalid one shows none).
+    pub(crate) fn slice_store_names(&self) -> Vec<String> {
+        let view = self.slice_view();
+        self.slice_stores(&view)
+            .map(|s| s.into_iter().map(|s| s.name).collect())
+            .unwrap_or_default()
+    }
+
+    fn store_now(&self, view: &At<'_>, store: &str) -> Option<StoreCfg> {
+        self.slice_stores(view)
+            .ok()?
+            .into_iter()
+            .find(|s| s.name == store)
+    }
+
+    /// The slices of a store: with a source or with versions.
+    pub(crate) fn slice_names(&self, store: &str) -> Vec<String> {
+        let view = self.slice_view();
+        let Some(cfg) = self.store_now(&view, store) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = slices::sources(&view, &cfg)
+            .map(|m| m.into_keys().collect())
+            .unwrap_or_default();
+        if let Ok(v) = slices::versions(&view, &cfg) {
+            names.extend(v.into_keys());
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The versions of a slice as `(file name vN.ext, repository path, blob)`.
+    pub(crate) fn slice_version_files(
+        &self,
+        store: &str,
+        slice: &str,
+    ) -> Vec<(String, String, Oid)> {
+        let view = self.slice_view();
+        let Some(cfg) = self.store_now(&view, store) else {
+            return Vec::new();
+        };
+        let Ok(mut all) = slices::versions(&view, &cfg) else {
+            return Vec::new();
+        };
+        all.remove(slice)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| {
+                let ext = v.path.rsplit('.').next().unwrap_or("yaml").to_string();
+                (format!("v{}.{ext}", v.n), v.path, v.oid)
+            })
+            .collect()
+    }
+
+    /// The model of a slice, rendered in the store its latest version has.
+    pub(crate) fn slice_model_text(&self, store: &str, slice: &str) -> Result<(String, String)> {
+        let ext = self
+            .slice_version_files(store, slice)
+            .last()
+            .map(|(n, _, _)| n.rsplit('.').next().unwrap_or("yaml").to_string())
+            .unwrap_or_else(|| "yaml".into());
+        let format = Format::from_path(&format!("x.{ext}"));
+        let text = self.slices_show(&format!("{store}/{slice}"), Some("model"), format)?;
+        Ok((format!("model.{ext}"), text))
+    }
+}
