@@ -649,6 +649,27 @@ impl Scanner {
         }
     }
 
+    /// Record `text` as a foot comment ending at `end`; the next comment starts there.
+    fn push_foot(
+        &mut self,
+        scan_mark: &mut Mark,
+        token_mark: &mut Mark,
+        start: Mark,
+        end: Mark,
+        text: &mut String,
+    ) {
+        self.comments.push(Comment {
+            scan_mark: *scan_mark,
+            token_mark: *token_mark,
+            start_mark: start,
+            end_mark: end,
+            foot: std::mem::take(text),
+            ..Default::default()
+        });
+        *scan_mark = end;
+        *token_mark = end;
+    }
+
     fn scan_comments(&mut self, mut scan_mark: Mark) {
         let nt = self.tokens.len();
         let mut token = self.tokens[nt - 1].clone();
@@ -697,16 +718,13 @@ impl Scanner {
                             if start.column - 1 < next_indent {
                                 token_mark = start;
                             }
-                            self.comments.push(Comment {
-                                scan_mark,
-                                token_mark,
-                                start_mark: start,
-                                end_mark: end_here,
-                                foot: std::mem::take(&mut text),
-                                ..Default::default()
-                            });
-                            scan_mark = end_here;
-                            token_mark = scan_mark;
+                            self.push_foot(
+                                &mut scan_mark,
+                                &mut token_mark,
+                                start,
+                                end_here,
+                                &mut text,
+                            );
                         }
                     } else if !text.is_empty() && ch != '\0' {
                         text.push('\n');
@@ -726,16 +744,7 @@ impl Scanner {
                 && (close_flow || column - 1 < next_indent && column != start.column)
             {
                 // A comment at another indentation is a foot of the preceding data.
-                self.comments.push(Comment {
-                    scan_mark,
-                    token_mark,
-                    start_mark: start,
-                    end_mark: end_here,
-                    foot: std::mem::take(&mut text),
-                    ..Default::default()
-                });
-                scan_mark = end_here;
-                token_mark = scan_mark;
+                self.push_foot(&mut scan_mark, &mut token_mark, start, end_here, &mut text);
             }
             if ch != '#' {
                 break;
