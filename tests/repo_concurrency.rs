@@ -90,22 +90,7 @@ fn run(url_a: &str, url_b: &str, remote: &Path, tmp: &Path) {
             .expect("every session pushed");
     }
     let elapsed = t0.elapsed();
-    for h in &masters {
-        h.fetch_now().expect("fetch");
-        let st = h.status().expect("status");
-        assert!(
-            st.conflicts.is_empty(),
-            "invented conflict: {:?}",
-            st.conflicts
-        );
-        assert_eq!(st.ahead, 0);
-    }
-    eprintln!(
-        "{} sessions through 2 masters in {:.2?} ({:.0}/s)",
-        2 * n,
-        elapsed,
-        (2 * n) as f64 / elapsed.as_secs_f64()
-    );
+    settled(&masters, 2 * n, elapsed, "");
 
     fsck(remote);
     let co = clone(tmp, url_a);
@@ -249,22 +234,7 @@ fn two_masters_sops_merge_on_one_real_sops_file() {
     }
     let elapsed = t0.elapsed();
     assert_eq!(acked.len(), 2 * n);
-    for h in &masters {
-        h.fetch_now().expect("fetch");
-        let st = h.status().expect("status");
-        assert!(
-            st.conflicts.is_empty(),
-            "invented conflict: {:?}",
-            st.conflicts
-        );
-        assert_eq!(st.ahead, 0);
-    }
-    eprintln!(
-        "{} SOPS sessions through 2 masters in {:.2?} ({:.0}/s)",
-        2 * n,
-        elapsed,
-        (2 * n) as f64 / elapsed.as_secs_f64()
-    );
+    settled(&masters, 2 * n, elapsed, "SOPS ");
 
     fsck(&remote);
     let co = clone(tmp.path(), &url);
@@ -308,4 +278,29 @@ fn two_masters_sops_merge_on_one_real_sops_file() {
         .parse()
         .expect("count");
     assert_eq!(count, 2 * n + 1);
+}
+
+/// After the run: every master, fetched, has no conflict and nothing unpushed; prints
+/// the throughput.
+fn settled(
+    masters: &[valuesfs::repo::MasterHandle],
+    sessions: usize,
+    elapsed: Duration,
+    what: &str,
+) {
+    for h in masters {
+        h.fetch_now().expect("fetch");
+        let st = h.status().expect("status");
+        assert!(
+            st.conflicts.is_empty(),
+            "invented conflict: {:?}",
+            st.conflicts
+        );
+        assert_eq!(st.ahead, 0);
+    }
+    eprintln!(
+        "{sessions} {what}sessions through {} masters in {elapsed:.2?} ({:.0}/s)",
+        masters.len(),
+        sessions as f64 / elapsed.as_secs_f64()
+    );
 }
