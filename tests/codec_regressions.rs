@@ -328,6 +328,54 @@ fn minimal_cases_match_sops_both_ways() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// A comment after a nested block, at the parent's indentation, is read by go-yaml as part of
+/// the block: sops seals it for the parent, cannot open it where it reads it, and prints it
+/// as it is with a warning. We read sops's file as sops prints it; the files we write seal
+/// such comments for where they are read, so `sops -d` shows them decrypted, warning-free.
+#[test]
+fn comments_read_under_another_node_than_written() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let keys = keyring();
+    let cases: &[(&str, &str)] = &[
+        ("a:\n    a:\n        - \"\"\n    #0\n", "        #0\n"),
+        (
+            "root:\n    - a: \"\"\n      aa:\n        a: \"\"\n      # c\n",
+            "# c\n",
+        ),
+        ("a:\n  b:\n    - x\n  # after the list\nc: 1\n", "# after the list\n"),
+    ];
+    let params = CreationParams {
+        recipients: vec![VECTOR_RECIPIENT.to_string()],
+        ..Default::default()
+    };
+    for (plain, shown) in cases {
+        let file = write(tmp.path(), "a.yaml", plain.as_bytes());
+        let theirs = write(tmp.path(), "sops-a.yaml", &sops_encrypt(&file, &key));
+        let (expected, _) = sops_d(&theirs, &key);
+        let read = crypto::decrypt(&std::fs::read(&theirs).expect("read"), Format::Yaml, &keys)
+            .unwrap_or_else(|e| panic!("{plain:?}: sops's file refused: {e}"));
+        assert_eq!(
+            String::from_utf8_lossy(&read.plaintext),
+            String::from_utf8_lossy(&expected),
+            "{plain:?}: sops's file"
+        );
+        let ours = crypto::encrypt(plain.as_bytes(), Format::Yaml, &params).expect("encrypt");
+        let ours_path = write(tmp.path(), "ours-a.yaml", &ours);
+        let (got, warnings) = sops_d(&ours_path, &key);
+        let got = String::from_utf8_lossy(&got);
+        assert!(warnings.trim().is_empty(), "{plain:?}: sops warns: {warnings}");
+        assert!(!got.contains("ENC["), "{plain:?}: sops -d of ours: {got}");
+        assert!(got.contains(shown), "{plain:?}: sops -d of ours: {got}");
+        let back = crypto::decrypt(&ours, Format::Yaml, &keys).expect("decrypt ours");
+        assert_eq!(
+            String::from_utf8_lossy(&back.plaintext),
+            *plain,
+            "our round trip"
+        );
+    }
+}
+
 /// `valuesfs` (the CLI) run in `dir`.
 fn ours(dir: &Path, key: &Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new(bin())

@@ -27,6 +27,8 @@ use std::collections::HashMap;
 
 use super::yaml::{self, Limits};
 
+mod comments;
+
 /// The sops version string written into new files.
 pub const SOPS_VERSION: &str = "3.11.0";
 /// Metadata field carrying the exact plaintext bytes (encrypted).
@@ -756,9 +758,20 @@ fn new_hasher(mac_only: bool) -> Sha512 {
 struct Decrypter<'a> {
     ctx: &'a Ctx<'a>,
     mac: Sha512,
+    /// The encrypted documents, to look for the place a moved comment was sealed for.
+    docs: &'a [Value],
+    /// Their collections' additional data, gathered at the first comment that needs it.
+    places: Option<Vec<String>>,
 }
 
 impl Decrypter<'_> {
+    fn sealed_elsewhere(&mut self, env: &super::cipher::Envelope) -> bool {
+        let places = self
+            .places
+            .get_or_insert_with(|| comments::collection_aads(self.docs));
+        places.iter().any(|a| self.ctx.vk.open(env, a).is_some())
+    }
+
     fn comment(&mut self, c: &str, path: &[String], stack: &[Vec<String>]) -> Result<String> {
         if !self.ctx.selector.should_encrypt(path, stack, true) || c.is_empty() {
             return Ok(c.to_string());
@@ -772,13 +785,19 @@ impl Decrypter<'_> {
                 path: format!("{}#comment", aad(path)),
             });
         }
-        let plain = self
-            .ctx
-            .vk
-            .open(&env, &aad(path))
-            .ok_or_else(|| Error::Tampered {
-                path: format!("{}#comment", aad(path)),
-            })?;
+        let plain = match self.ctx.vk.open(&env, &aad(path)) {
+            Some(p) => p,
+            // sops seals a comment for the place it was written; its reader may attach
+            // it to another node (see `comments`), fail to open it there and print it
+            // as it is. So do we, once it opens for another place of this file: it was
+            // written with this file's key, and comments are not in the MAC.
+            None if self.sealed_elsewhere(&env) => return Ok(c.to_string()),
+            None => {
+                return Err(Error::Tampered {
+                    path: format!("{}#comment", aad(path)),
+                })
+            }
+        };
         String::from_utf8(plain).map_err(|_| Error::Malformed("comment is not UTF-8".into()))
     }
 
@@ -900,6 +919,8 @@ struct Encrypter<'a> {
     stash: HashMap<(String, String, Vec<u8>), std::collections::VecDeque<String>>,
     /// Ciphertexts already written into the new file.
     used: std::collections::HashSet<String>,
+    /// Each comment envelope written, with the additional data it was sealed under.
+    sealed: HashMap<String, String>,
 }
 
 impl Encrypter<'_> {
@@ -1008,15 +1029,20 @@ impl Encrypter<'_> {
         // Its own position first, then an equal one moved here.
         if let Some((bp, be)) = base {
             if bp == c && is_envelope(be) && self.keep(be) {
+                self.sealed.insert(be.to_string(), aad(path));
                 return be.to_string();
             }
         }
         let key = (aad(path), "comment".to_string(), c.as_bytes().to_vec());
-        if let Some(e) = self.take(&key) {
-            self.keep(&e);
-            return e;
-        }
-        self.ctx.vk.seal(c.as_bytes(), &aad(path), "comment")
+        let e = match self.take(&key) {
+            Some(e) => {
+                self.keep(&e);
+                e
+            }
+            None => self.ctx.vk.seal(c.as_bytes(), &aad(path), "comment"),
+        };
+        self.sealed.insert(e.clone(), aad(path));
+        e
     }
 
     fn value(
@@ -1186,6 +1212,8 @@ fn open_with_key(
     let mut dec = Decrypter {
         ctx: &ctx,
         mac: new_hasher(ctx.mac_only),
+        docs: &enc_docs,
+        places: None,
     };
     let (plain_docs, binary) = if format == Format::Binary {
         let data = enc_docs[0]
@@ -1343,6 +1371,7 @@ fn build(
         mac: new_hasher(ctx.mac_only),
         stash,
         used: Default::default(),
+        sealed: HashMap::new(),
     };
     let mut laid_out: Option<Vec<Value>> = None;
     let enc_docs = if format == Format::Binary {
@@ -1379,6 +1408,21 @@ fn build(
     };
     let lastmodified = now_rfc3339();
     let mac = seal(ctx.key, mac_hex(enc.mac).as_bytes(), &lastmodified, "str");
+    let enc_docs = match format {
+        Format::Yaml => {
+            let probe = assemble(
+                format,
+                &enc_docs,
+                meta,
+                &lastmodified,
+                &mac,
+                None,
+                ctx.style,
+            )?;
+            comments::reseal_where_read(&ctx.vk, &probe, &enc.sealed)?.unwrap_or(enc_docs)
+        }
+        _ => enc_docs,
+    };
     // Only carry the source copy when sops's rendering would not give the bytes back.
     let plain_docs = match format {
         Format::Binary => None,
