@@ -343,7 +343,10 @@ fn comments_read_under_another_node_than_written() {
             "root:\n    - a: \"\"\n      aa:\n        a: \"\"\n      # c\n",
             "# c\n",
         ),
-        ("a:\n  b:\n    - x\n  # after the list\nc: 1\n", "# after the list\n"),
+        (
+            "a:\n  b:\n    - x\n  # after the list\nc: 1\n",
+            "# after the list\n",
+        ),
     ];
     let params = CreationParams {
         recipients: vec![VECTOR_RECIPIENT.to_string()],
@@ -364,7 +367,10 @@ fn comments_read_under_another_node_than_written() {
         let ours_path = write(tmp.path(), "ours-a.yaml", &ours);
         let (got, warnings) = sops_d(&ours_path, &key);
         let got = String::from_utf8_lossy(&got);
-        assert!(warnings.trim().is_empty(), "{plain:?}: sops warns: {warnings}");
+        assert!(
+            warnings.trim().is_empty(),
+            "{plain:?}: sops warns: {warnings}"
+        );
         assert!(!got.contains("ENC["), "{plain:?}: sops -d of ours: {got}");
         assert!(got.contains(shown), "{plain:?}: sops -d of ours: {got}");
         let back = crypto::decrypt(&ours, Format::Yaml, &keys).expect("decrypt ours");

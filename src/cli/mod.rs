@@ -88,6 +88,12 @@ enum SliceAction {
     },
     /// Per slice: the active version, and what a sync would add, change or remove.
     Status,
+    /// Remove old versions (each slice keeps its latest N) and deleted slices from the
+    /// active folders, in one commit; they stay readable under `.valuesfs/slices/.../purged/`.
+    Prune {
+        #[arg(long, default_value_t = 1)]
+        keep: usize,
+    },
     /// A version (`--version N`) or the model (default) of STORE/SLICE.
     Show {
         name: String,
@@ -375,6 +381,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     c
                 }
                 SliceAction::Status => "slices status".into(),
+                SliceAction::Prune { keep } => format!("slices prune {keep}"),
                 SliceAction::Show {
                     name,
                     version,

@@ -348,6 +348,13 @@ fn serve_socket(state_dir: &Path, fs: Arc<Fs>, master: MasterHandle, stop: Arc<A
                         answer(fs.slices_sync(store, &only))
                     }
                     ["slices", "status"] => answer(fs.slices_status()),
+                    ["slices", "prune", keep] => match keep.parse() {
+                        Ok(k) => answer(fs.slices_prune(k)),
+                        Err(_) => answer(Err(crate::fs::error::Error::new(
+                            crate::fs::error::Kind::Invalid,
+                            format!("--keep: not a number: {keep:?}"),
+                        ))),
+                    },
                     ["slices", "show", name, which, fmt] => {
                         let format = if *fmt == "json" {
                             crate::crypto::Format::Json

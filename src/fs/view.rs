@@ -343,6 +343,8 @@ pub struct Fs {
     /// overlay files, so a file is never committed under a name it just left. Taken
     /// before any other lock.
     deferred: Mutex<()>,
+    /// Slice versions gone from the active folders, found in history: by head commit.
+    slice_history: Mutex<Option<slices::History>>,
     pub(crate) started: SystemTime,
 }
 
@@ -409,6 +411,7 @@ impl Fs {
             }),
             readers: Mutex::new(Vec::new()),
             deferred: Mutex::new(()),
+            slice_history: Mutex::new(None),
             started: SystemTime::now(),
         };
         fs.refresh_ignore();

@@ -70,13 +70,9 @@ pub fn versions(
 ) -> Result<std::collections::BTreeMap<String, Vec<Version>>, SliceError> {
     let mut out: std::collections::BTreeMap<String, Vec<Version>> = Default::default();
     for (file, oid) in view.files(&store.active).map_err(err)? {
-        let Some((stem, _)) = slice_name(&file) else {
+        let Some((slice, n)) = parse_version_name(&file) else {
             continue;
         };
-        let Some((slice, n)) = stem.rsplit_once("@v") else {
-            continue;
-        };
-        let Ok(n) = n.parse::<u32>() else { continue };
         out.entry(slice.to_string()).or_default().push(Version {
             n,
             path: join(&store.active, &file),
@@ -162,7 +158,7 @@ pub fn plan_sync(
                 store: store.name.clone(),
                 slice: slice.clone(),
                 n,
-                path: join(&store.active, &format!("{slice}@v{n}.{ext}")),
+                path: version_path(store, slice, n, ext),
                 content: view.stored(*oid).map_err(err)?,
                 deleted: false,
             });
@@ -180,7 +176,7 @@ pub fn plan_sync(
                 store: store.name.clone(),
                 slice: slice.clone(),
                 n: l.n + 1,
-                path: join(&store.active, &format!("{slice}@v{}.{ext}", l.n + 1)),
+                path: version_path(store, slice, l.n + 1, ext),
                 content: Vec::new(),
                 deleted: true,
             });
@@ -189,22 +185,99 @@ pub fn plan_sync(
     Ok(plan)
 }
 
-/// The parsed versions of one slice, oldest first.
+/// The parsed versions of one slice, oldest first: those in the active folder and
+/// `pruned` ones (found in history), so pruning never loses a purge marker.
 pub fn parsed_versions(
     view: &dyn RepoView,
     store: &StoreCfg,
     slice: &str,
+    pruned: &[Version],
 ) -> Result<Vec<(u32, Value)>, SliceError> {
-    let vers = versions(view, store)?;
-    let Some(vs) = vers.get(slice) else {
+    let mut vs = versions(view, store)?.remove(slice).unwrap_or_default();
+    vs.extend(pruned.iter().cloned());
+    vs.sort_by_key(|v| v.n);
+    vs.dedup_by_key(|v| v.n);
+    if vs.is_empty() {
         return Err(err(format!("{}/{slice}: no versions", store.name)));
-    };
+    }
     vs.iter()
         .map(|v| {
             let plain = view.plain(&v.path, v.oid).map_err(err)?;
             Ok((v.n, parse_slice(&v.path, &plain)?))
         })
         .collect()
+}
+
+/// The version file name of a slice: `<slice>@v<N>.<ext>` in the active folder.
+pub fn version_path(store: &StoreCfg, slice: &str, n: u32, ext: &str) -> String {
+    join(&store.active, &format!("{slice}@v{n}.{ext}"))
+}
+
+/// The version file names of one active folder's listing: (slice, version).
+pub fn parse_version_name(file: &str) -> Option<(&str, u32)> {
+    let (stem, _) = slice_name(file)?;
+    let (slice, n) = stem.rsplit_once("@v")?;
+    Some((slice, n.parse().ok()?))
+}
+
+/// With `auto_sync`, the version a session writing `content` (stored bytes; `plain` as
+/// shown) to `path` also writes: None when the path is no source of such a store, the
+/// content equals the latest version, or it does not parse (then only the source is
+/// committed, and `slices status` shows why).
+pub fn auto_version(
+    view: &dyn RepoView,
+    stores: &[StoreCfg],
+    path: &str,
+    content: &[u8],
+    plain: &[u8],
+) -> Option<Planned> {
+    let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
+    let store = stores.iter().find(|s| s.auto_sync && s.source == dir)?;
+    let (slice, ext) = slice_name(file)?;
+    parse_slice(path, plain).ok()?;
+    let vers = versions(view, store).ok()?;
+    let latest = vers.get(slice).and_then(|v| v.last());
+    if let Some(l) = latest {
+        if view.plain(&l.path, l.oid).ok()? == plain {
+            return None;
+        }
+    }
+    let n = latest.map_or(1, |l| l.n + 1);
+    Some(Planned {
+        store: store.name.clone(),
+        slice: slice.to_string(),
+        n,
+        path: version_path(store, slice, n, ext),
+        content: content.to_vec(),
+        deleted: false,
+    })
+}
+
+/// `slices prune --keep N`: the version files to remove from the active folders. Each
+/// slice keeps its latest `keep` versions (at least one); a deleted slice (no source, an
+/// empty final version) loses them all. Removed versions stay readable from history.
+pub fn plan_prune(
+    view: &dyn RepoView,
+    stores: &[StoreCfg],
+    keep: usize,
+) -> Result<Vec<String>, SliceError> {
+    let keep = keep.max(1);
+    let mut out = Vec::new();
+    for store in stores {
+        let srcs = sources(view, store)?;
+        for (slice, vs) in versions(view, store)? {
+            let Some(last) = vs.last() else { continue };
+            let deleted = !srcs.contains_key(&slice)
+                && view.plain(&last.path, last.oid).map_err(err)?.is_empty();
+            let cut = if deleted {
+                vs.len()
+            } else {
+                vs.len().saturating_sub(keep)
+            };
+            out.extend(vs[..cut].iter().map(|v| v.path.clone()));
+        }
+    }
+    Ok(out)
 }
 
 /// `slices status`: per slice, its active version and what a sync would do.

@@ -83,7 +83,7 @@ fn sync_versions_and_the_model_mark_purged_elements() {
     assert_eq!(p[0].n, 2);
     apply(&mut m, &p);
 
-    let vs = parsed_versions(&m, &s[0], "shop").expect("versions");
+    let vs = parsed_versions(&m, &s[0], "shop", &[]).expect("versions");
     let m2 = super::model(&vs, "name");
     let admin = m2
         .get("ports")
@@ -120,7 +120,7 @@ fn sync_versions_and_the_model_mark_purged_elements() {
     assert!(p[0].deleted && p[0].content.is_empty() && p[0].n == 3);
     apply(&mut m, &p);
     assert!(plan_sync(&m, &s, &[]).expect("plan").is_empty());
-    let vs = parsed_versions(&m, &s[0], "shop").expect("versions");
+    let vs = parsed_versions(&m, &s[0], "shop", &[]).expect("versions");
     let m2 = super::model(&vs, "name");
     assert_eq!(
         m2.get("web").and_then(|w| w.get("purged")),

@@ -55,14 +55,22 @@ impl Fs {
         mode: FileMode,
         base: Option<Oid>,
     ) -> Result<Option<Arc<Mutex<Ticket>>>> {
-        let stored = match self.encode(path, &data, mode, base)? {
+        let (stored, clear) = match self.encode(path, &data, mode, base)? {
             Encoded::Same | Encoded::Held => return Ok(None),
-            Encoded::Stored(b) => b,
+            Encoded::Stored(b) => (b, false),
             // Moved, not copied: large plain files are not held twice.
-            Encoded::Clear => std::mem::take(&mut *data),
+            Encoded::Clear => (std::mem::take(&mut *data), true),
+        };
+        let version = match mode {
+            FileMode::Symlink => None,
+            _ => self.auto_version(path, &stored, if clear { &stored } else { &data }),
         };
         let mut session = Session::new(base);
         session.write_mode(path, stored, mode);
+        if let Some((vpath, content)) = version {
+            // `auto_sync`: the source's new version lands in the same commit.
+            session.write(vpath, content);
+        }
         session.message(format!("valuesfs: update {path}"));
         let mut ticket = self.master.submit(session)?;
         match ticket.wait_committed() {
