@@ -127,3 +127,196 @@ fn sync_status_show_diff_and_a_deleted_source() {
     );
     assert_eq!(mnt.read("plain.txt"), PLAIN.as_bytes());
 }
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+const TWO_STORES: &str = "slices:\n  - name: services\n    source: slices/services\n    active: slices/.active/services\n  - name: auto\n    source: slices/auto\n    active: slices/.active/auto\n    auto_sync: true\n";
+
+#[test]
+fn prune_keeps_versions_readable_under_purged_and_auto_sync_versions_each_save() {
+    let remote = seeded_remote();
+    let mnt = mount_remote(&remote);
+    for d in ["slices/services", "slices/auto"] {
+        std::fs::create_dir_all(mnt.p(d)).expect("mkdir");
+    }
+    put(&mnt.p(".valuesfs.yaml"), TWO_STORES.as_bytes());
+    put(&mnt.p("slices/auto/.gitkeep"), b"");
+    put(&mnt.p("slices/services/cart.yaml"), b"items: {}\n");
+    put(&mnt.p("slices/services/shop.yaml"), V1.as_bytes());
+    mnt.flush();
+    ok(&mnt, &["sync"]);
+    put(&mnt.p("slices/services/shop.yaml"), V2.as_bytes());
+    mnt.flush();
+    ok(&mnt, &["sync"]);
+    mnt.flush();
+
+    // Prune: v1 leaves the active folder in one commit, and stays readable.
+    let before = commits(&remote);
+    let out = ok(&mnt, &["prune", "--keep", "1"]);
+    assert!(out.contains("shop@v1.yaml"), "{out}");
+    mnt.flush();
+    assert_eq!(commits(&remote), before + 1, "one prune, one commit");
+    let paths = remote_paths(&remote);
+    assert!(
+        !paths.iter().any(|p| p.ends_with("shop@v1.yaml")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p.ends_with("shop@v2.yaml")),
+        "{paths:?}"
+    );
+    let view = mnt.p(".valuesfs/slices/services/shop");
+    assert_eq!(names(&view), ["active", "model.yaml", "purged"]);
+    assert_eq!(names(&view.join("active")), ["v2.yaml"]);
+    assert_eq!(names(&view.join("purged")), ["v1.yaml"]);
+    assert_eq!(
+        std::fs::read(view.join("purged/v1.yaml")).expect("purged v1"),
+        V1.as_bytes()
+    );
+    let model = std::fs::read_to_string(view.join("model.yaml")).expect("model");
+    assert!(
+        model.contains("purged_in: 2"),
+        "pruning keeps purge markers: {model}"
+    );
+    assert_eq!(ok(&mnt, &["prune"]), "nothing to prune\n");
+
+    // A deleted slice, once pruned, lives on under purged/ only.
+    std::fs::remove_file(mnt.p("slices/services/shop.yaml")).expect("rm");
+    mnt.flush();
+    ok(&mnt, &["sync"]);
+    mnt.flush();
+    ok(&mnt, &["prune"]);
+    mnt.flush();
+    assert!(
+        !remote_paths(&remote)
+            .iter()
+            .any(|p| p.starts_with("slices/.active/services/shop@")),
+        "{:?}",
+        remote_paths(&remote)
+    );
+    assert_eq!(names(&mnt.p(".valuesfs/slices/services")), ["cart", "shop"]);
+    assert_eq!(names(&view.join("active")), Vec::<String>::new());
+    assert_eq!(
+        names(&view.join("purged")),
+        ["v1.yaml", "v2.yaml", "v3.yaml"]
+    );
+    let e = std::fs::write(view.join("purged/v1.yaml"), b"x: 1\n").expect_err("read-only");
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+
+    // auto_sync: each save of a changed source writes its version in the same commit.
+    let before = commits(&remote);
+    put(&mnt.p("slices/auto/db.yaml"), b"db:\n  size: 1\n");
+    mnt.flush();
+    assert_eq!(
+        commits(&remote),
+        before + 1,
+        "source and version in one commit"
+    );
+    let v1 = "slices/.active/auto/db@v1.yaml";
+    let raw = remote_raw(&remote, v1).expect("auto v1");
+    assert!(is_sops(v1, &raw));
+    assert_eq!(decrypt_if_sops(v1, &raw), b"db:\n  size: 1\n");
+    put(&mnt.p("slices/auto/db.yaml"), b"db:\n  size: 2\n");
+    mnt.flush();
+    assert_eq!(
+        remote_plain(&remote, "slices/.active/auto/db@v2.yaml").as_deref(),
+        Some(&b"db:\n  size: 2\n"[..])
+    );
+    assert_eq!(ok(&mnt, &["sync", "--store", "auto"]), "nothing to sync\n");
+
+    // A bad config shows in the status file; the mount keeps working.
+    put(
+        &mnt.p(".valuesfs.yaml"),
+        b"slices:\n  - name: s\n    sauce: x\n",
+    );
+    mnt.flush();
+    let status = mnt.status();
+    assert_eq!(
+        status_paths(&status, "slices"),
+        [".valuesfs.yaml"],
+        "{status}"
+    );
+    assert!(status.contains("unknown key"), "{status}");
+    assert_eq!(mnt.read("plain.txt"), PLAIN.as_bytes());
+}
+
+fn version_numbers(remote: &Remote) -> Vec<u32> {
+    let mut numbers: Vec<u32> = remote_paths(remote)
+        .iter()
+        .filter(|p| p.starts_with("slices/.active/services/shop@v"))
+        .filter_map(|p| p.rsplit_once("@v")?.1.strip_suffix(".yaml")?.parse().ok())
+        .collect();
+    numbers.sort();
+    numbers
+}
+
+/// Versions are v1..vN with no gap, and the last one is `source`.
+fn assert_consecutive_ending_with(remote: &Remote, source: &[u8]) {
+    let numbers = version_numbers(remote);
+    let expected: Vec<u32> = (1..=numbers.len() as u32).collect();
+    assert_eq!(numbers, expected);
+    let last = format!("slices/.active/services/shop@v{}.yaml", numbers.len());
+    assert_eq!(
+        remote_plain(remote, &last).as_deref(),
+        Some(source),
+        "{last}"
+    );
+}
+
+/// Two mounts whose heads disagree sync the same slice: the one that finds its number
+/// taken plans again on the new head. Numbers stay consecutive, the last version is the
+/// repository's source, and no conflict is left; the same at once.
+#[test]
+fn two_mounts_syncing_the_same_slice_keep_versions_consecutive() {
+    let remote = seeded_remote();
+    let a = mount_remote(&remote);
+    let b = mount_remote(&remote);
+    std::fs::create_dir_all(a.p("slices/services")).expect("mkdir");
+    put(&a.p(".valuesfs.yaml"), CONFIG.as_bytes());
+    put(&a.p("slices/services/shop.yaml"), V1.as_bytes());
+    a.flush();
+    ok(&a, &["sync"]);
+    put(&a.p("slices/services/shop.yaml"), V2.as_bytes());
+    a.flush();
+    b.fetch();
+    assert_eq!(b.read("slices/services/shop.yaml"), V2.as_bytes());
+    // A moves on and syncs; B does not know yet and would write v2 with V2.
+    const V3: &str = "web:\n  replicas: 5\n";
+    put(&a.p("slices/services/shop.yaml"), V3.as_bytes());
+    a.flush();
+    assert!(ok(&a, &["sync"]).contains("shop: v2"));
+    a.flush();
+    let out = ok(&b, &["sync"]);
+    assert!(
+        out.contains("shop@v2.yaml was written by another sync first: planned again"),
+        "{out}"
+    );
+    b.flush();
+    assert_consecutive_ending_with(&remote, V3.as_bytes());
+
+    // At once, from heads that disagree again.
+    b.fetch();
+    const V4: &str = "web:\n  replicas: 7\n";
+    put(&a.p("slices/services/shop.yaml"), V4.as_bytes());
+    a.flush();
+    let (ra, rb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| slices(&a, &["sync"]));
+        let tb = s.spawn(|| slices(&b, &["sync"]));
+        (ta.join().expect("a"), tb.join().expect("b"))
+    });
+    assert!(ra.0 && rb.0, "both syncs succeed: {ra:?} {rb:?}");
+    a.flush();
+    b.flush();
+    assert_consecutive_ending_with(&remote, V4.as_bytes());
+    for m in [&a, &b] {
+        let st = m.status();
+        assert!(st.contains("conflicts: []"), "{st}");
+    }
+}

@@ -171,3 +171,62 @@ fn config_errors_name_the_line_and_cause() {
         "{e}"
     );
 }
+
+#[test]
+fn prune_keeps_the_latest_versions_and_drops_deleted_slices() {
+    let mut m = Mem::default();
+    let a = "slices/.active/services";
+    for (p, b) in [
+        ("slices/services/shop.yaml", "x: 3\n"),
+        ("slices/.active/services/shop@v1.yaml", "x: 1\n"),
+        ("slices/.active/services/shop@v2.yaml", "x: 2\n"),
+        ("slices/.active/services/shop@v3.yaml", "x: 3\n"),
+        // Deleted: no source, an empty final version.
+        ("slices/.active/services/gone@v1.yaml", "y: 1\n"),
+        ("slices/.active/services/gone@v2.yaml", ""),
+    ] {
+        m.0.insert(p.into(), b.into());
+    }
+    let mut got = plan_prune(&m, &[store()], 2).expect("prune");
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            format!("{a}/gone@v1.yaml"),
+            format!("{a}/gone@v2.yaml"),
+            format!("{a}/shop@v1.yaml"),
+        ]
+    );
+    // --keep 0 still keeps the latest version of a live slice.
+    let got = plan_prune(&m, &[store()], 0).expect("prune");
+    assert!(!got.contains(&format!("{a}/shop@v3.yaml")), "{got:?}");
+    assert!(got.contains(&format!("{a}/shop@v2.yaml")), "{got:?}");
+}
+
+#[test]
+fn auto_version_follows_the_source_of_auto_sync_stores_only() {
+    let mut m = Mem::default();
+    m.0.insert(
+        "slices/.active/services/shop@v1.yaml".into(),
+        b"x: 1\n".to_vec(),
+    );
+    let manual = [store()];
+    let auto = [StoreCfg {
+        auto_sync: true,
+        ..store()
+    }];
+    let path = "slices/services/shop.yaml";
+    assert!(auto_version(&m, &manual, path, b"x: 2\n", b"x: 2\n").is_none());
+    let v = auto_version(&m, &auto, path, b"stored", b"x: 2\n").expect("v2");
+    assert_eq!(v.path, "slices/.active/services/shop@v2.yaml");
+    assert_eq!(v.content, b"stored", "a byte copy of what git stores");
+    assert!(
+        auto_version(&m, &auto, path, b"x: 1\n", b"x: 1\n").is_none(),
+        "same as the latest version"
+    );
+    assert!(
+        auto_version(&m, &auto, path, b"- a\n", b"- a\n").is_none(),
+        "not a mapping: the source alone is committed"
+    );
+    assert!(auto_version(&m, &auto, "slices/other/shop.yaml", b"x: 2\n", b"x: 2\n").is_none());
+}

@@ -87,6 +87,7 @@ impl Fs {
     /// is dropped and planned again on the new head: numbers stay consecutive.
     pub fn slices_sync(&self, store: Option<&str>, only: &[String]) -> Result<String> {
         let mut attempt = 0;
+        let mut notes = String::new();
         loop {
             let view = self.slice_view();
             let mut stores = self.slice_stores(&view)?;
@@ -95,10 +96,10 @@ impl Fs {
             }
             let plan = slices::plan_sync(&view, &stores, only).map_err(bad)?;
             if plan.is_empty() {
-                return Ok("nothing to sync\n".into());
+                return Ok(format!("{notes}nothing to sync\n"));
             }
             let mut session = Session::new(view.snap.commit);
-            let mut report = String::new();
+            let mut report = notes.clone();
             for p in &plan {
                 session.write(p.path.as_str(), p.content.clone());
                 report.push_str(&format!(
@@ -121,6 +122,10 @@ impl Fs {
                         "slices sync: {} was taken meanwhile; planning again",
                         c.path
                     );
+                    notes.push_str(&format!(
+                        "{} was written by another sync first: planned again\n",
+                        c.path
+                    ));
                     self.master.dismiss_conflict(&c.id)?;
                     attempt += 1;
                 }
