@@ -44,6 +44,18 @@ fn sync_status_show_diff_and_a_deleted_source() {
         "an encrypted source gives an encrypted version"
     );
     assert_eq!(decrypt_if_sops(v1, &raw), V1.as_bytes());
+    // The real sops reads the version.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("shop@v1.yaml");
+    std::fs::write(&file, &raw).expect("write");
+    let key = common::private_key(tmp.path());
+    let docs = valuesfs::crypto::sops::parse_plain(V1.as_bytes(), valuesfs::crypto::Format::Yaml)
+        .expect("parse");
+    assert_eq!(
+        String::from_utf8_lossy(&common::sops_decrypt(&file, &key, &[])),
+        valuesfs::crypto::sops::render_plain(valuesfs::crypto::Format::Yaml, &docs),
+        "sops -d shows the version's data, in its own layout"
+    );
     assert_eq!(mnt.read(v1), V1.as_bytes());
     assert_eq!(ok(&mnt, &["sync"]), "nothing to sync\n");
 
