@@ -347,3 +347,33 @@ fn a_fetch_between_commit_and_the_next_write_is_not_overwritten() {
     let shown = git(&remote, &["show", "main:list.txt"]);
     assert_eq!(shown, "A\nm\nB\nn\nC\n", "the remote edit was overwritten");
 }
+
+/// close() returns before the kernel's release reaches the view: a reader that opens the
+/// file in between must see the committed version, not a buffer that will never commit.
+#[test]
+fn a_reader_between_a_failed_write_and_its_release_sees_the_committed_version() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (fs, _remote) = setup(tmp.path());
+    let notes = fs.lookup(ROOT, "notes.txt").expect("lookup");
+    let w = fs.open(notes.ino, libc::O_WRONLY).expect("open");
+    // Writes within the limit land in the buffer, then one goes past it.
+    fs.write(w.fh, 0, &[0u8; 4096], false).expect("write");
+    assert_eq!(
+        fs.write(w.fh, 64 << 20, b"x", false)
+            .expect_err("past the limit")
+            .kind,
+        Kind::TooBig
+    );
+    let r = fs.open(notes.ino, libc::O_RDONLY).expect("open reader");
+    let got = fs.read(r.fh, 0, 1 << 20).expect("read");
+    assert!(
+        got == b"one\n",
+        "the reader got {} bytes of the buffer",
+        got.len()
+    );
+    fs.release(r.fh).expect("release reader");
+    assert_eq!(
+        fs.release(w.fh).expect_err("the failed write").kind,
+        Kind::TooBig
+    );
+}

@@ -71,7 +71,10 @@ impl Fs {
         let scratch = self.is_scratch(&path);
         let mut st = lock(&self.state);
         let mut keep_cache = false;
-        let fh = if write || st.open.contains_key(&ino) {
+        // A reader joins a writer's buffer (it sees unflushed writes), unless the buffer
+        // is poisoned: nothing of it will be committed, so the reader sees the committed
+        // version (close() returns before the writer's release is handled).
+        let fh = if write || st.open.get(&ino).is_some_and(|of| of.poisoned.is_none()) {
             let of = st.open.entry(ino).or_insert_with(|| OpenFile {
                 path: path.clone(),
                 base: snap.commit,
