@@ -6,5 +6,6 @@
 
 pub mod crypto;
 pub mod fs;
+pub mod reconcile;
 pub mod repo;
 pub mod slices;

@@ -9,6 +9,7 @@ use valuesfs::crypto::{self, sops, CreationParams, Format, Keyring, Selector, So
 use zeroize::Zeroizing;
 
 mod mount;
+mod reconcile;
 
 #[derive(Parser)]
 #[command(
@@ -76,6 +77,8 @@ enum Cmd {
         #[arg(long)]
         mount: Option<PathBuf>,
     },
+    /// Apply the manifests of a folder to a Kubernetes cluster (server-side apply, prune).
+    Reconcile(reconcile::Args),
 }
 
 #[derive(Subcommand)]
@@ -248,6 +251,9 @@ impl Types {
 
 pub fn run() -> i32 {
     let cli = Cli::parse();
+    if let Cmd::Reconcile(args) = &cli.cmd {
+        return reconcile::run(args);
+    }
     let file = match &cli.cmd {
         Cmd::Decrypt { file, .. } | Cmd::Encrypt { file, .. } | Cmd::Edit { file, .. } => {
             file.clone()
@@ -261,6 +267,7 @@ pub fn run() -> i32 {
         Cmd::Status { .. } => "status".into(),
         Cmd::Conflicts { .. } => "conflicts".into(),
         Cmd::Slices { .. } => "slices".into(),
+        Cmd::Reconcile(_) => "reconcile".into(),
     };
     match dispatch(cli.cmd) {
         Ok(()) => 0,
@@ -349,6 +356,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Mount(args) => mount::run(args),
         Cmd::Unmount { mountpoint } => mount::unmount(&mountpoint),
         Cmd::Status { mount } => mount::status(mount.as_deref()),
+        Cmd::Reconcile(args) => std::process::exit(reconcile::run(&args)),
         Cmd::Conflicts { mount, action } => {
             let cmd = match action {
                 None => "conflicts".to_string(),
