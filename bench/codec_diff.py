@@ -435,7 +435,10 @@ def shares_ciphertext(enc):
 
 
 def strip_metadata_any(enc):
-    """The data part of an encrypted file of any store (the `sops` block's own mac left out)."""
+    """The data part of an encrypted file of any store (the `sops` block's own mac left out).
+    A YAML file repeats the block in every document: each is dropped, the documents kept."""
+    if re.search(rb"(?m)^sops:\n", enc):
+        return re.sub(rb"(?ms)^sops:\n.*?(?=^---$|\Z)", b"", enc)
     for pat in (rb"(?m)^sops:\n", rb'(?m)^\s*"sops": \{', rb"(?m)^sops_"):
         parts = re.split(pat, enc, maxsplit=1)
         if len(parts) == 2:

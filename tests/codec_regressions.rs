@@ -233,6 +233,18 @@ const CASES: &[Case] = &[
         file: "a.yaml",
         plain: "m:\n  l:\n  - [x]\n# c\n  k: v\n",
     },
+    // go-yaml escapes every character of a string that starts with a BOM.
+    Case {
+        name: "string starting with a BOM",
+        file: "a.yaml",
+        plain: "k: \"\\uFEFF:  #\"\nm_unencrypted: \"\\uFEFFA\\u00a0b\"\n",
+    },
+    // A tab at the end of a line does not rule out a literal block.
+    Case {
+        name: "tab at the end of a line in a literal block",
+        file: "a.yaml",
+        plain: "k: \"a\\n\\t\"\n",
+    },
     Case {
         name: "tagged plain scalar keeps its text",
         file: "a.yaml",
@@ -378,6 +390,50 @@ fn comments_read_under_another_node_than_written() {
             String::from_utf8_lossy(&back.plaintext),
             *plain,
             "our round trip"
+        );
+    }
+}
+
+/// An edit keeps what the user did not touch, even where the text sops prints does not
+/// read back to the file's value: float -0 printed `-0` (which reads as int 0), a block
+/// scalar whose indentation hint go-yaml writes off by two in a list.
+#[test]
+fn an_edit_keeps_values_whose_printed_text_does_not_read_back() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let keys = keyring();
+    for (plain, line) in [
+        ("a: -0.0\nb: x\n", "a: "),
+        ("k:\n- |4\n      beta\nb: x\n", "    - "),
+    ] {
+        // sops's own file: its printed text is what the user edits.
+        let file = write(tmp.path(), "a.yaml", plain.as_bytes());
+        let enc = sops_encrypt(&file, &key);
+        let opened = crypto::decrypt(&enc, Format::Yaml, &keys).expect("decrypt");
+        let shown = String::from_utf8(opened.plaintext.to_vec()).expect("utf8");
+        let edited = shown.replace("b: x", "b: y");
+        assert_ne!(edited, shown);
+        let again = opened.reencrypt(edited.as_bytes()).expect("reencrypt");
+        let line_of = |f: &[u8]| {
+            String::from_utf8_lossy(f)
+                .lines()
+                .find(|l| l.starts_with(line))
+                .map(String::from)
+        };
+        assert_eq!(
+            line_of(&enc),
+            line_of(&again),
+            "{plain:?}: untouched value rewritten"
+        );
+        let back = crypto::decrypt(&again, Format::Yaml, &keys).expect("decrypt edit");
+        assert_eq!(
+            back.documents()[0]
+                .get("k")
+                .or(back.documents()[0].get("a")),
+            opened.documents()[0]
+                .get("k")
+                .or(opened.documents()[0].get("a")),
+            "{plain:?}"
         );
     }
 }

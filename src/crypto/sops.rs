@@ -376,11 +376,20 @@ impl Opened {
             style: self.style,
         };
         let base = Some((&self.plain_docs[..], &self.enc_docs[..]));
+        // The text the user edited, read back: where the new text still reads the same,
+        // the value is the one the file had (its type and ciphertext), even when that
+        // text does not read back to it (`-0` printed for float -0, block scalar
+        // hints, comment layouts: go-yaml's output is not always a fixed point).
+        let shown = match self.format {
+            Format::Yaml => parse_plain(&self.plaintext, self.format).ok(),
+            _ => None,
+        };
         build(
             self.format,
             plaintext,
             &ctx,
             base,
+            shown.as_deref(),
             &MetaSource::Raw(&self.raw),
         )
     }
@@ -501,6 +510,7 @@ pub fn encrypt(plaintext: &[u8], format: Format, params: &CreationParams) -> Res
         format,
         plaintext,
         &ctx,
+        None,
         None,
         &MetaSource::New {
             age: &age,
@@ -1354,6 +1364,7 @@ fn build(
     plaintext: &[u8],
     ctx: &Ctx,
     base: Option<(&[Value], &[Value])>,
+    shown: Option<&[Value]>,
     meta: &MetaSource,
 ) -> Result<Vec<u8>> {
     if plaintext.len() > DEFAULT_MAX_SIZE {
@@ -1389,6 +1400,13 @@ fn build(
         )])]
     } else {
         let mut docs = parse_plain(plaintext, format)?;
+        if let (Some((old, _)), Some(shown)) = (base, shown) {
+            if old.len() == shown.len() {
+                for ((d, o), r) in docs.iter_mut().zip(old).zip(shown) {
+                    *d = keep_unedited(d, r, o);
+                }
+            }
+        }
         if let (Format::Yaml, Some((old, _))) = (format, base) {
             // Where only values changed, comments stay where the file's tree had them
             // (as with `sops set`): reading sops's text back may attach them elsewhere.
@@ -1462,8 +1480,9 @@ fn build(
         // An empty comment in a list comes back as an empty string, as with sops: empty
         // list strings are left out of the comparison (they are not in the MAC either).
         let strip = |d: &[Value]| d.iter().map(data_view).collect::<Vec<_>>();
-        let same_data = plain_docs
+        let same_data = laid_out
             .as_ref()
+            .or(plain_docs.as_ref())
             .is_none_or(|d| same_docs(&strip(d), &strip(&check.plain_docs)));
         if check.plaintext.as_slice() == plaintext && same_data {
             return Ok(file.into_bytes());
@@ -1475,6 +1494,48 @@ fn build(
     Err(Error::Internal(
         "encrypted file does not decrypt back to its plaintext".into(),
     ))
+}
+
+/// `new` with every part that reads the same as `shown` (the text last shown, read back)
+/// replaced by that part of `base` (the file's tree): only what the user changed counts
+/// as changed. Entries pair by key name, list items by position (same lengths only).
+fn keep_unedited(new: &Value, shown: &Value, base: &Value) -> Value {
+    if new == shown {
+        return base.clone();
+    }
+    match (new, shown, base) {
+        (Value::Map(n), Value::Map(r), Value::Map(b)) => {
+            let find = |items: &[(Key, Value)], name: &str| {
+                items
+                    .iter()
+                    .find(|(k, _)| matches!(k, Key::Name(x) if x == name))
+                    .map(|(_, v)| v.clone())
+            };
+            Value::Map(
+                n.iter()
+                    .map(|(k, nv)| match k {
+                        Key::Name(name) => match (find(r, name), find(b, name)) {
+                            (Some(rv), Some(bv)) => (k.clone(), keep_unedited(nv, &rv, &bv)),
+                            _ => (k.clone(), nv.clone()),
+                        },
+                        Key::Comment(_) => (k.clone(), nv.clone()),
+                    })
+                    .collect(),
+            )
+        }
+        (Value::Seq(n), Value::Seq(r), Value::Seq(b))
+            if n.len() == r.len() && r.len() == b.len() =>
+        {
+            Value::Seq(
+                n.iter()
+                    .zip(r)
+                    .zip(b)
+                    .map(|((nv, rv), bv)| keep_unedited(nv, rv, bv))
+                    .collect(),
+            )
+        }
+        _ => new.clone(),
+    }
 }
 
 /// A document's data as the self-check compares it: no comments, no empty strings in

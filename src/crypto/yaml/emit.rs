@@ -68,7 +68,7 @@ pub(super) fn key_text(name: &str) -> String {
 pub(super) fn literal_ok(s: &str) -> bool {
     s.contains('\n')
         && !s.chars().any(|c| !printable(c) && c != '\n' && c != '\t')
-        && !s.split('\n').any(|l| l.ends_with(' ') || l.ends_with('\t'))
+        && !s.split('\n').any(|l| l.ends_with(' '))
 }
 
 pub(super) fn is_special(c: char) -> bool {
@@ -260,6 +260,9 @@ fn plain_allowed(s: &str) -> bool {
 fn double_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
+    // go-yaml's BOM test looks at the value's first bytes whatever the position, so a
+    // value that starts with a BOM has every character escaped.
+    let all = s.starts_with('\u{FEFF}');
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -276,7 +279,8 @@ fn double_quote(s: &str) -> String {
             '\u{85}' => out.push_str("\\N"),
             '\u{2028}' => out.push_str("\\L"),
             '\u{2029}' => out.push_str("\\P"),
-            c if !printable(c) => {
+            '\u{A0}' if all => out.push_str("\\_"),
+            c if all || !printable(c) => {
                 let u = c as u32;
                 if u <= 0xFF {
                     out.push_str(&format!("\\x{u:02X}"));
