@@ -245,6 +245,18 @@ const CASES: &[Case] = &[
         file: "a.yaml",
         plain: "k: \"a\\n\\t\"\n",
     },
+    // go-yaml registers an anchor when its node starts: the inner definition wins.
+    Case {
+        name: "anchor redefined inside its own node",
+        file: "a.yaml",
+        plain: "a: &x\n  b: &x\n    c: 1\nd: *x\n",
+    },
+    // Clip adds the final line break only when the file had one.
+    Case {
+        name: "block scalar at the end of a file without a line break",
+        file: "a.yaml",
+        plain: "k: |\n  x",
+    },
     Case {
         name: "tagged plain scalar keeps its text",
         file: "a.yaml",

@@ -63,6 +63,8 @@ pub fn parse(input: &str, limits: Limits) -> Result<Vec<Value>, YamlError> {
         line_no: 1,
         pending: Vec::new(),
         anchors: HashMap::new(),
+        anchor_started: HashMap::new(),
+        anchor_seq: 0,
         nodes: 0,
         depth: 0,
         limits,
@@ -101,6 +103,11 @@ struct Parser<'a> {
     /// Comments read but not yet given to a collection: (column, text after '#').
     pending: Vec<(usize, String)>,
     anchors: HashMap<String, Value>,
+    /// The latest definition of each anchor name to start, by start order: go-yaml
+    /// registers an anchor when its node starts, so one redefined inside its own node
+    /// is the inner one once both end.
+    anchor_started: HashMap<String, u64>,
+    anchor_seq: u64,
     nodes: usize,
     depth: usize,
     limits: Limits,
@@ -284,6 +291,7 @@ impl<'a> Parser<'a> {
                 return self.err("too many documents");
             }
             self.anchors.clear();
+            self.anchor_started.clear();
             let doc = if self.at_eof() || self.at_doc_marker() {
                 comment_map(std::mem::take(&mut self.pending))
             } else {
@@ -561,21 +569,22 @@ impl<'a> Parser<'a> {
             v
         };
         let value = apply_tag(tag.as_deref(), value).map_err(|m| self.located(m))?;
-        if let Some(a) = anchor {
-            self.anchors.insert(a, value.clone());
-        }
+        self.define(anchor, &value);
         Ok((value, inline))
     }
 
     /// Anchor and tag properties (in any order) before a node.
-    fn properties(&mut self) -> Result<(Option<String>, Option<String>), YamlError> {
+    fn properties(&mut self) -> Result<(Option<Anchor>, Option<String>), YamlError> {
         let mut anchor = None;
         let mut tag = None;
         loop {
             match self.peek() {
                 Some(b'&') => {
                     self.pos += 1;
-                    anchor = Some(self.name_token()?);
+                    let name = self.name_token()?;
+                    self.anchor_seq += 1;
+                    self.anchor_started.insert(name.clone(), self.anchor_seq);
+                    anchor = Some((name, self.anchor_seq));
                 }
                 Some(b'!') => {
                     let start = self.pos;
@@ -588,6 +597,16 @@ impl<'a> Parser<'a> {
                 _ => return Ok((anchor, tag)),
             }
             self.skip_blanks();
+        }
+    }
+
+    /// A node with an anchor is complete: it is what the name means from now on, unless
+    /// another definition of the name started after this one (inside it).
+    fn define(&mut self, anchor: Option<Anchor>, v: &Value) {
+        if let Some((a, t)) = anchor {
+            if self.anchor_started.get(&a) == Some(&t) {
+                self.anchors.insert(a, v.clone());
+            }
         }
     }
 
@@ -637,9 +656,7 @@ impl<'a> Parser<'a> {
             Some(b'|') | Some(b'>') => {
                 let v = Value::Str(self.block_scalar(indent)?);
                 let v = apply_tag(tag.as_deref(), v).map_err(|m| self.located(m))?;
-                if let Some(a) = anchor {
-                    self.anchors.insert(a, v.clone());
-                }
+                self.define(anchor, &v);
                 return Ok((v, inline));
             }
             _ => {
@@ -659,9 +676,7 @@ impl<'a> Parser<'a> {
             return self.err("unexpected characters after a value");
         }
         let v = apply_tag(tag.as_deref(), v).map_err(|m| self.located(m))?;
-        if let Some(a) = anchor {
-            self.anchors.insert(a, v.clone());
-        }
+        self.define(anchor, &v);
         Ok((v, inline))
     }
 
@@ -925,6 +940,9 @@ impl<'a> Parser<'a> {
             }
         }
         let mut lines: Vec<&str> = Vec::new();
+        // Did the last content line end with a line break? Clip and keep add the final
+        // break only if one was there (a scalar at the end of a file without one).
+        let mut broke = true;
         self.next_line();
         while !self.at_eof() {
             let line = self.rest_of_line();
@@ -957,6 +975,7 @@ impl<'a> Parser<'a> {
                 lines.push("");
             } else if spaces >= bi {
                 lines.push(&line[bi..]);
+                broke = self.b[self.pos..].contains(&b'\n');
             } else {
                 break;
             }
@@ -973,12 +992,12 @@ impl<'a> Parser<'a> {
         match chomp {
             -1 => {}
             0 => {
-                if !body.is_empty() {
+                if !body.is_empty() && broke {
                     text.push('\n')
                 }
             }
             _ => {
-                if !body.is_empty() {
+                if !body.is_empty() && broke {
                     text.push('\n');
                 }
                 text.extend(std::iter::repeat_n('\n', trailing));
@@ -1156,9 +1175,7 @@ impl<'a> Parser<'a> {
             }
         };
         let v = apply_tag(tag.as_deref(), v).map_err(|m| self.located(m))?;
-        if let Some(a) = anchor {
-            self.anchors.insert(a, v.clone());
-        }
+        self.define(anchor, &v);
         Ok(v)
     }
 }
@@ -1703,3 +1720,6 @@ mod fuzz_regressions {
         assert!(parse("# cusword:oooooooooooo\x7fooooooo s4cr3t\n---\n#!secooooooooooooo......................................................................................................oo\x7fooooooo s4cr3t\n---\n#!secon-\n#!second docuooooooo.........................", Limits::default()).is_err());
     }
 }
+
+/// An anchor name and the order its definition started in.
+type Anchor = (String, u64);
