@@ -450,6 +450,32 @@ fn an_edit_keeps_values_whose_printed_text_does_not_read_back() {
     }
 }
 
+/// sops leaves the comments of an `_unencrypted` subtree in clear, and its reader may find
+/// one after that subtree's key: sops prints it as it is (with a warning), so do we, both
+/// for sops's file and for ours. A clear comment anywhere else is still refused.
+#[test]
+fn a_clear_comment_after_an_unencrypted_subtree_is_read_as_sops_reads_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let keys = keyring();
+    let plain = "m:\n  - e_unencrypted: []   # c\n";
+    let file = write(tmp.path(), "a.yaml", plain.as_bytes());
+    let theirs = write(tmp.path(), "sops-a.yaml", &sops_encrypt(&file, &key));
+    let (expected, _) = sops_d(&theirs, &key);
+    let read = crypto::decrypt(&std::fs::read(&theirs).expect("read"), Format::Yaml, &keys)
+        .expect("sops's file reads");
+    assert_eq!(read.plaintext.as_slice(), expected.as_slice());
+    let params = CreationParams {
+        recipients: vec![VECTOR_RECIPIENT.to_string()],
+        ..Default::default()
+    };
+    let ours = crypto::encrypt(plain.as_bytes(), Format::Yaml, &params).expect("encrypt");
+    let back = crypto::decrypt(&ours, Format::Yaml, &keys).expect("ours reads");
+    assert_eq!(back.plaintext.as_slice(), plain.as_bytes());
+    let ours_path = write(tmp.path(), "ours-a.yaml", &ours);
+    assert_eq!(sops_d(&ours_path, &key).0, expected);
+}
+
 /// `valuesfs` (the CLI) run in `dir`.
 fn ours(dir: &Path, key: &Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new(bin())

@@ -820,13 +820,28 @@ impl Decrypter<'_> {
         match v {
             Value::Map(items) => {
                 stack.push(Vec::new());
-                let mut out = Vec::with_capacity(items.len());
+                let mut out: Vec<(Key, Value)> = Vec::with_capacity(items.len());
                 for (k, val) in items {
                     match k {
                         Key::Comment(c) => {
                             let level = stack.len() - 1;
                             stack[level].push(c.clone());
-                            let plain = self.comment(c, path, stack)?;
+                            // sops leaves the comments of an unencrypted subtree in clear;
+                            // go-yaml may read one as following that subtree's key.
+                            let after_clear = out.iter().rev().find_map(|(k, _)| match k {
+                                Key::Name(n) => Some(n.clone()),
+                                Key::Comment(_) => None,
+                            });
+                            let after_clear = after_clear.is_some_and(|n| {
+                                let mut p = path.clone();
+                                p.push(n);
+                                !self.ctx.selector.should_encrypt(&p, &[], false)
+                            });
+                            let plain = if after_clear && !is_envelope(c) {
+                                c.clone()
+                            } else {
+                                self.comment(c, path, stack)?
+                            };
                             if let Some(last) = stack[level].last_mut() {
                                 last.clone_from(&plain);
                             }
