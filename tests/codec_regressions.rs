@@ -458,22 +458,31 @@ fn a_clear_comment_after_an_unencrypted_subtree_is_read_as_sops_reads_it() {
     let tmp = tempfile::tempdir().expect("tmp");
     let key = private_key(tmp.path());
     let keys = keyring();
-    let plain = "m:\n  - e_unencrypted: []   # c\n";
-    let file = write(tmp.path(), "a.yaml", plain.as_bytes());
-    let theirs = write(tmp.path(), "sops-a.yaml", &sops_encrypt(&file, &key));
-    let (expected, _) = sops_d(&theirs, &key);
-    let read = crypto::decrypt(&std::fs::read(&theirs).expect("read"), Format::Yaml, &keys)
-        .expect("sops's file reads");
+    for plain in [
+        "m:\n  - e_unencrypted: []   # c\n",
+        "metrics:\n     env_unencrypted:\n       - [Null]\n# c\n     prometheus.io/scrape: x\n",
+    ] {
+        clear_comment_case(tmp.path(), &key, &keys, plain);
+    }
+}
+
+fn clear_comment_case(dir: &Path, key: &Path, keys: &valuesfs::crypto::Keyring, plain: &str) {
+    let tmp = dir;
+    let file = write(tmp, "a.yaml", plain.as_bytes());
+    let theirs = write(tmp, "sops-a.yaml", &sops_encrypt(&file, key));
+    let (expected, _) = sops_d(&theirs, key);
+    let read = crypto::decrypt(&std::fs::read(&theirs).expect("read"), Format::Yaml, keys)
+        .unwrap_or_else(|e| panic!("{plain:?}: sops's file: {e}"));
     assert_eq!(read.plaintext.as_slice(), expected.as_slice());
     let params = CreationParams {
         recipients: vec![VECTOR_RECIPIENT.to_string()],
         ..Default::default()
     };
     let ours = crypto::encrypt(plain.as_bytes(), Format::Yaml, &params).expect("encrypt");
-    let back = crypto::decrypt(&ours, Format::Yaml, &keys).expect("ours reads");
+    let back = crypto::decrypt(&ours, Format::Yaml, keys).expect("ours reads");
     assert_eq!(back.plaintext.as_slice(), plain.as_bytes());
-    let ours_path = write(tmp.path(), "ours-a.yaml", &ours);
-    assert_eq!(sops_d(&ours_path, &key).0, expected);
+    let ours_path = write(tmp, "ours-a.yaml", &ours);
+    assert_eq!(sops_d(&ours_path, key).0, expected);
 }
 
 /// `valuesfs` (the CLI) run in `dir`.

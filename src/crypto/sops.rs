@@ -775,6 +775,20 @@ struct Decrypter<'a> {
 }
 
 impl Decrypter<'_> {
+    /// sops leaves the comments of an unencrypted subtree in clear, and go-yaml may read
+    /// one as standing in the mapping that holds the subtree (after its key, or at the
+    /// mapping's end): a mapping with an unencrypted entry may hold clear comments.
+    fn holds_clear(&self, items: &[(Key, Value)], path: &[String]) -> bool {
+        items.iter().any(|(k, _)| match k {
+            Key::Name(n) => {
+                let mut p = path.to_vec();
+                p.push(n.clone());
+                !self.ctx.selector.should_encrypt(&p, &[], false)
+            }
+            Key::Comment(_) => false,
+        })
+    }
+
     fn sealed_elsewhere(&mut self, env: &super::cipher::Envelope) -> bool {
         let places = self
             .places
@@ -826,18 +840,7 @@ impl Decrypter<'_> {
                         Key::Comment(c) => {
                             let level = stack.len() - 1;
                             stack[level].push(c.clone());
-                            // sops leaves the comments of an unencrypted subtree in clear;
-                            // go-yaml may read one as following that subtree's key.
-                            let after_clear = out.iter().rev().find_map(|(k, _)| match k {
-                                Key::Name(n) => Some(n.clone()),
-                                Key::Comment(_) => None,
-                            });
-                            let after_clear = after_clear.is_some_and(|n| {
-                                let mut p = path.clone();
-                                p.push(n);
-                                !self.ctx.selector.should_encrypt(&p, &[], false)
-                            });
-                            let plain = if after_clear && !is_envelope(c) {
+                            let plain = if !is_envelope(c) && self.holds_clear(items, path) {
                                 c.clone()
                             } else {
                                 self.comment(c, path, stack)?
