@@ -432,10 +432,7 @@ fn handle(
                     &format!("{} \"{n}\" already exists", r.plural),
                 );
             }
-            let manager = q
-                .get("fieldManager")
-                .cloned()
-                .unwrap_or_else(|| "unknown".into());
+            let manager = update_manager(&q);
             let stored = store_new(&mut st, &r, &key, obj, &manager, "Update", dry);
             reply(StatusCode::CREATED, stored)
         }
@@ -447,27 +444,12 @@ fn handle(
             let Some(cur) = st.objects.get(&key).cloned() else {
                 return not_found(&r, &n);
             };
-            if let Some(want) = obj
-                .pointer("/metadata/resourceVersion")
-                .and_then(Json::as_str)
-            {
-                if Some(want)
-                    != cur
-                        .pointer("/metadata/resourceVersion")
-                        .and_then(Json::as_str)
-                {
-                    return status(409, "Conflict", &format!(
-                        "Operation cannot be fulfilled on {} \"{n}\": the object has been modified; please apply your changes to the latest version and try again",
-                        r.plural
-                    ));
-                }
+            if stale(&obj, &cur) {
+                return conflict(&r, &n);
             }
             let mut next = obj.clone();
             keep_meta(&mut next, &cur);
-            let manager = q
-                .get("fieldManager")
-                .cloned()
-                .unwrap_or_else(|| "unknown".into());
+            let manager = update_manager(&q);
             if !dry {
                 take_ownership(&mut st, &key, &manager, "Update", &obj);
             }
@@ -489,23 +471,11 @@ fn handle(
                 let Some(mut cur) = st.objects.get(&key).cloned() else {
                     return not_found(&r, &n);
                 };
-                if let Some(want) = patch
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Json::as_str)
-                {
-                    if Some(want)
-                        != cur
-                            .pointer("/metadata/resourceVersion")
-                            .and_then(Json::as_str)
-                    {
-                        return status(409, "Conflict", "the object has been modified");
-                    }
+                if stale(&patch, &cur) {
+                    return conflict(&r, &n);
                 }
                 merge_patch(&mut cur, &patch);
-                let manager = q
-                    .get("fieldManager")
-                    .cloned()
-                    .unwrap_or_else(|| "unknown".into());
+                let manager = update_manager(&q);
                 if !dry {
                     take_ownership(&mut st, &key, &manager, "Update", &patch);
                 }
@@ -534,6 +504,34 @@ fn handle(
             "the server does not allow this method on the requested resource",
         ),
     }
+}
+
+/// A `metadata.resourceVersion` sent that is not the stored one: a lost update.
+fn stale(sent: &Json, cur: &Json) -> bool {
+    let rv = |v: &Json| {
+        v.pointer("/metadata/resourceVersion")
+            .and_then(Json::as_str)
+            .map(String::from)
+    };
+    rv(sent).is_some_and(|w| Some(w) != rv(cur))
+}
+
+fn conflict(r: &Res, name: &str) -> Response {
+    status(
+        409,
+        "Conflict",
+        &format!(
+            "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+            r.plural
+        ),
+    )
+}
+
+/// The manager of a non-apply write (`unknown` when the client names none).
+fn update_manager(q: &BTreeMap<String, String>) -> String {
+    q.get("fieldManager")
+        .cloned()
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn not_found(r: &Res, name: &str) -> Response {
