@@ -437,3 +437,69 @@ fn the_fake_api_server_serves_the_real_kubectl() {
     );
     assert!(api.get("", "configmaps", "default", "k").is_none());
 }
+
+/// Plain scalars become the JSON kubectl makes of them (it reads YAML 1.1): checked
+/// against what the real kubectl sends for the same file.
+#[test]
+fn manifests_become_the_json_kubectl_sends() {
+    let api = FakeApi::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let kubeconfig = tmp.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: me\nusers:\n- name: me\n  user: {{}}\ncurrent-context: fake\n",
+            api.url
+        ),
+    )
+    .expect("kubeconfig");
+    // Values kubectl reads otherwise than go-yaml v3 (booleans, timestamps, keys), and
+    // some it reads the same (octal, hex, underscores, floats, quoted text, null).
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cases\ndata:\n  b1: yes\n  b2: On\n  b3: n\n  b4: OFF\n  b5: \"yes\"\n  b6: True\n  o1: 0777\n  h1: 0x1F\n  i1: 1_000\n  f1: 1.0\n  f2: 1e3\n  f3: 0.5\n  t1: 2002-12-14\n  t2: 2001-12-14t21:59:43.10-05:00\n  s1: 190:20:30\n  s2: 1.4.2\n  n1: ~\n  keys:\n    yes: 1\n    n: 2\n    1: 3\n    0x10: 4\n    1.5: 5\n    2002-12-14: 6\n";
+    let file = tmp.path().join("cases.yaml");
+    std::fs::write(&file, text).expect("write");
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
+        .args(["apply", "--server-side", "-f"])
+        .arg(&file)
+        .output()
+        .expect("kubectl is installed (.ci/run installs kubernetes-client)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent = api
+        .get("", "configmaps", "default", "cases")
+        .expect("applied");
+    let ours = valuesfs::reconcile::parse_file(
+        "cases.yaml",
+        text.as_bytes(),
+        &valuesfs::crypto::Keyring::default(),
+    )
+    .expect("parse");
+    assert_eq!(ours.len(), 1);
+    let want = &sent["data"];
+    let got = &ours[0].object["data"];
+    let keys: std::collections::BTreeSet<&String> = want
+        .as_object()
+        .expect("map")
+        .keys()
+        .chain(got.as_object().expect("map").keys())
+        .collect();
+    let differ: Vec<String> = keys
+        .into_iter()
+        .filter(|k| want.get(k.as_str()) != got.get(k.as_str()))
+        .map(|k| {
+            format!(
+                "{k}: kubectl {:?}, valuesfs {:?}",
+                want.get(k.as_str()),
+                got.get(k.as_str())
+            )
+        })
+        .collect();
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}

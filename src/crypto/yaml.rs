@@ -55,6 +55,37 @@ pub struct YamlError {
 
 /// Parse a YAML stream into its documents (each a `Value::Map`, or `Value::Null` if empty).
 pub fn parse(input: &str, limits: Limits) -> Result<Vec<Value>, YamlError> {
+    parse_with(input, limits, false)
+}
+
+/// Parse a YAML stream as kubectl reads it (sigs.k8s.io/yaml over go-yaml v2, YAML 1.1):
+/// plain `yes`/`no`/`on`/`off`/`y`/`n` are booleans, timestamps stay their text, and keys
+/// are the text of what they resolve to (`yes:` is the key `"true"`, `0x10:` is `"16"`).
+/// Comments are not placed (manifests are not written back).
+pub fn parse_kubectl(input: &str, limits: Limits) -> Result<Vec<Value>, YamlError> {
+    let mut p = parser(input, limits, true);
+    p.stream()
+}
+
+fn parser(input: &str, limits: Limits, yaml11: bool) -> Parser<'_> {
+    Parser {
+        b: input.as_bytes(),
+        s: input,
+        pos: 0,
+        line_start: 0,
+        line_no: 1,
+        pending: Vec::new(),
+        anchors: HashMap::new(),
+        anchor_started: HashMap::new(),
+        anchor_seq: 0,
+        nodes: 0,
+        depth: 0,
+        limits,
+        yaml11,
+    }
+}
+
+fn parse_with(input: &str, limits: Limits, yaml11: bool) -> Result<Vec<Value>, YamlError> {
     let mut p = Parser {
         b: input.as_bytes(),
         s: input,
@@ -68,6 +99,7 @@ pub fn parse(input: &str, limits: Limits) -> Result<Vec<Value>, YamlError> {
         nodes: 0,
         depth: 0,
         limits,
+        yaml11,
     };
     let docs = p.stream()?;
     // Comments go where sops 3.11 puts them (go-yaml's reader, then sops's tree); the
@@ -111,6 +143,8 @@ struct Parser<'a> {
     nodes: usize,
     depth: usize,
     limits: Limits,
+    /// Resolve plain scalars as kubectl does (YAML 1.1), not as go-yaml v3 and sops.
+    yaml11: bool,
 }
 
 const BLANKS: [char; 2] = [' ', '\t'];
@@ -514,6 +548,12 @@ impl<'a> Parser<'a> {
                 }
                 let raw = self.s[start..start + i].trim_end_matches(BLANKS);
                 self.pos = start + i;
+                if self.yaml11 && !tagged {
+                    return match yaml11_key(raw) {
+                        Some(k) => Ok(k),
+                        None => self.err(format!("mapping key {raw:?} is not a string")),
+                    };
+                }
                 match resolve_plain(raw) {
                     _ if tagged && !raw.is_empty() => Ok(raw.to_string()),
                     Value::Str(s) => Ok(s),
@@ -574,6 +614,15 @@ impl<'a> Parser<'a> {
     }
 
     /// Anchor and tag properties (in any order) before a node.
+    /// A plain scalar's value: go-yaml v3's rules, or kubectl's (see `parse_kubectl`).
+    fn resolve(&self, raw: &str) -> Value {
+        if self.yaml11 {
+            resolve_yaml11(raw)
+        } else {
+            resolve_plain(raw)
+        }
+    }
+
     fn properties(&mut self) -> Result<(Option<Anchor>, Option<String>), YamlError> {
         let mut anchor = None;
         let mut tag = None;
@@ -664,7 +713,7 @@ impl<'a> Parser<'a> {
                 if tag.is_some() || tagged {
                     Value::Str(raw)
                 } else {
-                    resolve_plain(&raw)
+                    self.resolve(&raw)
                 }
             }
         };
@@ -1170,7 +1219,7 @@ impl<'a> Parser<'a> {
                 } else if tag.is_some() {
                     Value::Str(out)
                 } else {
-                    resolve_plain(&out)
+                    self.resolve(&out)
                 }
             }
         };
@@ -1382,6 +1431,31 @@ fn apply_tag(tag: Option<&str>, v: Value) -> Result<Value, String> {
 }
 
 /// Resolve an untagged plain scalar like go-yaml v3 does when decoding into `interface{}`.
+/// A plain scalar as kubectl reads it (go-yaml v2, YAML 1.1 booleans, timestamps kept as
+/// text).
+pub fn resolve_yaml11(s: &str) -> Value {
+    match s {
+        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Value::Bool(true),
+        "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => Value::Bool(false),
+        _ => match resolve_plain(s) {
+            Value::Time(_) => Value::Str(s.to_string()),
+            v => v,
+        },
+    }
+}
+
+/// A plain mapping key as kubectl's JSON has it: the text of its YAML 1.1 value.
+fn yaml11_key(raw: &str) -> Option<String> {
+    Some(match resolve_yaml11(raw) {
+        Value::Str(s) => s,
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) if f.is_finite() => super::value::format_float_g(f),
+        _ if raw == "<<" => raw.to_string(),
+        _ => return None,
+    })
+}
+
 pub fn resolve_plain(s: &str) -> Value {
     match s {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,

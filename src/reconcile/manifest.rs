@@ -103,6 +103,13 @@ pub fn parse_file(name: &str, bytes: &[u8], keys: &Keyring) -> Result<Vec<Manife
             .documents()
             .to_vec(),
         None if bytes.iter().all(u8::is_ascii_whitespace) => Vec::new(),
+        // Plain YAML is read as kubectl reads it (YAML 1.1); a decrypted SOPS file is
+        // what `sops -d` prints, whose strings go-yaml v3 quotes where 1.1 would differ.
+        None if by_name == Format::Yaml => {
+            let text = std::str::from_utf8(bytes).map_err(|_| bad(name, 0, "not UTF-8"))?;
+            crypto::yaml::parse_kubectl(text, crypto::yaml::Limits::default())
+                .map_err(|e| bad(name, 0, format!("invalid YAML: {e}")))?
+        }
         None => crypto::sops::parse_plain(bytes, by_name).map_err(|e| bad(name, 0, e))?,
     };
     let mut out = Vec::new();
@@ -165,9 +172,11 @@ pub fn to_json(v: &Value) -> Result<Json, String> {
         Value::Null | Value::Comment(_) => Json::Null,
         Value::Str(s) | Value::Time(s) => Json::String(s.clone()),
         Value::Int(i) => Json::Number((*i).into()),
-        Value::Float(f) => {
-            Json::Number(Number::from_f64(*f).ok_or_else(|| format!("unsupported value: {f}"))?)
-        }
+        // Integral floats are written as integers, as Go's encoding/json (kubectl) does.
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Json::Number((*f as i64).into()),
+        Value::Float(f) => Json::Number(
+            Number::from_f64(*f).ok_or_else(|| format!("json: unsupported value: {f}"))?,
+        ),
         Value::Bool(b) => Json::Bool(*b),
         Value::Map(items) => {
             let mut m = Map::new();
