@@ -1,5 +1,5 @@
-//! Each parser of untrusted text on its own: YAML, JSON, INI, the ENC[...] envelope,
-//! .sops.yaml.
+//! Each parser of untrusted text on its own: YAML (as sops and as kubectl read it), JSON,
+//! INI, the ENC[...] envelope, .sops.yaml, .valuesfs.yaml, manifests.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -29,4 +29,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = cipher::parse_envelope(text);
     let _ = SopsConfig::parse(text, std::path::PathBuf::from("/"));
+    let _ = yaml::parse_kubectl(text, yaml::Limits::default());
+    let _ = valuesfs::slices::parse_config(text, None);
+    let keys = valuesfs::crypto::Keyring::default();
+    for name in ["m.yaml", "m.json"] {
+        let _ = valuesfs::reconcile::parse_file(name, data, &keys);
+    }
 });
