@@ -13,7 +13,8 @@
 //!   the managers without their field sets.
 //! - No defaulting, no schema validation, no watches, no finalizers, no status
 //!   subresource, one page per list; Secrets turn `stringData` into `data`.
-//! - Every request is logged (method, path, query) so tests can count writes.
+//! - Every request is logged (method, path, query) so tests can count writes;
+//!   `GET /_fake/requests` answers the counts since the last such request (benchmarks).
 
 #![allow(dead_code)]
 
@@ -260,6 +261,13 @@ fn handle(
         .unwrap_or("")
         .to_string();
     let mut st = st.lock().expect("lock");
+    // For benchmarks run against the fake as a program (examples/fakeapi.rs).
+    if path == "/_fake/requests" {
+        let writes = st.log.iter().filter(|r| r.is_write()).count();
+        let body = json!({"total": st.log.len(), "writes": writes});
+        st.log.clear();
+        return reply(StatusCode::OK, body);
+    }
     st.log.push(Request {
         method: method.to_string(),
         path: path.clone(),
