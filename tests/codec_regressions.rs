@@ -485,6 +485,37 @@ fn clear_comment_case(dir: &Path, key: &Path, keys: &valuesfs::crypto::Keyring, 
     assert_eq!(sops_d(&ours_path, key).0, expected);
 }
 
+/// A damaged age key block is reported as damaged, not as "no identity matches" (which
+/// sends the user looking for a key they already have).
+#[test]
+fn a_damaged_key_block_is_named_as_such() {
+    let keys = keyring();
+    let params = CreationParams {
+        recipients: vec![VECTOR_RECIPIENT.to_string()],
+        ..Default::default()
+    };
+    let enc = String::from_utf8(
+        crypto::encrypt(b"a: secret-value-1\n", Format::Yaml, &params).expect("encrypt"),
+    )
+    .expect("utf8");
+    let begin = enc
+        .find("-----BEGIN AGE ENCRYPTED FILE-----")
+        .expect("armor")
+        + 35;
+    let line_end = begin + enc[begin..].find('\n').expect("line");
+    let damaged = format!(
+        "{}{}{}",
+        &enc[..begin],
+        "            !!!!not-base64!!!!",
+        &enc[line_end..]
+    );
+    match crypto::decrypt(damaged.as_bytes(), Format::Yaml, &keys) {
+        Err(crypto::Error::Malformed(m)) => assert!(m.contains("age key block"), "{m}"),
+        Err(e) => panic!("damaged key block reported as: {e}"),
+        Ok(_) => panic!("a damaged key block decrypted"),
+    }
+}
+
 /// `valuesfs` (the CLI) run in `dir`.
 fn ours(dir: &Path, key: &Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new(bin())

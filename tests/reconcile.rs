@@ -308,14 +308,9 @@ fn an_unreachable_cluster_or_a_bad_kubeconfig_fails_fast_with_one_line() {
     drop(silent);
 }
 
-/// kubectl (a client no one here wrote) against the fake: server-side apply, get, diff,
-/// a field conflict with valuesfs's manager, delete; what it applied reads back the same
-/// through kube-rs.
-#[test]
-fn the_fake_api_server_serves_the_real_kubectl() {
-    let api = FakeApi::start();
-    let tmp = tempfile::tempdir().expect("tmp");
-    let kubeconfig = tmp.path().join("kubeconfig");
+/// The real `kubectl` against `api`, with a kubeconfig and a discovery cache in `dir`.
+fn kubectl(api: &FakeApi, dir: &Path, args: &[&str]) -> Output {
+    let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
         format!(
@@ -324,16 +319,24 @@ fn the_fake_api_server_serves_the_real_kubectl() {
         ),
     )
     .expect("kubeconfig");
-    let kubectl = |args: &[&str]| -> Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .arg("--cache-dir")
-            .arg(tmp.path().join("cache"))
-            .args(args)
-            .output()
-            .expect("kubectl is installed (.ci/run installs kubernetes-client)")
-    };
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .args(args)
+        .output()
+        .expect("kubectl is installed (.ci/run installs kubernetes-client)")
+}
+
+/// kubectl (a client no one here wrote) against the fake: server-side apply, get, diff,
+/// a field conflict with valuesfs's manager, delete; what it applied reads back the same
+/// through kube-rs.
+#[test]
+fn the_fake_api_server_serves_the_real_kubectl() {
+    let api = FakeApi::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let kubectl = |args: &[&str]| kubectl(&api, tmp.path(), args);
     let cm = tmp.path().join("cm.yaml");
     std::fs::write(
         &cm,
@@ -444,29 +447,16 @@ fn the_fake_api_server_serves_the_real_kubectl() {
 fn manifests_become_the_json_kubectl_sends() {
     let api = FakeApi::start();
     let tmp = tempfile::tempdir().expect("tmp");
-    let kubeconfig = tmp.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: me\nusers:\n- name: me\n  user: {{}}\ncurrent-context: fake\n",
-            api.url
-        ),
-    )
-    .expect("kubeconfig");
     // Values kubectl reads otherwise than go-yaml v3 (booleans, timestamps, keys), and
     // some it reads the same (octal, hex, underscores, floats, quoted text, null).
     let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cases\ndata:\n  b1: yes\n  b2: On\n  b3: n\n  b4: OFF\n  b5: \"yes\"\n  b6: True\n  o1: 0777\n  h1: 0x1F\n  i1: 1_000\n  f1: 1.0\n  f2: 1e3\n  f3: 0.5\n  t1: 2002-12-14\n  t2: 2001-12-14t21:59:43.10-05:00\n  s1: 190:20:30\n  s2: 1.4.2\n  n1: ~\n  keys:\n    yes: 1\n    n: 2\n    1: 3\n    0x10: 4\n    1.5: 5\n    2002-12-14: 6\n";
     let file = tmp.path().join("cases.yaml");
     std::fs::write(&file, text).expect("write");
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .arg("--cache-dir")
-        .arg(tmp.path().join("cache"))
-        .args(["apply", "--server-side", "-f"])
-        .arg(&file)
-        .output()
-        .expect("kubectl is installed (.ci/run installs kubernetes-client)");
+    let out = kubectl(
+        &api,
+        tmp.path(),
+        &["apply", "--server-side", "-f", file.to_str().expect("utf8")],
+    );
     assert!(
         out.status.success(),
         "{}",

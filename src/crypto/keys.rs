@@ -107,16 +107,24 @@ impl Keyring {
     }
 
     /// Decrypt an armored age file (a sops `enc:` field) into the data key.
-    pub fn unwrap_data_key(&self, armored: &str) -> Option<Zeroizing<[u8; 32]>> {
+    pub fn unwrap_data_key(&self, armored: &str) -> Result<Option<Zeroizing<[u8; 32]>>> {
+        let bad = |e: &dyn std::fmt::Display| Error::Malformed(format!("age key block: {e}"));
         let reader = age::armor::ArmoredReader::new(armored.as_bytes());
-        let decryptor = age::Decryptor::new(reader).ok()?;
-        let mut stream = decryptor
-            .decrypt(self.identities.iter().map(|i| i as &dyn age::Identity))
-            .ok()?;
+        let decryptor = age::Decryptor::new(reader).map_err(|e| bad(&e))?;
+        let mut stream =
+            match decryptor.decrypt(self.identities.iter().map(|i| i as &dyn age::Identity)) {
+                Ok(s) => s,
+                // None of ours: the file is fine, the key is elsewhere.
+                Err(age::DecryptError::NoMatchingKeys) => return Ok(None),
+                Err(e) => return Err(bad(&e)),
+            };
         let mut out = Zeroizing::new(Vec::new());
-        stream.read_to_end(&mut out).ok()?;
-        let key: [u8; 32] = out.as_slice().try_into().ok()?;
-        Some(Zeroizing::new(key))
+        stream.read_to_end(&mut out).map_err(|e| bad(&e))?;
+        let key: [u8; 32] = out
+            .as_slice()
+            .try_into()
+            .map_err(|_| bad(&"the data key is not 32 bytes"))?;
+        Ok(Some(Zeroizing::new(key)))
     }
 }
 

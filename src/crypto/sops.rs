@@ -468,18 +468,30 @@ pub fn decrypt_styled(
             services: metadata.other_services.join(", "),
         });
     }
+    // A key block that cannot be read says so, unless another one opens: "no identity
+    // matches" would send the user looking for a key they have.
+    let mut broken = None;
     let key = metadata
         .age
         .iter()
-        .find_map(|(_, enc)| keys.unwrap_data_key(enc))
-        .ok_or_else(|| Error::NoMatchingIdentity {
-            recipients: metadata
-                .age
-                .iter()
-                .map(|(r, _)| r.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+        .find_map(|(_, enc)| match keys.unwrap_data_key(enc) {
+            Ok(k) => k,
+            Err(e) => {
+                broken.get_or_insert(e);
+                None
+            }
+        });
+    if let (None, Some(e)) = (&key, broken) {
+        return Err(e);
+    }
+    let key = key.ok_or_else(|| Error::NoMatchingIdentity {
+        recipients: metadata
+            .age
+            .iter()
+            .map(|(r, _)| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })?;
     open_with_key(format, enc_docs, metadata, raw, key, style)
 }
 
@@ -578,8 +590,14 @@ fn parse_encrypted(input: &[u8], format: Format) -> Result<(Vec<Value>, Value, R
                 remove_key(d, "sops");
             }
             let raw = yaml_sops_block(text).ok_or(Error::NotSops)?;
-            // The block's text is kept for rewrites: it must say exactly what was parsed.
-            let reparsed = yaml::parse_mappings(&raw, Limits::default())
+            // The block's text is kept for rewrites: it must say exactly what was parsed
+            // (read as it ended in the file: a block scalar at the end of a file without
+            // a final line break has none).
+            let probe = match text.ends_with('\n') {
+                true => raw.as_str(),
+                false => raw.strip_suffix('\n').unwrap_or(&raw),
+            };
+            let reparsed = yaml::parse_mappings(probe, Limits::default())
                 .ok()
                 .and_then(|d| d.first().and_then(|d| d.get("sops")).cloned());
             if !reparsed.is_some_and(|r| r.same(&meta)) {

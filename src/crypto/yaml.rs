@@ -55,7 +55,10 @@ pub struct YamlError {
 
 /// Parse a YAML stream into its documents (each a `Value::Map`, or `Value::Null` if empty).
 pub fn parse(input: &str, limits: Limits) -> Result<Vec<Value>, YamlError> {
-    parse_with(input, limits, false)
+    let docs = parser(input, limits, false).stream()?;
+    // Comments go where sops 3.11 puts them (go-yaml's reader, then sops's tree); the
+    // column rule above is kept for what that model does not read the same way.
+    Ok(nodes::place_comments(input, &docs).unwrap_or(docs))
 }
 
 /// Parse a YAML stream as kubectl reads it (sigs.k8s.io/yaml over go-yaml v2, YAML 1.1):
@@ -63,8 +66,7 @@ pub fn parse(input: &str, limits: Limits) -> Result<Vec<Value>, YamlError> {
 /// are the text of what they resolve to (`yes:` is the key `"true"`, `0x10:` is `"16"`).
 /// Comments are not placed (manifests are not written back).
 pub fn parse_kubectl(input: &str, limits: Limits) -> Result<Vec<Value>, YamlError> {
-    let mut p = parser(input, limits, true);
-    p.stream()
+    parser(input, limits, true).stream()
 }
 
 fn parser(input: &str, limits: Limits, yaml11: bool) -> Parser<'_> {
@@ -83,28 +85,6 @@ fn parser(input: &str, limits: Limits, yaml11: bool) -> Parser<'_> {
         limits,
         yaml11,
     }
-}
-
-fn parse_with(input: &str, limits: Limits, yaml11: bool) -> Result<Vec<Value>, YamlError> {
-    let mut p = Parser {
-        b: input.as_bytes(),
-        s: input,
-        pos: 0,
-        line_start: 0,
-        line_no: 1,
-        pending: Vec::new(),
-        anchors: HashMap::new(),
-        anchor_started: HashMap::new(),
-        anchor_seq: 0,
-        nodes: 0,
-        depth: 0,
-        limits,
-        yaml11,
-    };
-    let docs = p.stream()?;
-    // Comments go where sops 3.11 puts them (go-yaml's reader, then sops's tree); the
-    // column rule above is kept for what that model does not read the same way.
-    Ok(nodes::place_comments(input, &docs).unwrap_or(docs))
 }
 
 /// Parse a stream whose documents must all be mappings at the top (what sops accepts).
