@@ -54,7 +54,7 @@ enum Cmd {
         types: Types,
     },
     /// Mount a values repository: SOPS files decrypted, every write-close a commit.
-    Mount(MountArgs),
+    Mount(Box<MountArgs>),
     /// Unmount a mount cleanly (pending pushes are attempted first).
     Unmount { mountpoint: PathBuf },
     /// List the mount's conflicts, show one (its versions decrypted, as diffs), resolve it
@@ -79,6 +79,8 @@ enum Cmd {
     },
     /// Apply the manifests of a folder to a Kubernetes cluster (server-side apply, prune).
     Reconcile(reconcile::Args),
+    /// Print the ValuesSync CustomResourceDefinition (one YAML document).
+    Crd,
 }
 
 #[derive(Subcommand)]
@@ -187,6 +189,23 @@ struct MountArgs {
     /// Log format: human or json.
     #[arg(long, default_value = "human")]
     log_format: String,
+    /// Run the reconciler: apply the ValuesSyncs of the cluster (kubeconfig, or
+    /// in-cluster) from this mount's snapshots.
+    #[arg(long)]
+    reconcile: bool,
+    /// API server URL for the reconciler, instead of the kubeconfig.
+    #[arg(long, value_name = "URL")]
+    kube_server: Option<String>,
+    /// Serve only the ValuesSyncs of this namespace (default: every namespace).
+    #[arg(long, value_name = "NS")]
+    reconcile_namespace: Option<String>,
+    /// How often the reconciler looks at the ValuesSyncs (default 10s).
+    #[arg(long, value_name = "DURATION")]
+    reconcile_poll: Option<String>,
+    /// Leader election: only the holder of this Lease (in the reconcile namespace, else
+    /// `default`) applies; for DaemonSets, where every node mounts.
+    #[arg(long, value_name = "NAME")]
+    lease: Option<String>,
 }
 
 #[derive(Args)]
@@ -268,6 +287,7 @@ pub fn run() -> i32 {
         Cmd::Conflicts { .. } => "conflicts".into(),
         Cmd::Slices { .. } => "slices".into(),
         Cmd::Reconcile(_) => "reconcile".into(),
+        Cmd::Crd => "crd".into(),
     };
     match dispatch(cli.cmd) {
         Ok(()) => 0,
@@ -353,10 +373,14 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Edit { file, types } => edit(&file, &types),
-        Cmd::Mount(args) => mount::run(args),
+        Cmd::Mount(args) => mount::run(*args),
         Cmd::Unmount { mountpoint } => mount::unmount(&mountpoint),
         Cmd::Status { mount } => mount::status(mount.as_deref()),
         Cmd::Reconcile(args) => std::process::exit(reconcile::run(&args)),
+        Cmd::Crd => {
+            print!("{}", valuesfs::reconcile::crd_yaml());
+            Ok(())
+        }
         Cmd::Conflicts { mount, action } => {
             let cmd = match action {
                 None => "conflicts".to_string(),

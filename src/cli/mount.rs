@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use valuesfs::crypto::value::Value;
 use valuesfs::fs::mount::{self as m, MountOptions};
+use valuesfs::reconcile;
 use valuesfs::repo::parse_duration;
 
 use super::MountArgs;
@@ -137,10 +138,56 @@ pub fn run(args: MountArgs) -> Result<()> {
     init_logging(&args.log_format);
     m::block_signals();
     let mounted = m::mount(&opts)?;
+    let reconciler = if args.reconcile {
+        Some(start_reconciler(&args, &opts, &mounted)?)
+    } else {
+        None
+    };
     let sig = m::wait_for_signal();
     tracing::info!("signal {sig}: unmounting");
+    // Release the Lease first, so another node takes over while this one unmounts.
+    if let Some(r) = reconciler {
+        r.stop();
+    }
     mounted.unmount();
     Ok(())
+}
+
+/// The reconciler on its own thread, woken by every head the master publishes.
+fn start_reconciler(
+    args: &MountArgs,
+    opts: &MountOptions,
+    mounted: &m::Mounted,
+) -> Result<reconcile::Controller> {
+    let keys = m::load_keys(opts.identity.as_deref())?;
+    let source = reconcile::SnapshotSource::new(mounted.master.clone(), keys, &opts.branch);
+    let mut cfg = reconcile::ControllerConfig {
+        server: args.kube_server.clone(),
+        namespace: args.reconcile_namespace.clone(),
+        ..Default::default()
+    };
+    if let Some(p) = &args.reconcile_poll {
+        cfg.poll = parse_duration(p)?;
+    }
+    if let Some(name) = &args.lease {
+        let node = std::env::var("NODE_NAME")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()))
+            .unwrap_or_else(|_| "valuesfs".into());
+        let identity = format!("{node}-{}", std::process::id());
+        let ns = args.reconcile_namespace.as_deref().unwrap_or("default");
+        cfg.lease = Some(reconcile::LeaseConfig::new(ns, name, &identity));
+    }
+    let ctl = reconcile::spawn(std::sync::Arc::new(source), cfg)?;
+    let heads = mounted.master.subscribe()?;
+    let notify = ctl.notifier();
+    std::thread::Builder::new()
+        .name("reconcile-heads".into())
+        .spawn(move || {
+            for _ in heads {
+                notify();
+            }
+        })?;
+    Ok(ctl)
 }
 
 /// Start the daemon in the background and return once the mount answers.

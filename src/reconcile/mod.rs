@@ -12,12 +12,25 @@
 //! decrypted manifests stay in memory; an unchanged object gets no write request.
 
 mod applyset;
+mod controller;
+mod crd;
+mod health;
+mod lease;
 mod manifest;
+mod once;
 mod run;
+mod source;
 
 pub use applyset::applyset_id;
+pub use controller::{spawn, Controller, ControllerConfig, Metrics};
+pub use crd::{
+    crd_yaml, Condition, DeletionPolicy, Inventory, InventoryEntry, RunRecord, ValuesSync,
+    ValuesSyncSpec, ValuesSyncStatus, FINALIZER, REQUESTED_AT,
+};
+pub use lease::LeaseConfig;
 pub use manifest::{load, parse_file, to_json, Manifest};
 pub use run::{Options, Report};
+pub use source::{DirSource, SnapshotSource, Source};
 
 use std::time::Duration;
 
@@ -46,7 +59,7 @@ pub fn run_once(opts: &Options, keys: &crate::crypto::Keyring) -> Result<Report,
         .build()
         .map_err(|e| Error::Api(format!("tokio runtime: {e}")))?;
     rt.block_on(async {
-        match tokio::time::timeout(opts.timeout, run::run(opts, manifests)).await {
+        match tokio::time::timeout(opts.timeout, once::run(opts, manifests)).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout(opts.timeout)),
         }

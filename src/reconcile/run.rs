@@ -1,7 +1,7 @@
 //! One run against the API server: kinds through discovery, apply in order (namespaces
 //! and CRDs, then other cluster-scoped kinds, then the rest), prune, update the parent.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -10,14 +10,13 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::core::GroupVersion;
 use kube::discovery::{ApiResource, Scope};
 use kube::{Client, Config};
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json};
 
 use super::applyset::{self as set, group_kind};
 use super::{Error, Manifest};
 
 /// The field manager of every apply.
 pub const FIELD_MANAGER: &str = "valuesfs";
-const PARENT_MANAGER: &str = "valuesfs-applyset";
 /// How long a kind defined by a CRD of the same run may take to be served.
 const CRD_WAIT: Duration = Duration::from_secs(30);
 
@@ -60,19 +59,26 @@ impl Report {
     }
 }
 
-fn api_err(what: &str, e: kube::Error) -> Error {
+pub(super) fn api_err(what: &str, e: kube::Error) -> Error {
     match e {
         kube::Error::Api(s) => Error::Api(format!("{what}: {} ({})", s.message, s.code)),
         other => Error::Api(format!("{what}: {other}")),
     }
 }
 
-fn is_not_found(e: &kube::Error) -> bool {
+pub(super) fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
-async fn client(opts: &Options) -> Result<(Client, String), Error> {
-    let mut cfg = match &opts.server {
+/// A client for `server` (else the kubeconfig, like kubectl: `KUBECONFIG`,
+/// `~/.kube/config`, in-cluster), optionally impersonating `as_user`; and the namespace
+/// to use where none is named.
+pub(super) async fn connect(
+    server: Option<&str>,
+    namespace: Option<&str>,
+    as_user: Option<String>,
+) -> Result<(Client, String), Error> {
+    let mut cfg = match server {
         Some(url) => Config::new(
             url.parse()
                 .map_err(|e| Error::Config(format!("{url}: {e}")))?,
@@ -84,22 +90,31 @@ async fn client(opts: &Options) -> Result<(Client, String), Error> {
     // kube sets no read timeout by default; a silent server must not hang a run.
     cfg.connect_timeout = Some(Duration::from_secs(10));
     cfg.read_timeout = Some(Duration::from_secs(20));
-    let ns = opts
-        .namespace
-        .clone()
+    if as_user.is_some() {
+        cfg.auth_info.impersonate = as_user;
+    }
+    let ns = namespace
+        .map(String::from)
         .unwrap_or_else(|| cfg.default_namespace.clone());
     let client = Client::try_from(cfg).map_err(|e| Error::Config(e.to_string()))?;
     Ok((client, ns))
 }
 
 /// Kinds as the server serves them, by `apiVersion`.
-struct Kinds {
+pub(super) struct Kinds {
     client: Client,
     by_gv: HashMap<String, Vec<(ApiResource, Scope)>>,
 }
 
 impl Kinds {
-    async fn find(
+    pub(super) fn new(client: Client) -> Kinds {
+        Kinds {
+            client,
+            by_gv: HashMap::new(),
+        }
+    }
+
+    pub(super) async fn find(
         &mut self,
         api_version: &str,
         kind: &str,
@@ -126,7 +141,7 @@ impl Kinds {
     }
 
     /// The served resource of a group-kind (for kinds only the parent remembers).
-    async fn find_gk(
+    pub(super) async fn find_gk(
         &mut self,
         group: &str,
         kind: &str,
@@ -176,7 +191,7 @@ impl Item {
     }
 }
 
-fn api_for(client: &Client, ar: &ApiResource, ns: &str) -> Api<DynamicObject> {
+pub(super) fn api_for(client: &Client, ar: &ApiResource, ns: &str) -> Api<DynamicObject> {
     if ns.is_empty() {
         Api::all_with(client.clone(), ar)
     } else {
@@ -184,33 +199,13 @@ fn api_for(client: &Client, ar: &ApiResource, ns: &str) -> Api<DynamicObject> {
     }
 }
 
-fn secret_resource() -> ApiResource {
+pub(super) fn secret_resource() -> ApiResource {
     ApiResource {
         group: String::new(),
         version: "v1".into(),
         api_version: "v1".into(),
         kind: "Secret".into(),
         plural: "secrets".into(),
-    }
-}
-
-/// The default parent name: `valuesfs-` and the folder's name, as a DNS label.
-fn default_parent(path: &std::path::Path) -> String {
-    let base = std::fs::canonicalize(path)
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default();
-    let mut s: String = base
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    s.truncate(40);
-    let s = s.trim_matches('-');
-    if s.is_empty() {
-        "valuesfs".into()
-    } else {
-        format!("valuesfs-{s}")
     }
 }
 
@@ -280,7 +275,7 @@ fn comparable(item: &Item) -> Json {
     want
 }
 
-fn to_json(o: &DynamicObject) -> Json {
+pub(super) fn to_json(o: &DynamicObject) -> Json {
     serde_json::to_value(o).unwrap_or(Json::Null)
 }
 
@@ -337,25 +332,39 @@ fn changed_fields(old: &Json, new: &Json, secret: bool) -> Vec<String> {
     out
 }
 
-/// The run itself (see the module doc).
-pub(super) async fn run(opts: &Options, manifests: Vec<Manifest>) -> Result<Report, Error> {
-    let (client, default_ns) = client(opts).await?;
-    let parent_name = opts
-        .applyset
-        .clone()
-        .unwrap_or_else(|| default_parent(&opts.path));
-    let id = set::applyset_id(&parent_name, &default_ns, "Secret", "");
-    let mut report = Report {
-        set_id: id.clone(),
-        ..Default::default()
-    };
-    let mut kinds = Kinds {
-        client: client.clone(),
-        by_gv: HashMap::new(),
-    };
+/// A run's objects: by (group-kind, namespace, name), the version applied.
+pub(super) type Applied = BTreeMap<(String, String, String), String>;
 
-    // Resolve every kind before anything is written; kinds a CRD of this run defines
-    // are resolved once the CRDs are applied.
+/// Manifests resolved to served kinds; those of kinds a CRD of the same run defines
+/// wait in `later`.
+pub(super) struct Plan {
+    items: Vec<Item>,
+    later: Vec<Manifest>,
+}
+
+impl Plan {
+    /// Group-kinds and (non-default) namespaces the plan will write to.
+    pub(super) fn extent(&self, default_ns: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+        let mut gks: BTreeSet<String> = self.items.iter().map(Item::gk).collect();
+        gks.extend(self.later.iter().map(|m| group_kind(m.group(), &m.kind)));
+        let nss = self
+            .items
+            .iter()
+            .map(|i| i.ns.clone())
+            .filter(|n| !n.is_empty() && *n != default_ns)
+            .collect();
+        (gks, nss)
+    }
+}
+
+/// Resolve every kind before anything is written (see [`Plan`]).
+pub(super) async fn plan(
+    kinds: &mut Kinds,
+    manifests: Vec<Manifest>,
+    default_ns: &str,
+    id: &str,
+    diff: bool,
+) -> Result<Plan, Error> {
     let defines: BTreeSet<(String, String)> = manifests
         .iter()
         .filter(|m| m.kind == "CustomResourceDefinition")
@@ -370,7 +379,7 @@ pub(super) async fn run(opts: &Options, manifests: Vec<Manifest>) -> Result<Repo
     let mut later = Vec::new();
     for m in manifests {
         match kinds.find(&m.api_version, &m.kind, false).await? {
-            Some((ar, scope)) => items.push(item(m, ar, scope, &default_ns, &id)),
+            Some((ar, scope)) => items.push(item(m, ar, scope, default_ns, id)),
             None if defines.contains(&(m.group().to_string(), m.kind.clone())) => later.push(m),
             None => {
                 return Err(Error::Manifest(format!(
@@ -382,7 +391,7 @@ pub(super) async fn run(opts: &Options, manifests: Vec<Manifest>) -> Result<Repo
             }
         }
     }
-    if opts.diff && !later.is_empty() {
+    if diff && !later.is_empty() {
         return Err(Error::Manifest(format!(
             "{}: kind {} is defined by a CRD of this run; apply once before diffing",
             later[0].at(),
@@ -390,39 +399,22 @@ pub(super) async fn run(opts: &Options, manifests: Vec<Manifest>) -> Result<Repo
         )));
     }
     items.sort_by_key(Item::class);
+    Ok(Plan { items, later })
+}
 
-    // The parent: what the set held before.
-    let secrets: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &default_ns, &secret_resource());
-    let parent = secrets
-        .get_opt(&parent_name)
-        .await
-        .map_err(|e| api_err(&format!("applyset parent {default_ns}/{parent_name}"), e))?;
-    let (old_gks, old_ns) = match &parent {
-        Some(p) => {
-            let ann = p.metadata.annotations.clone().unwrap_or_default();
-            let labels = p.metadata.labels.clone().unwrap_or_default();
-            if let Some(t) = ann.get(set::TOOLING) {
-                if !t.starts_with("valuesfs/") {
-                    return Err(Error::Api(format!(
-                        "applyset parent {default_ns}/{parent_name} belongs to {t}"
-                    )));
-                }
-            }
-            if labels.get(set::ID_LABEL).is_some_and(|l| *l != id) {
-                return Err(Error::Api(format!(
-                    "applyset parent {default_ns}/{parent_name} has another id"
-                )));
-            }
-            (
-                set::parse_list(ann.get(set::GROUP_KINDS).map(String::as_str)),
-                set::parse_list(ann.get(set::NAMESPACES).map(String::as_str)),
-            )
-        }
-        None => Default::default(),
-    };
-
-    let apply_params = if opts.diff {
+/// Apply a plan in order; an object the server already holds as sent gets no write.
+/// Members of the set are found by the `part-of` label `id`.
+pub(super) async fn apply_all(
+    client: &Client,
+    kinds: &mut Kinds,
+    plan: Plan,
+    diff: bool,
+    id: &str,
+    default_ns: &str,
+    report: &mut Report,
+) -> Result<Applied, Error> {
+    let Plan { items, mut later } = plan;
+    let apply_params = if diff {
         PatchParams::apply(FIELD_MANAGER).force().dry_run()
     } else {
         PatchParams::apply(FIELD_MANAGER).force()
@@ -430,31 +422,13 @@ pub(super) async fn run(opts: &Options, manifests: Vec<Manifest>) -> Result<Repo
     // Live members, listed once per (kind, namespace).
     let mut live: HashMap<(String, String), HashMap<String, Json>> = HashMap::new();
     let selector = format!("{}={id}", set::PART_OF);
-
-    if !opts.diff {
-        // Record the union first: a run stopped half-way still lets the next one prune.
-        let mut gks = old_gks.clone();
-        gks.extend(items.iter().map(Item::gk));
-        gks.extend(later.iter().map(|m| group_kind(m.group(), &m.kind)));
-        let mut nss = old_ns.clone();
-        nss.extend(
-            items
-                .iter()
-                .map(|i| i.ns.clone())
-                .filter(|n| !n.is_empty() && *n != default_ns),
-        );
-        if parent.is_none() || gks != old_gks || nss != old_ns {
-            apply_parent(&secrets, &parent_name, &default_ns, &id, &gks, &nss).await?;
-        }
-    }
-
-    let mut done: BTreeSet<(String, String, String)> = BTreeSet::new();
+    let mut done = Applied::new();
     let mut queue: std::collections::VecDeque<Item> = items.into();
     while let Some(it) = queue.pop_front() {
         let key = (it.gk(), it.ns.clone());
         if !live.contains_key(&key) {
             let list = it
-                .api(&client)
+                .api(client)
                 .list(&ListParams::default().labels(&selector))
                 .await
                 .map_err(|e| api_err(&format!("list {}", it.gk()), e))?;
@@ -467,7 +441,10 @@ pub(super) async fn run(opts: &Options, manifests: Vec<Manifest>) -> Result<Repo
             );
         }
         let current = live[&key].get(&it.m.name).cloned();
-        done.insert((it.gk(), it.ns.clone(), it.m.name.clone()));
+        done.insert(
+            (it.gk(), it.ns.clone(), it.m.name.clone()),
+            it.ar.version.clone(),
+        );
         if let Some(cur) = &current {
             if contains(cur, &comparable(&it)) {
                 report.unchanged += 1;
@@ -476,13 +453,13 @@ pub(super) async fn run(opts: &Options, manifests: Vec<Manifest>) -> Result<Repo
             }
         }
         let applied = it
-            .api(&client)
+            .api(client)
             .patch(&it.m.name, &apply_params, &Patch::Apply(&it.body))
             .await
             .map_err(|e| api_err(&format!("{} ({})", it.label(), it.m.at()), e))?;
         report.applied += 1;
         let secret = it.ar.group.is_empty() && it.ar.kind == "Secret";
-        let verb = match (&current, opts.diff) {
+        let verb = match (&current, diff) {
             (None, false) => "created".to_string(),
             (Some(_), false) => "configured".to_string(),
             (None, true) => "would be created".to_string(),
@@ -504,8 +481,7 @@ pub(super) async fn run(opts: &Options, manifests: Vec<Manifest>) -> Result<Repo
             for m in std::mem::take(&mut later) {
                 loop {
                     if let Some((ar, scope)) = kinds.find(&m.api_version, &m.kind, true).await? {
-                        let ni = item(m, ar, scope, &default_ns, &id);
-                        queue.push_back(ni);
+                        queue.push_back(item(m, ar, scope, default_ns, id));
                         break;
                     }
                     if Instant::now() > deadline {
@@ -521,109 +497,54 @@ pub(super) async fn run(opts: &Options, manifests: Vec<Manifest>) -> Result<Repo
             queue.make_contiguous().sort_by_key(Item::class);
         }
     }
+    Ok(done)
+}
 
-    // Prune: members of the set (old and new kinds and namespaces) this run did not have.
-    let mut gks: BTreeSet<String> = old_gks.clone();
-    gks.extend(done.iter().map(|(gk, _, _)| gk.clone()));
-    let mut nss: BTreeSet<String> = old_ns.clone();
-    nss.extend(
-        done.iter()
-            .map(|(_, ns, _)| ns.clone())
-            .filter(|n| !n.is_empty()),
-    );
-    nss.insert(default_ns.clone());
-    if opts.prune {
-        let mut victims = Vec::new();
-        for gk in &gks {
-            let (group, kind) = set::split_group_kind(gk);
-            let Some((ar, scope)) = kinds.find_gk(&group, &kind).await? else {
-                continue;
-            };
-            let spaces: Vec<String> = match scope {
-                Scope::Cluster => vec![String::new()],
-                Scope::Namespaced => nss.iter().cloned().collect(),
-            };
-            for ns in spaces {
-                let list = api_for(&client, &ar, &ns)
-                    .list(&ListParams::default().labels(&selector))
-                    .await
-                    .map_err(|e| api_err(&format!("list {gk}"), e))?;
-                for o in list.items {
-                    let name = o.metadata.name.clone().unwrap_or_default();
-                    if done.contains(&(gk.clone(), ns.clone(), name.clone())) {
-                        continue;
-                    }
-                    let keep = o
-                        .metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get(set::PRUNE_ANNOTATION))
-                        .is_some_and(|v| v == "disabled");
-                    if !keep {
-                        victims.push((ar.clone(), ns.clone(), name));
-                    }
-                }
-            }
-        }
-        // Namespaced objects first, namespaces and CRDs last.
-        victims.sort_by_key(|(ar, ns, _)| {
-            let core = matches!(
-                (ar.group.as_str(), ar.kind.as_str()),
-                ("", "Namespace") | ("apiextensions.k8s.io", "CustomResourceDefinition")
-            );
-            (core, ns.is_empty())
-        });
-        for (ar, ns, name) in victims {
-            let what = if ns.is_empty() {
-                format!("{} {name}", ar.kind)
-            } else {
-                format!("{} {ns}/{name}", ar.kind)
-            };
-            if opts.diff {
-                report.lines.push(format!("{what}: would be pruned"));
-            } else {
-                match api_for(&client, &ar, &ns)
-                    .delete(&name, &DeleteParams::background())
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(api_err(&format!("prune {what}"), e)),
-                }
-                report.lines.push(format!("{what}: pruned"));
-            }
-            report.pruned += 1;
-        }
-    }
-    if !opts.diff {
-        // The set now: what this run applied (and, without prune, what it kept).
-        let (gks, nss) = if opts.prune {
-            let g: BTreeSet<String> = done.iter().map(|(gk, _, _)| gk.clone()).collect();
-            let n: BTreeSet<String> = done
-                .iter()
-                .map(|(_, ns, _)| ns.clone())
-                .filter(|n| !n.is_empty() && *n != default_ns)
-                .collect();
-            (g, n)
+/// An object that asked never to be pruned (`valuesfs.io/prune: disabled`).
+pub(super) fn keeps_itself(o: &DynamicObject) -> bool {
+    o.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(set::PRUNE_ANNOTATION))
+        .is_some_and(|v| v == "disabled")
+}
+
+/// Delete objects (namespaced ones first, namespaces and CRDs last); gone already is fine.
+pub(super) async fn delete_all(
+    client: &Client,
+    mut victims: Vec<(ApiResource, String, String)>,
+    diff: bool,
+    report: &mut Report,
+) -> Result<(), Error> {
+    victims.sort_by_key(|(ar, ns, _)| {
+        let core = matches!(
+            (ar.group.as_str(), ar.kind.as_str()),
+            ("", "Namespace") | ("apiextensions.k8s.io", "CustomResourceDefinition")
+        );
+        (core, ns.is_empty())
+    });
+    for (ar, ns, name) in victims {
+        let what = if ns.is_empty() {
+            format!("{} {name}", ar.kind)
         } else {
-            nss.remove(&default_ns);
-            (gks, nss)
+            format!("{} {ns}/{name}", ar.kind)
         };
-        let recorded = (gks, nss);
-        // A no-op run writes nothing, the parent included.
-        if recorded != (old_gks.clone(), old_ns.clone()) || parent.is_none() {
-            apply_parent(
-                &secrets,
-                &parent_name,
-                &default_ns,
-                &id,
-                &recorded.0,
-                &recorded.1,
-            )
-            .await?;
+        if diff {
+            report.lines.push(format!("{what}: would be pruned"));
+        } else {
+            match api_for(client, &ar, &ns)
+                .delete(&name, &DeleteParams::background())
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(api_err(&format!("prune {what}"), e)),
+            }
+            report.lines.push(format!("{what}: pruned"));
         }
+        report.pruned += 1;
     }
-    Ok(report)
+    Ok(())
 }
 
 fn item(m: Manifest, ar: ApiResource, scope: Scope, default_ns: &str, id: &str) -> Item {
@@ -638,43 +559,10 @@ fn item(m: Manifest, ar: ApiResource, scope: Scope, default_ns: &str, id: &str) 
     Item { m, ar, ns, body }
 }
 
-async fn apply_parent(
-    secrets: &Api<DynamicObject>,
-    name: &str,
-    ns: &str,
-    id: &str,
-    gks: &BTreeSet<String>,
-    nss: &BTreeSet<String>,
-) -> Result<(), Error> {
-    let join = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(",");
-    let body = json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": name,
-            "namespace": ns,
-            "labels": { set::ID_LABEL: id },
-            "annotations": {
-                set::TOOLING: format!("valuesfs/{}", env!("CARGO_PKG_VERSION")),
-                set::GROUP_KINDS: join(gks),
-                set::NAMESPACES: join(nss),
-            },
-        },
-    });
-    secrets
-        .patch(
-            name,
-            &PatchParams::apply(PARENT_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(|e| api_err(&format!("applyset parent {ns}/{name}"), e))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn contains_is_a_subset_check_with_whole_lists() {

@@ -11,8 +11,11 @@
 //!   another manager owns them too) and merges the rest. A leaf owned by another manager
 //!   with a different value is a 409 Conflict unless `force=true`. `managedFields` lists
 //!   the managers without their field sets.
-//! - No defaulting, no schema validation, no watches, no finalizers, no status
-//!   subresource, one page per list; Secrets turn `stringData` into `data`.
+//! - No defaulting, no schema validation, no watches, one page per list; Secrets turn
+//!   `stringData` into `data`. A CRD with `subresources.status` gets a status
+//!   subresource (main-resource writes keep `.status`; `/status` writes change only it).
+//!   DELETE of an object with finalizers sets `deletionTimestamp`; it goes when a write
+//!   empties its finalizers. No admission, no RBAC: `Impersonate-User` is only logged.
 //! - Every request is logged (method, path, query) so tests can count writes;
 //!   `GET /_fake/requests` answers the counts since the last such request (benchmarks).
 
@@ -34,6 +37,9 @@ struct Res {
     kind: String,
     plural: String,
     namespaced: bool,
+    /// Has the status subresource: main-resource writes keep `.status`, `/status`
+    /// writes change only it.
+    status: bool,
 }
 
 impl Res {
@@ -53,6 +59,7 @@ fn res(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -
         kind: kind.into(),
         plural: plural.into(),
         namespaced,
+        status: false,
     }
 }
 
@@ -77,6 +84,8 @@ pub struct Request {
     pub path: String,
     pub query: String,
     pub content_type: String,
+    /// The `Impersonate-User` header, if any.
+    pub impersonate: Option<String>,
 }
 
 impl Request {
@@ -166,6 +175,57 @@ impl FakeApi {
             .filter(|(g, p, n, _)| g == group && p == plural && n == ns)
             .map(|k| k.3.clone())
             .collect()
+    }
+
+    /// Store a new object as a client's create would (manager `test`).
+    pub fn create(&self, group: &str, plural: &str, ns: &str, obj: Json) -> Json {
+        let mut st = self.state.lock().expect("lock");
+        let r = st
+            .resources
+            .iter()
+            .find(|r| r.group == group && r.plural == plural)
+            .cloned()
+            .expect("a served resource");
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Json::as_str)
+            .expect("a name")
+            .to_string();
+        let key = (group.to_string(), plural.to_string(), ns.to_string(), name);
+        store_new(&mut st, &r, &key, obj, "test", "Update", false)
+    }
+
+    /// Delete an object as `kubectl delete` would: one with finalizers only gets its
+    /// `deletionTimestamp`.
+    pub fn delete(&self, group: &str, plural: &str, ns: &str, name: &str) {
+        let mut st = self.state.lock().expect("lock");
+        let r = st
+            .resources
+            .iter()
+            .find(|r| r.group == group && r.plural == plural)
+            .cloned()
+            .expect("a served resource");
+        let key = (
+            group.to_string(),
+            plural.to_string(),
+            ns.to_string(),
+            name.to_string(),
+        );
+        let Some(o) = st.objects.get(&key).cloned() else {
+            return;
+        };
+        let finalizers = o
+            .pointer("/metadata/finalizers")
+            .and_then(Json::as_array)
+            .is_some_and(|f| !f.is_empty());
+        if finalizers {
+            let mut next = o;
+            next["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:01Z");
+            finish(&mut st, &r, &key, next, false);
+        } else {
+            st.objects.remove(&key);
+            st.owners.remove(&key);
+        }
     }
 
     /// Change an object behind everyone's back, as `kubectl edit` would (manager
@@ -273,6 +333,10 @@ fn handle(
         path: path.clone(),
         query: query.clone(),
         content_type: content_type.clone(),
+        impersonate: headers
+            .get("impersonate-user")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from),
     });
     let q = query_map(&query);
     match path.as_str() {
@@ -389,19 +453,14 @@ fn handle(
     }
     // [namespaces/NS/]PLURAL[/NAME]
     let find = |plural: &str| served.iter().find(|r| r.plural == plural).cloned();
-    let (r, ns, name) = match rest {
-        ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|r| r.namespaced) => (
-            find(plural),
-            ns.to_string(),
-            tail.first().map(|s| s.to_string()),
-        ),
-        [plural, tail @ ..] => (
-            find(plural),
-            String::new(),
-            tail.first().map(|s| s.to_string()),
-        ),
-        [] => (None, String::new(), None),
+    let (r, ns, tail) = match rest {
+        ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|r| r.namespaced) => {
+            (find(plural), ns.to_string(), tail)
+        }
+        [plural, tail @ ..] => (find(plural), String::new(), tail),
+        [] => (None, String::new(), &[][..]),
     };
+    let name = tail.first().map(|s| s.to_string());
     let Some(r) = r else {
         return status(
             404,
@@ -410,6 +469,20 @@ fn handle(
         );
     };
     let dry = q.get("dryRun").is_some_and(|v| v == "All");
+    match tail.get(1) {
+        None => {}
+        Some(&"status") if r.status => {
+            let n = name.clone().unwrap_or_default();
+            return status_subresource(&mut st, &r, &ns, &n, method.as_str(), &body, &q, dry);
+        }
+        Some(_) => {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        }
+    }
     match (method.as_str(), name) {
         ("GET", None) => list(&st, &r, &ns, q.get("labelSelector").map(String::as_str)),
         ("GET", Some(n)) => {
@@ -498,6 +571,19 @@ fn handle(
             match st.objects.get(&key).cloned() {
                 None => not_found(&r, &n),
                 Some(o) => {
+                    let finalizers = o
+                        .pointer("/metadata/finalizers")
+                        .and_then(Json::as_array)
+                        .is_some_and(|f| !f.is_empty());
+                    if finalizers {
+                        // Stays until its finalizers are gone.
+                        let mut next = o.clone();
+                        if next.pointer("/metadata/deletionTimestamp").is_none() {
+                            next["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:01Z");
+                        }
+                        let stored = finish(&mut st, &r, &key, next, dry);
+                        return reply(StatusCode::OK, stored);
+                    }
                     if !dry {
                         st.objects.remove(&key);
                         st.owners.remove(&key);
@@ -808,8 +894,40 @@ fn store_new(
 /// Store `next` (bumping resourceVersion and generation when something changed) and
 /// return it; a dry run returns it unchanged in the store.
 fn finish(st: &mut Store, r: &Res, key: &ObjKey, next: Json, dry: bool) -> Json {
-    let next = secret_data(r, next);
+    finish_with(st, r, key, next, dry, r.status)
+}
+
+/// [`finish`]; `keep_status` keeps the stored `.status` (a main-resource write to a
+/// kind with the status subresource). An object being deleted whose last finalizer
+/// went is removed.
+fn finish_with(
+    st: &mut Store,
+    r: &Res,
+    key: &ObjKey,
+    next: Json,
+    dry: bool,
+    keep_status: bool,
+) -> Json {
+    let mut next = secret_data(r, next);
     let cur = st.objects.get(key).cloned().unwrap_or(Json::Null);
+    if keep_status {
+        if let Some(m) = next.as_object_mut() {
+            match cur.get("status") {
+                Some(s) => m.insert("status".into(), s.clone()),
+                None => m.remove("status"),
+            };
+        }
+    }
+    let finalized = next.pointer("/metadata/deletionTimestamp").is_some()
+        && next
+            .pointer("/metadata/finalizers")
+            .and_then(Json::as_array)
+            .is_none_or(|f| f.is_empty());
+    if finalized && !dry {
+        st.objects.remove(key);
+        st.owners.remove(key);
+        return next;
+    }
     let strip = |v: &Json| {
         let mut v = v.clone();
         if let Some(m) = v.get_mut("metadata").and_then(Json::as_object_mut) {
@@ -890,8 +1008,68 @@ fn register_crd(st: &mut Store, crd: &Json) {
             .iter()
             .any(|r| r.group == group && r.version == version && r.plural == plural)
         {
-            st.resources
-                .push(res(group, version, kind, plural, namespaced));
+            let mut r = res(group, version, kind, plural, namespaced);
+            r.status = v.pointer("/subresources/status").is_some();
+            st.resources.push(r);
         }
     }
+}
+
+/// `GET|PUT|PATCH .../NAME/status`: only `.status` is read or changed.
+#[allow(clippy::too_many_arguments)]
+fn status_subresource(
+    st: &mut Store,
+    r: &Res,
+    ns: &str,
+    name: &str,
+    method: &str,
+    body: &[u8],
+    q: &BTreeMap<String, String>,
+    dry: bool,
+) -> Response {
+    let key = (
+        r.group.clone(),
+        r.plural.clone(),
+        ns.to_string(),
+        name.to_string(),
+    );
+    let Some(cur) = st.objects.get(&key).cloned() else {
+        return not_found(r, name);
+    };
+    if method == "GET" {
+        return reply(StatusCode::OK, cur);
+    }
+    let Ok(sent) = serde_json::from_slice::<Json>(body) else {
+        return status(400, "BadRequest", "body is not JSON");
+    };
+    if stale(&sent, &cur) {
+        return conflict(r, name);
+    }
+    let mut next = cur.clone();
+    match method {
+        "PUT" => next["status"] = sent.get("status").cloned().unwrap_or(Json::Null),
+        "PATCH" => {
+            let mut s = cur.get("status").cloned().unwrap_or(json!({}));
+            merge_patch(&mut s, sent.get("status").unwrap_or(&Json::Null));
+            next["status"] = s;
+        }
+        _ => {
+            return status(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            )
+        }
+    }
+    if !dry {
+        take_ownership(
+            st,
+            &key,
+            &update_manager(q),
+            "Update",
+            &json!({"status": sent.get("status")}),
+        );
+    }
+    let stored = finish_with(st, r, &key, next, dry, false);
+    reply(StatusCode::OK, stored)
 }
