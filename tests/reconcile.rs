@@ -493,3 +493,47 @@ fn manifests_become_the_json_kubectl_sends() {
         .collect();
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
+
+const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n        - name: web\n          image: nginx\n";
+
+#[test]
+fn wait_names_the_workload_that_did_not_roll_out_and_passes_once_it_did() {
+    let api = FakeApi::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let dir = tmp.path().join("manifests");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    write(&dir, "web.yaml", DEPLOY);
+    let t0 = Instant::now();
+    let out = reconcile(&api, &key, &dir, &["--wait", "--timeout", "3s"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Deployment default/web not ready: generation 1 not observed yet"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    // The controller catches up: one replica, then both.
+    api.edit(
+        "apps",
+        "deployments",
+        "default",
+        "web",
+        json!({"status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 1, "availableReplicas": 1}}),
+    );
+    let out = reconcile(&api, &key, &dir, &["--wait", "--timeout", "2s"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1/2 replicas updated"),
+        "{out:?}"
+    );
+    api.edit(
+        "apps",
+        "deployments",
+        "default",
+        "web",
+        json!({"status": {"updatedReplicas": 2, "availableReplicas": 2}}),
+    );
+    let out = ok(&reconcile(&api, &key, &dir, &["--wait"]));
+    assert!(out.contains("rolled out"), "{out}");
+}

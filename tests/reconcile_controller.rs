@@ -547,3 +547,53 @@ fn the_packaged_crd_is_what_valuesfs_crd_prints() {
     );
     assert!(packaged.contains("kind: CustomResourceDefinition"));
 }
+
+#[test]
+fn spec_wait_reports_the_workload_that_is_not_ready() {
+    let api = FakeApi::start();
+    install_crd(&api);
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(tmp.path().join("apps")).expect("mkdir");
+    std::fs::write(
+        tmp.path().join("apps/web.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n",
+    )
+    .expect("write");
+    valuesync(
+        &api,
+        "apps",
+        json!({"path": "apps", "interval": "1h", "wait": true, "timeout": "2s"}),
+    );
+    let ctl = reconcile::spawn(
+        Arc::new(DirSource::new(tmp.path().to_path_buf(), keyring())),
+        config(&api),
+    )
+    .expect("spawn");
+    wait_for("Ready=False", 30, || {
+        vs(&api, "apps")
+            .and_then(|v| condition(&v, "Ready"))
+            .is_some_and(|(s, _, _)| s == "False")
+    });
+    let (_, reason, message) = condition(&vs(&api, "apps").expect("vs"), "Ready").expect("Ready");
+    assert_eq!(reason, "HealthCheckFailed");
+    assert!(
+        message.contains("Deployment default/web not ready"),
+        "{message}"
+    );
+    api.edit(
+        "apps",
+        "deployments",
+        "default",
+        "web",
+        json!({"status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}}),
+    );
+    api.edit(
+        GROUP,
+        PLURAL,
+        "default",
+        "apps",
+        json!({"metadata": {"annotations": {reconcile::REQUESTED_AT: "now"}}}),
+    );
+    wait_for("Ready=True", 30, || ready(&api, "apps"));
+    ctl.stop();
+}

@@ -10,7 +10,7 @@ use valuesfs::reconcile::{self, Options};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// One run, then exit (the daemon's reconciler is not built yet).
+    /// One run, then exit (`valuesfs mount --reconcile` runs the ValuesSync reconciler).
     #[arg(long, required = true)]
     once: bool,
     /// The folder of manifests: `*.yaml|yml|json`, SOPS files decrypted in memory.
@@ -31,6 +31,10 @@ pub struct Args {
     /// API server URL, instead of the kubeconfig.
     #[arg(long)]
     server: Option<String>,
+    /// After applying, wait until Deployments, StatefulSets and DaemonSets rolled out
+    /// (within --timeout); the error names the object that did not.
+    #[arg(long)]
+    wait: bool,
     /// Deadline of the whole run.
     #[arg(long, default_value = "60s", value_parser = valuesfs::repo::parse_duration)]
     timeout: Duration,
@@ -46,6 +50,7 @@ pub fn run(a: &Args) -> i32 {
         applyset: a.applyset.clone(),
         timeout: a.timeout,
         server: a.server.clone(),
+        wait: a.wait,
     };
     // Without an identity plain manifests still apply; a SOPS file then says why it
     // cannot be decrypted.

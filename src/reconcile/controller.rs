@@ -547,7 +547,7 @@ async fn reconcile(
     let mut report = Report::default();
     let outcome = match tokio::time::timeout(
         timeout,
-        run_one(ctx, vs, &old, timeout.mul_f32(0.9), &mut report),
+        run_one(ctx, vs, &old, timeout.mul_f32(0.8), &mut report),
     )
     .await
     {

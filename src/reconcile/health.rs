@@ -112,7 +112,8 @@ pub(super) async fn wait(
             return Err(Error::Api(format!("{why} after {within:?}")));
         }
         pending = still;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(left.min(Duration::from_millis(500))).await;
     }
 }
 

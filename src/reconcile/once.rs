@@ -5,6 +5,7 @@
 //! the new extent. A no-op run writes nothing, the parent included.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::Scope;
@@ -18,6 +19,7 @@ const PARENT_MANAGER: &str = "valuesfs-applyset";
 
 /// The run itself (see the module doc).
 pub(super) async fn run(opts: &Options, manifests: Vec<Manifest>) -> Result<Report, Error> {
+    let started = Instant::now();
     let (client, default_ns) =
         run::connect(opts.server.as_deref(), opts.namespace.as_deref(), None).await?;
     let parent_name = opts
@@ -139,6 +141,15 @@ pub(super) async fn run(opts: &Options, manifests: Vec<Manifest>) -> Result<Repo
         if (&gks, &nss) != (&old_gks, &old_ns) || parent.is_none() {
             apply_parent(&secrets, &parent_name, &default_ns, &id, &gks, &nss).await?;
         }
+    }
+    if opts.wait && !opts.diff {
+        // Leave a little of the deadline to say which object is not ready.
+        let within = opts
+            .timeout
+            .saturating_sub(started.elapsed())
+            .saturating_sub(Duration::from_secs(1));
+        super::health::wait(&client, &mut kinds, &done, within).await?;
+        report.lines.push("rolled out".into());
     }
     Ok(report)
 }

@@ -38,6 +38,9 @@ pub struct Options {
     pub timeout: Duration,
     /// An API server URL to use instead of the kubeconfig.
     pub server: Option<String>,
+    /// After applying, wait (within the run's deadline) until Deployments,
+    /// StatefulSets and DaemonSets rolled out.
+    pub wait: bool,
 }
 
 /// What a run did (or, with `diff`, would do).
