@@ -310,23 +310,7 @@ fn an_unreachable_cluster_or_a_bad_kubeconfig_fails_fast_with_one_line() {
 
 /// The real `kubectl` against `api`, with a kubeconfig and a discovery cache in `dir`.
 fn kubectl(api: &FakeApi, dir: &Path, args: &[&str]) -> Output {
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: me\n    namespace: default\nusers:\n- name: me\n  user: {{}}\ncurrent-context: fake\n",
-            api.url
-        ),
-    )
-    .expect("kubeconfig");
-    Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .args(args)
-        .output()
-        .expect("kubectl is installed (.ci/run installs kubernetes-client)")
+    api.kubectl(dir, args)
 }
 
 /// kubectl (a client no one here wrote) against the fake: server-side apply, get, diff,

@@ -22,7 +22,7 @@ use valuesfs::crypto::{self, CreationParams, Format};
 use valuesfs::reconcile::{self, ControllerConfig, DirSource, LeaseConfig};
 
 const GROUP: &str = "valuesfs.io";
-const PLURAL: &str = "valuessyncs";
+const PLURAL: &str = "valuesyncs";
 const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: \"1\"\n";
 const CM2: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  b: x\n";
 const SECRET: &str =
@@ -595,5 +595,64 @@ fn spec_wait_reports_the_workload_that_is_not_ready() {
         json!({"metadata": {"annotations": {reconcile::REQUESTED_AT: "now"}}}),
     );
     wait_for("Ready=True", 30, || ready(&api, "apps"));
+    ctl.stop();
+}
+
+/// The packaged CRD and a ValuesSync applied by the real kubectl; the reconciler's
+/// status read back by kubectl.
+#[test]
+fn kubectl_applies_the_crd_and_a_valuesync_and_reads_its_status() {
+    let api = FakeApi::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/crds/valuesync.yaml");
+    let run = |args: &[&str]| {
+        let out = api.kubectl(tmp.path(), args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["apply", "--server-side", "-f", &crd.display().to_string()]);
+    std::fs::create_dir_all(tmp.path().join("repo/apps")).expect("mkdir");
+    std::fs::write(tmp.path().join("repo/apps/web.yaml"), CM).expect("write");
+    let vs_file = tmp.path().join("vs.yaml");
+    std::fs::write(
+        &vs_file,
+        "apiVersion: valuesfs.io/v1alpha1\nkind: ValuesSync\nmetadata:\n  name: apps\n  namespace: default\nspec:\n  path: apps\n  prune: true\n",
+    )
+    .expect("write");
+    run(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &vs_file.display().to_string(),
+    ]);
+    let ctl = reconcile::spawn(
+        Arc::new(DirSource::new(tmp.path().join("repo"), keyring())),
+        config(&api),
+    )
+    .expect("spawn");
+    wait_for("Ready=True", 30, || ready(&api, "apps"));
+    let got: Json = serde_json::from_str(&run(&["get", "vs", "apps", "-o", "json"])).expect("json");
+    assert_eq!(got["spec"]["path"], json!("apps"));
+    let (s, reason, _) = condition(&got, "Ready").expect("Ready");
+    assert_eq!(
+        (s.as_str(), reason.as_str()),
+        ("True", "ReconciliationSucceeded")
+    );
+    let typed: reconcile::ValuesSync = serde_json::from_value(got).expect("reads as ValuesSync");
+    assert!(typed.spec.prune);
+    assert_eq!(
+        typed
+            .status
+            .expect("status")
+            .inventory
+            .expect("inventory")
+            .entries[0]
+            .id,
+        "default_web__ConfigMap"
+    );
     ctl.stop();
 }

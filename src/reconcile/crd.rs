@@ -23,6 +23,7 @@ pub const HISTORY: usize = 10;
     namespaced,
     status = "ValuesSyncStatus",
     shortname = "vs",
+    plural = "valuesyncs",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.lastAppliedRevision"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#

@@ -40,6 +40,7 @@ struct Res {
     /// Has the status subresource: main-resource writes keep `.status`, `/status`
     /// writes change only it.
     status: bool,
+    short_names: Vec<String>,
 }
 
 impl Res {
@@ -60,6 +61,7 @@ fn res(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -
         plural: plural.into(),
         namespaced,
         status: false,
+        short_names: Vec::new(),
     }
 }
 
@@ -175,6 +177,27 @@ impl FakeApi {
             .filter(|(g, p, n, _)| g == group && p == plural && n == ns)
             .map(|k| k.3.clone())
             .collect()
+    }
+
+    /// The real `kubectl` against this server (kubeconfig and discovery cache in `dir`).
+    pub fn kubectl(&self, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: me\n    namespace: default\nusers:\n- name: me\n  user: {{}}\ncurrent-context: fake\n",
+                self.url
+            ),
+        )
+        .expect("kubeconfig");
+        std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--cache-dir")
+            .arg(dir.join("cache"))
+            .args(args)
+            .output()
+            .expect("kubectl is installed (.ci/run installs kubernetes-client)")
     }
 
     /// Store a new object as a client's create would (manager `test`).
@@ -377,28 +400,52 @@ fn handle(
             );
         }
         "/openapi/v3" => {
-            return reply(
-                StatusCode::OK,
-                json!({"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=FAKE"}}}),
-            )
-        }
-        "/openapi/v3/api/v1" => {
+            // One document per served group-version, as the real server lists them.
             let mut paths = Map::new();
-            for r in st.resources.iter().filter(|r| r.group.is_empty()) {
-                let p = if r.namespaced {
-                    format!("/api/v1/namespaces/{{namespace}}/{}/{{name}}", r.plural)
+            for r in &st.resources {
+                let gv = if r.group.is_empty() {
+                    "api/v1".to_string()
                 } else {
-                    format!("/api/v1/{}/{{name}}", r.plural)
+                    format!("apis/{}/{}", r.group, r.version)
+                };
+                let url = format!("/openapi/v3/{gv}?hash=FAKE");
+                paths.insert(gv, json!({"serverRelativeURL": url}));
+            }
+            return reply(StatusCode::OK, json!({"paths": paths}));
+        }
+        p if p.starts_with("/openapi/v3/") => {
+            let gv = &p["/openapi/v3/".len()..];
+            let mut paths = Map::new();
+            for r in &st.resources {
+                let base = if r.group.is_empty() {
+                    "api/v1".to_string()
+                } else {
+                    format!("apis/{}/{}", r.group, r.version)
+                };
+                if base != gv {
+                    continue;
+                }
+                let p = if r.namespaced {
+                    format!("/{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
+                } else {
+                    format!("/{base}/{}/{{name}}", r.plural)
                 };
                 paths.insert(
                     p,
                     json!({"patch": {
-                        "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": r.kind},
+                        "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
                         "parameters": [
                             {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
                             {"name": "dryRun", "in": "query", "schema": {"type": "string"}}
                         ]
                     }}),
+                );
+            }
+            if paths.is_empty() {
+                return status(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
                 );
             }
             return reply(
@@ -443,7 +490,8 @@ fn handle(
             .iter()
             .map(|r| {
                 json!({"name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced,
-                       "kind": r.kind, "verbs": ["create", "delete", "get", "list", "patch", "update"]})
+                       "kind": r.kind, "verbs": ["create", "delete", "get", "list", "patch", "update"],
+                       "shortNames": r.short_names})
             })
             .collect();
         return reply(
@@ -1010,6 +1058,14 @@ fn register_crd(st: &mut Store, crd: &Json) {
         {
             let mut r = res(group, version, kind, plural, namespaced);
             r.status = v.pointer("/subresources/status").is_some();
+            r.short_names = spec["names"]["shortNames"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|n| n.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
             st.resources.push(r);
         }
     }
