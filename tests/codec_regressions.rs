@@ -765,3 +765,53 @@ fn yaml_nested_beyond_the_depth_limit_is_refused_with_the_depth_error() {
     )
     .expect("nesting inside the limit encrypts");
 }
+
+/// U+2028 and U+2029 are line breaks to go-yaml: a literal block writes them as they
+/// are and starts a line after them (the next key can follow one on the same physical
+/// line); a quoted scalar folds at them and keeps them. Both ways against sops.
+#[test]
+fn line_and_paragraph_separators_are_line_breaks_as_in_go_yaml() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let keys = keyring();
+    let params = CreationParams {
+        recipients: vec![VECTOR_RECIPIENT.to_string()],
+        ..Default::default()
+    };
+    let cases = [
+        "k: \"\\L\\n\"\n",
+        "k: \"\\n\\L\"\n",
+        "k: \"a\\n\\L\"\nz: 1\n",
+        "k_unencrypted: \"\\Lx\"\n",
+        "k: \"\\P #\\n\\u200b\"\n",
+        "k: \"a\\Lb\\nc\"\n",
+        "k: \"a \\Lb\\nc\"\n",
+    ];
+    for plain in cases {
+        let file = write(tmp.path(), "a.yaml", plain.as_bytes());
+        let theirs = sops_encrypt(&file, &key);
+        let (expected, _) = sops_d(&write(tmp.path(), "sops-a.yaml", &theirs), &key);
+        let read = crypto::decrypt(&theirs, Format::Yaml, &keys)
+            .unwrap_or_else(|e| panic!("{plain:?}: sops's file refused: {e}"));
+        assert_eq!(
+            read.plaintext.to_vec(),
+            expected,
+            "{plain:?}: sops's file reads differently"
+        );
+        // What sops printed, encrypted by us: sops reads it back to the same text.
+        let ours = crypto::encrypt(&expected, Format::Yaml, &params)
+            .unwrap_or_else(|e| panic!("{plain:?}: encrypt: {e}"));
+        let (got, warnings) = sops_d(&write(tmp.path(), "ours-a.yaml", &ours), &key);
+        assert!(
+            warnings.trim().is_empty(),
+            "{plain:?}: sops warns: {warnings}"
+        );
+        assert_eq!(got, expected, "{plain:?}: sops -d of ours");
+        let back = crypto::decrypt(&ours, Format::Yaml, &keys).expect("decrypt ours");
+        assert_eq!(
+            back.plaintext.to_vec(),
+            expected,
+            "{plain:?}: our round trip"
+        );
+    }
+}

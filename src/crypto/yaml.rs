@@ -129,6 +129,11 @@ struct Parser<'a> {
 
 const BLANKS: [char; 2] = [' ', '\t'];
 
+/// U+2028 and U+2029: line breaks to go-yaml (its `is_break`), kept in the text.
+fn is_ls_ps(c: char) -> bool {
+    c == '\u{2028}' || c == '\u{2029}'
+}
+
 fn is_blank(c: u8) -> bool {
     c == b' ' || c == b'\t'
 }
@@ -184,6 +189,40 @@ impl<'a> Parser<'a> {
                 self.line_no += 1;
                 return;
             }
+        }
+    }
+
+    /// A line of a block scalar: its text and the break that ends it (`None` at the
+    /// end of the input). With `ls_ps`, U+2028 and U+2029 end lines too.
+    fn block_line(&self, ls_ps: bool) -> (&'a str, Option<char>) {
+        let rest = &self.s[self.pos..];
+        let end = rest.find(|c| c == '\n' || (ls_ps && is_ls_ps(c)));
+        match end {
+            None => (rest.trim_end_matches('\r'), None),
+            Some(i) => {
+                let c = rest[i..].chars().next().unwrap_or('\n');
+                let text = &rest[..i];
+                (
+                    if c == '\n' {
+                        text.trim_end_matches('\r')
+                    } else {
+                        text
+                    },
+                    Some(c),
+                )
+            }
+        }
+    }
+
+    /// Move past a line [`Self::block_line`] returned: after a U+2028 or U+2029 the
+    /// next line starts at once (column 0) on the same physical line.
+    fn past_block_line(&mut self, text: &str, end: Option<char>) {
+        match end {
+            Some(c) if is_ls_ps(c) => {
+                self.pos += text.len() + c.len_utf8();
+                self.line_start = self.pos;
+            }
+            _ => self.next_line(),
         }
     }
 
@@ -841,7 +880,7 @@ impl<'a> Parser<'a> {
                         _ => return self.err("invalid escape in double-quoted string"),
                     }
                 }
-                b'\r' | b'\n' => self.fold_quoted_break(&mut out)?,
+                _ if self.quoted_break().is_some() => self.fold_quoted_break(&mut out)?,
                 _ => {
                     let ch = self.s[self.pos..].chars().next().unwrap_or('\u{fffd}');
                     out.push(ch);
@@ -851,22 +890,40 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// A line break inside a quoted scalar: trailing blanks dropped, one break becomes a
-    /// space, n+1 breaks become n newlines, leading blanks of the next line dropped.
+    /// The line break here, for quoted scalars (go-yaml's `is_break`): its length and
+    /// what it reads as (`read_line`: CR, LF, CRLF and NEL become `\n`; LS and PS stay).
+    fn quoted_break(&self) -> Option<(usize, char)> {
+        match &self.b[self.pos..] {
+            [b'\r', b'\n', ..] => Some((2, '\n')),
+            [b'\r' | b'\n', ..] => Some((1, '\n')),
+            [0xC2, 0x85, ..] => Some((2, '\n')),
+            [0xE2, 0x80, 0xA8, ..] => Some((3, '\u{2028}')),
+            [0xE2, 0x80, 0xA9, ..] => Some((3, '\u{2029}')),
+            _ => None,
+        }
+    }
+
+    /// Line breaks inside a quoted scalar (go-yaml `scan_flow_scalar`): trailing blanks
+    /// dropped; a first `\n` alone becomes a space, followed by others it becomes them;
+    /// a first LS or PS is kept with the breaks after it; leading blanks of each next
+    /// line dropped. Every break starts a new line (column 0).
     fn fold_quoted_break(&mut self, out: &mut String) -> Result<(), YamlError> {
         while out.ends_with(' ') || out.ends_with('\t') {
             out.pop();
         }
-        let mut breaks = 0;
-        loop {
-            if self.peek() == Some(b'\r') {
-                self.pos += 1;
+        let mut leading: Option<char> = None;
+        let mut trailing = String::new();
+        while let Some((n, c)) = self.quoted_break() {
+            let physical = self.b[self.pos] == b'\n' || self.b[self.pos] == b'\r';
+            self.pos += n;
+            self.line_start = self.pos;
+            if physical {
+                self.line_no += 1;
             }
-            if self.peek() != Some(b'\n') {
-                break;
+            match leading {
+                None => leading = Some(c),
+                Some(_) => trailing.push(c),
             }
-            self.next_line();
-            breaks += 1;
             self.skip_blanks();
             if self.at_eof() {
                 return self.err("unterminated quoted string");
@@ -875,10 +932,14 @@ impl<'a> Parser<'a> {
                 return self.err("document marker inside a quoted string");
             }
         }
-        if breaks <= 1 {
-            out.push(' ');
-        } else {
-            out.extend(std::iter::repeat_n('\n', breaks - 1));
+        match leading {
+            Some('\n') if trailing.is_empty() => out.push(' '),
+            Some('\n') => out.push_str(&trailing),
+            Some(c) => {
+                out.push(c);
+                out.push_str(&trailing);
+            }
+            None => {}
         }
         Ok(())
     }
@@ -900,7 +961,7 @@ impl<'a> Parser<'a> {
                         return Ok(out);
                     }
                 }
-                b'\r' | b'\n' => self.fold_quoted_break(&mut out)?,
+                _ if self.quoted_break().is_some() => self.fold_quoted_break(&mut out)?,
                 _ => {
                     let ch = self.s[self.pos..].chars().next().unwrap_or('\u{fffd}');
                     out.push(ch);
@@ -951,7 +1012,7 @@ impl<'a> Parser<'a> {
             // scalar and make the document invalid: read the content where it is.
             // A less indented comment line ends the scalar in valid YAML: not content.
             let least = self.s[self.pos..]
-                .split('\n')
+                .split(|c| c == '\n' || (literal && is_ls_ps(c)))
                 .skip(1)
                 .filter(|l| !l.trim_matches(BLANKS).is_empty())
                 .map(|l| {
@@ -968,17 +1029,20 @@ impl<'a> Parser<'a> {
                 block_indent = Some(n);
             }
         }
-        let mut lines: Vec<&str> = Vec::new();
+        // Lines with the break that ends each (LS and PS end lines of a literal block too,
+        // and stay in its text, as in go-yaml).
+        let mut lines: Vec<(&str, char)> = Vec::new();
         // Did the last content line end with a line break? Clip and keep add the final
         // break only if one was there (a scalar at the end of a file without one).
         let mut broke = true;
         self.next_line();
         while !self.at_eof() {
-            let line = self.rest_of_line();
+            let (line, end) = self.block_line(literal);
+            let term = end.unwrap_or('\n');
             let spaces = line.len() - line.trim_start_matches(' ').len();
             let blank = line.trim_matches(BLANKS).is_empty();
             // Trailing blanks with no line break after them are not a line.
-            if blank && !self.b[self.pos..].contains(&b'\n') {
+            if blank && end.is_none() {
                 self.pos = self.b.len();
                 break;
             }
@@ -988,8 +1052,8 @@ impl<'a> Parser<'a> {
             let bi = match block_indent {
                 Some(bi) => bi,
                 None if blank => {
-                    lines.push("");
-                    self.next_line();
+                    lines.push(("", term));
+                    self.past_block_line(line, end);
                     continue;
                 }
                 None => {
@@ -1001,35 +1065,43 @@ impl<'a> Parser<'a> {
                 }
             };
             if blank && spaces <= bi {
-                lines.push("");
+                lines.push(("", term));
             } else if spaces >= bi {
-                lines.push(&line[bi..]);
-                broke = self.b[self.pos..].contains(&b'\n');
+                lines.push((&line[bi..], term));
+                broke = end.is_some();
             } else {
                 break;
             }
-            self.next_line();
+            self.past_block_line(line, end);
         }
         // Un-consume nothing: we stopped at the start of the first line not in the scalar.
-        let trailing = lines.iter().rev().take_while(|l| l.is_empty()).count();
-        let body = &lines[..lines.len() - trailing];
+        let trailing = lines.iter().rev().take_while(|l| l.0.is_empty()).count();
+        let (body, tail) = lines.split_at(lines.len() - trailing);
         let mut text = if literal {
-            body.join("\n")
+            let mut t = String::new();
+            for (i, (l, brk)) in body.iter().enumerate() {
+                t.push_str(l);
+                if i + 1 < body.len() {
+                    t.push(*brk);
+                }
+            }
+            t
         } else {
-            fold_lines(body)
+            fold_lines(&body.iter().map(|l| l.0).collect::<Vec<_>>())
         };
+        let last_break = body.last().map(|l| l.1);
         match chomp {
             -1 => {}
             0 => {
-                if !body.is_empty() && broke {
-                    text.push('\n')
+                if let Some(brk) = last_break.filter(|_| broke) {
+                    text.push(brk)
                 }
             }
             _ => {
-                if !body.is_empty() && broke {
-                    text.push('\n');
+                if let Some(brk) = last_break.filter(|_| broke) {
+                    text.push(brk);
                 }
-                text.extend(std::iter::repeat_n('\n', trailing));
+                text.extend(tail.iter().map(|l| l.1));
             }
         }
         // Leave the cursor at the start of the next line's content search: callers call

@@ -65,10 +65,14 @@ pub(super) fn key_text(name: &str) -> String {
 }
 
 /// Can this multi-line string be printed as a literal block (as go-yaml would)?
+/// A space before any line break (go-yaml's `space_break`, LS and PS being breaks too)
+/// or at the end rules it out.
 pub(super) fn literal_ok(s: &str) -> bool {
     s.contains('\n')
         && !s.chars().any(|c| !printable(c) && c != '\n' && c != '\t')
-        && !s.split('\n').any(|l| l.ends_with(' '))
+        && !s
+            .split(['\n', '\u{2028}', '\u{2029}'])
+            .any(|l| l.ends_with(' '))
 }
 
 pub(super) fn is_special(c: char) -> bool {

@@ -486,43 +486,53 @@ impl Emitter {
         self.indention = false;
     }
 
-    /// A literal block scalar. When the text starts with a space or a line break, go-yaml
-    /// writes its step as the indentation hint, even where the content sits elsewhere
-    /// (in list items): sops prints that, and our reader takes it back (see
-    /// `block_scalar`).
+    /// A literal block scalar, written as go-yaml v3.0.4 writes it (`write_literal_scalar`,
+    /// `write_block_scalar_hints`). Its line breaks are LF, NEL, LS and PS: LS and PS are
+    /// written as they are and start a line without a `\n`. When the text starts with a
+    /// space or a break, go-yaml writes its step as the indentation hint, even where the
+    /// content sits elsewhere (in list items): sops prints that, and our reader takes it
+    /// back (see `block_scalar`).
     fn literal(&mut self, s: &str) {
+        let brk = |c: char| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}');
         self.indicator("|", true, false, false);
-        if s.starts_with(' ') || s.starts_with('\n') {
+        if s.starts_with(' ') || s.chars().next().is_some_and(brk) {
             let hint = self.best.to_string();
             self.indicator(&hint, false, false, false);
         }
-        let trailing = s.len() - s.trim_end_matches('\n').len();
-        // Keep (`+`) when more than one line break ends the text, or only breaks make it.
-        match trailing {
-            0 => self.indicator("-", false, false, false),
-            1 if s.len() > 1 => {}
-            _ => self.indicator("+", false, false, false),
+        let mut rev = s.chars().rev();
+        match (rev.next(), rev.next()) {
+            (None, _) => self.indicator("-", false, false, false),
+            (Some(last), _) if !brk(last) => self.indicator("-", false, false, false),
+            (Some(_), None) => self.indicator("+", false, false, false),
+            (Some(_), Some(prev)) if brk(prev) => self.indicator("+", false, false, false),
+            _ => {}
         }
         self.put_break();
+        self.indention = true;
         self.whitespace = true;
-        let body = s.trim_end_matches('\n');
-        let mut first = true;
-        for line in body.split('\n') {
-            if !first {
-                self.put_break();
-            }
-            first = false;
-            if !line.is_empty() {
-                let pad = self.indent.max(0);
-                while self.column < pad {
-                    self.put(" ");
+        let mut breaks = true;
+        for c in s.chars() {
+            match c {
+                '\n' => {
+                    self.put_break();
+                    breaks = true;
                 }
-                self.put(line);
-                self.indention = false;
+                c if brk(c) => {
+                    self.out.push(c);
+                    self.column = 0;
+                    self.indention = true;
+                    breaks = true;
+                }
+                c => {
+                    if breaks {
+                        self.write_indent();
+                        breaks = false;
+                    }
+                    self.out.push(c);
+                    self.column += 1;
+                    self.indention = false;
+                }
             }
-        }
-        for _ in 0..trailing {
-            self.put_break();
         }
     }
 }
