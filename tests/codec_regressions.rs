@@ -815,3 +815,84 @@ fn line_and_paragraph_separators_are_line_breaks_as_in_go_yaml() {
         );
     }
 }
+
+/// A one-value edit of a file whose comments sops prints elsewhere than its tree holds
+/// them (a comment item of a list shown after it, a comment in a nested list never
+/// shown) keeps the file's comments where they were, as `sops set` does: none doubled,
+/// none lost, the same lines changed as `sops set` changes.
+#[test]
+fn an_edit_keeps_comments_sops_prints_elsewhere_where_the_file_has_them() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let keys = keyring();
+    for (plain, from, to, path, value) in [
+        (
+            "a: gamma-983a50\nw: []  # c\n",
+            "a: gamma-983a50",
+            "a: newvalue",
+            "[\"a\"]",
+            "\"newvalue\"",
+        ),
+        (
+            "x:\n# c\n- -\n# worker\n   rules: v1.2.7\nz: old\n",
+            "z: old",
+            "z: new",
+            "[\"z\"]",
+            "\"new\"",
+        ),
+        (
+            "config:\n - {database4: \">gt\"}\n # c\ntargetPort:\n- cluster-c1adaa\n",
+            "- cluster-c1adaa",
+            "- cluster-new",
+            "[\"targetPort\"][0]",
+            "\"cluster-new\"",
+        ),
+    ] {
+        let file = write(tmp.path(), "a.yaml", plain.as_bytes());
+        let enc = sops_encrypt(&file, &key);
+        let opened = crypto::decrypt(&enc, Format::Yaml, &keys).expect("decrypt");
+        let shown = String::from_utf8(opened.plaintext.to_vec()).expect("utf8");
+        assert!(shown.contains(from), "{plain:?}: shown {shown:?}");
+        let again = opened
+            .reencrypt(shown.replacen(from, to, 1).as_bytes())
+            .expect("reencrypt");
+        // sops set of the same change, on the same file.
+        let theirs = write(tmp.path(), "set.yaml", &enc);
+        let out = sops()
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .args(["set"])
+            .arg(&theirs)
+            .args([path, value])
+            .output()
+            .expect("sops set");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let by_sops = std::fs::read(&theirs).expect("read");
+        let differing = |a: &[u8], b: &[u8]| -> Vec<usize> {
+            let a: Vec<&str> = std::str::from_utf8(a).expect("utf8").lines().collect();
+            let b: Vec<&str> = std::str::from_utf8(b).expect("utf8").lines().collect();
+            assert_eq!(a.len(), b.len(), "{plain:?}: lines added or lost");
+            (0..a.len())
+                .filter(|&i| a[i] != b[i] && !a[i].contains("lastmodified"))
+                .collect()
+        };
+        assert_eq!(
+            differing(&enc, &again),
+            differing(&enc, &by_sops),
+            "{plain:?}: other lines than sops set changes:\n{}",
+            String::from_utf8_lossy(&again)
+        );
+        let ours = write(tmp.path(), "ours.yaml", &again);
+        let (got, warnings) = sops_d(&ours, &key);
+        let (want, _) = sops_d(&theirs, &key);
+        assert!(warnings.trim().is_empty(), "{plain:?}: {warnings}");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "{plain:?}"
+        );
+    }
+}

@@ -418,7 +418,9 @@ fn encrypted_leaves(enc: &Value, plain: &Value, out: &mut Vec<Zeroizing<Vec<u8>>
 
 /// Is this content a SOPS file of this format (has a `sops` metadata block)?
 pub fn is_sops(input: &[u8], format: Format) -> bool {
-    parse_encrypted(input, format).is_ok()
+    // Every store names its metadata `sops` (`sops:`, `"sops"`, `sops_version=`, `[sops]`):
+    // without those bytes there is nothing to parse.
+    input.windows(4).any(|w| w == b"sops") && parse_encrypted(input, format).is_ok()
 }
 
 /// The store a SOPS file is read with: the one its name gives when that store reads it
@@ -1436,14 +1438,15 @@ fn build(
         )])]
     } else {
         let mut docs = parse_plain(plaintext, format)?;
-        if let (Some((old, _)), Some(shown)) = (base, shown) {
-            if old.len() == shown.len() {
-                for ((d, o), r) in docs.iter_mut().zip(old).zip(shown) {
-                    *d = keep_unedited(d, r, o);
-                }
+        let edit = match (base, shown) {
+            (Some((old, _)), Some(shown)) if old.len() == shown.len() => Some((old, shown)),
+            _ => None,
+        };
+        if let Some((old, shown)) = edit {
+            for ((d, o), r) in docs.iter_mut().zip(old).zip(shown) {
+                *d = merge_edit(d, r, o);
             }
-        }
-        if let (Format::Yaml, Some((old, _))) = (format, base) {
+        } else if let (Format::Yaml, Some((old, _))) = (format, base) {
             // Where only values changed, comments stay where the file's tree had them
             // (as with `sops set`): reading sops's text back may attach them elsewhere.
             for (d, o) in docs.iter_mut().zip(old) {
@@ -1530,6 +1533,29 @@ fn build(
     Err(Error::Internal(
         "encrypted file does not decrypt back to its plaintext".into(),
     ))
+}
+
+/// The tree to write for an edit: the data of `new` where the user changed it, of `base`
+/// where not ([`keep_unedited`], on the trees without comments, so list positions are
+/// data positions); the comments where the file had them when the user left the
+/// comments alone (the same list, in order, as the text shown), else where the user put
+/// them. sops prints some comments elsewhere than its tree holds them, so comparing with
+/// the base would take every such comment for an edit.
+fn merge_edit(new: &Value, shown: &Value, base: &Value) -> Value {
+    let data = keep_unedited(
+        &new.without_comments(),
+        &shown.without_comments(),
+        &base.without_comments(),
+    );
+    let untouched = yaml::comment_list(new) == yaml::comment_list(shown);
+    let layout = if untouched {
+        yaml::transplant(base, &data)
+    } else {
+        None
+    };
+    layout
+        .or_else(|| yaml::transplant(new, &data))
+        .unwrap_or_else(|| new.clone())
 }
 
 /// `new` with every part that reads the same as `shown` (the text last shown, read back)

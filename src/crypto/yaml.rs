@@ -23,7 +23,7 @@ pub use emit::{
     emit, emit_doc_before_meta, emit_doc_body, emit_entry, emit_indented, scalar_str, scalar_text,
     DEFAULT_INDENT,
 };
-pub use nodes::keep_comment_layout;
+pub use nodes::{comment_list, keep_comment_layout, transplant};
 
 use super::value::{format_float_g, Key, Value};
 
@@ -56,6 +56,10 @@ pub struct YamlError {
 /// Parse a YAML stream into its documents (each a `Value::Map`, or `Value::Null` if empty).
 pub fn parse(input: &str, limits: Limits) -> Result<Vec<Value>, YamlError> {
     let docs = parser(input, limits, false).stream()?;
+    if !input.contains('#') {
+        // No comment to place: the model (a second, slower reader) has nothing to do.
+        return Ok(docs);
+    }
     // Comments go where sops 3.11 puts them (go-yaml's reader, then sops's tree); the
     // column rule above is kept for what that model does not read the same way.
     Ok(nodes::place_comments(input, &docs).unwrap_or(docs))

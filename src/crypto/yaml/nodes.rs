@@ -300,63 +300,73 @@ pub(super) fn place_comments(text: &str, docs: &[Value]) -> Option<Vec<Value>> {
     Some(out)
 }
 
-/// For a rewrite of a file: `new` (the edited text, as read) with the comment layout of
-/// `old` (the file's tree), when only values changed. sops's reader may attach a comment
-/// elsewhere than the tree it was written from had it; `sops set` keeps the tree, and so
-/// does this. `None` when the data's shape or the set of comments differs.
-pub fn keep_comment_layout(new: &Value, old: &Value) -> Option<Value> {
-    fn comments(v: &Value, out: &mut Vec<String>) {
+/// Every comment of a tree, in document order.
+pub fn comment_list(v: &Value) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
         match v {
             Value::Map(items) => {
                 for (k, v) in items {
                     match k {
                         Key::Comment(c) => out.push(c.clone()),
-                        Key::Name(_) => comments(v, out),
+                        Key::Name(_) => walk(v, out),
                     }
                 }
             }
-            Value::Seq(items) => items.iter().for_each(|i| comments(i, out)),
+            Value::Seq(items) => items.iter().for_each(|i| walk(i, out)),
             Value::Comment(c) => out.push(c.clone()),
             _ => {}
         }
     }
-    fn transplant(old: &Value, new: &Value) -> Option<Value> {
-        match (old, new) {
-            (Value::Map(o), Value::Map(n)) => {
-                let mut names = n.iter();
-                let mut out = Vec::with_capacity(o.len());
-                for (k, v) in o {
-                    match k {
-                        Key::Comment(_) => out.push((k.clone(), v.clone())),
-                        Key::Name(name) => {
-                            let (nk, nv) = names.next()?;
-                            if nk != &Key::Name(name.clone()) {
-                                return None;
-                            }
-                            out.push((k.clone(), transplant(v, nv)?));
+    let mut out = Vec::new();
+    walk(v, &mut out);
+    out
+}
+
+/// The comments of `layout` with the data of `data` (a tree without comments), when
+/// both have the same shape: the same keys in the same order, lists of the same
+/// lengths. `None` otherwise.
+pub fn transplant(layout: &Value, data: &Value) -> Option<Value> {
+    match (layout, data) {
+        (Value::Map(o), Value::Map(n)) => {
+            let mut names = n.iter();
+            let mut out = Vec::with_capacity(o.len());
+            for (k, v) in o {
+                match k {
+                    Key::Comment(_) => out.push((k.clone(), v.clone())),
+                    Key::Name(name) => {
+                        let (nk, nv) = names.next()?;
+                        if nk != &Key::Name(name.clone()) {
+                            return None;
                         }
+                        out.push((k.clone(), transplant(v, nv)?));
                     }
                 }
-                names.next().is_none().then_some(Value::Map(out))
             }
-            (Value::Seq(o), Value::Seq(n)) => {
-                let mut items = n.iter();
-                let mut out = Vec::with_capacity(o.len());
-                for v in o {
-                    match v {
-                        Value::Comment(_) => out.push(v.clone()),
-                        _ => out.push(transplant(v, items.next()?)?),
-                    }
-                }
-                items.next().is_none().then_some(Value::Seq(out))
-            }
-            (Value::Map(_) | Value::Seq(_), _) | (_, Value::Map(_) | Value::Seq(_)) => None,
-            (_, n) => Some(n.clone()),
+            names.next().is_none().then_some(Value::Map(out))
         }
+        (Value::Seq(o), Value::Seq(n)) => {
+            let mut items = n.iter();
+            let mut out = Vec::with_capacity(o.len());
+            for v in o {
+                match v {
+                    Value::Comment(_) => out.push(v.clone()),
+                    _ => out.push(transplant(v, items.next()?)?),
+                }
+            }
+            items.next().is_none().then_some(Value::Seq(out))
+        }
+        (Value::Map(_) | Value::Seq(_), _) | (_, Value::Map(_) | Value::Seq(_)) => None,
+        (_, n) => Some(n.clone()),
     }
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    comments(new, &mut a);
-    comments(old, &mut b);
+}
+
+/// For a rewrite of a file: `new` (the edited text, as read) with the comment layout of
+/// `old` (the file's tree), when only values changed. sops's reader may attach a comment
+/// elsewhere than the tree it was written from had it; `sops set` keeps the tree, and so
+/// does this. `None` when the data's shape or the set of comments differs.
+pub fn keep_comment_layout(new: &Value, old: &Value) -> Option<Value> {
+    let mut a = comment_list(new);
+    let mut b = comment_list(old);
     a.sort();
     b.sort();
     if a != b {
