@@ -656,3 +656,70 @@ fn kubectl_applies_the_crd_and_a_valuesync_and_reads_its_status() {
     );
     ctl.stop();
 }
+
+/// An object a slice model marks purged is deleted when this ValuesSync applied it
+/// (its `part-of` label) and no manifest has it any more, even when the inventory lost
+/// it (the ValuesSync was deleted with `Orphan` and made again); one it did not apply
+/// stays.
+#[test]
+fn a_purged_slice_element_is_pruned() {
+    let api = FakeApi::start();
+    install_crd(&api);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("deploy")).expect("mkdir");
+    let cm = |n: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {n}\n");
+    std::fs::write(root.join("deploy/web.yaml"), cm("web")).expect("write");
+    std::fs::write(root.join("deploy/old.yaml"), cm("old")).expect("write");
+    api.create(
+        "",
+        "configmaps",
+        "default",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "foreign", "namespace": "default"}}),
+    );
+    let spec =
+        json!({"path": "deploy", "prune": true, "deletionPolicy": "Orphan", "interval": "1h"});
+    valuesync(&api, "apps", spec.clone());
+    let ctl = reconcile::spawn(
+        Arc::new(DirSource::new(root.to_path_buf(), keyring())),
+        config(&api),
+    )
+    .expect("spawn");
+    wait_for("first run", 30, || ready(&api, "apps"));
+    api.delete(GROUP, PLURAL, "default", "apps");
+    wait_for("orphaned", 30, || vs(&api, "apps").is_none());
+    assert!(data(&api, "old").is_some());
+
+    // The slice dropped `old` and `foreign` in v2; the manifest of `old` is gone.
+    std::fs::remove_file(root.join("deploy/old.yaml")).expect("rm");
+    std::fs::create_dir_all(root.join("slices/objects")).expect("mkdir");
+    std::fs::create_dir_all(root.join("slices/.active/objects")).expect("mkdir");
+    std::fs::write(
+        root.join(".valuesfs.yaml"),
+        "slices:\n  - name: objects\n    source: slices/objects\n    active: slices/.active/objects\n",
+    )
+    .expect("write");
+    let element = |n: &str| {
+        format!("{n}:\n  apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: {n}\n")
+    };
+    std::fs::write(
+        root.join("slices/.active/objects/objects@v1.yaml"),
+        format!("{}{}{}", element("web"), element("old"), element("foreign")),
+    )
+    .expect("write");
+    std::fs::write(
+        root.join("slices/.active/objects/objects@v2.yaml"),
+        element("web"),
+    )
+    .expect("write");
+    valuesync(&api, "apps", spec);
+    ctl.notify();
+    wait_for("old pruned", 30, || data(&api, "old").is_none());
+    assert!(ready(&api, "apps"));
+    assert!(data(&api, "web").is_some(), "an applied object went");
+    assert!(
+        data(&api, "foreign").is_some(),
+        "an object it never applied went"
+    );
+    ctl.stop();
+}

@@ -477,6 +477,51 @@ async fn prune_entries(
 
 /// The client a ValuesSync's requests go through: impersonating its service account
 /// when it names one.
+/// Delete the objects slice models mark purged that this ValuesSync applied (they carry
+/// its `part-of` label) and this run did not apply again.
+async fn prune_purged(
+    client: &Client,
+    kinds: &mut Kinds,
+    purged: Vec<super::Manifest>,
+    done: &run::Applied,
+    id: &str,
+    default_ns: &str,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let mut victims = Vec::new();
+    for m in purged {
+        let Some((ar, scope)) = kinds.find(&m.api_version, &m.kind, false).await? else {
+            continue;
+        };
+        let ns = match scope {
+            kube::discovery::Scope::Cluster => String::new(),
+            kube::discovery::Scope::Namespaced => m
+                .namespace
+                .clone()
+                .unwrap_or_else(|| default_ns.to_string()),
+        };
+        let gk = set::group_kind(&ar.group, &ar.kind);
+        if done.contains_key(&(gk, ns.clone(), m.name.clone())) {
+            continue;
+        }
+        let ours = |o: &kube::api::DynamicObject| {
+            o.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(set::PART_OF))
+                .is_some_and(|v| v == id)
+        };
+        match run::api_for(client, &ar, &ns).get_opt(&m.name).await {
+            Ok(Some(o)) if ours(&o) && !run::keeps_itself(&o) => {
+                victims.push((ar, ns, m.name.clone()))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(run::api_err(&format!("get {} {ns}/{}", m.kind, m.name), e)),
+        }
+    }
+    run::delete_all(client, victims, false, report).await
+}
+
 async fn client_for(ctx: &Ctx, vs: &ValuesSync, ns: &str) -> Result<Client, Error> {
     match &vs.spec.service_account_name {
         None => Ok(ctx.client.clone()),
@@ -636,17 +681,22 @@ async fn run_one(
     let name = vs.name_any();
     let s = ctx.source.clone();
     let path = vs.spec.path.clone();
-    let (rev, manifests) = tokio::task::spawn_blocking(move || s.load(&path))
-        .await
-        .map_err(|e| failure("ArtifactFailed", e))?
-        .map_err(|e| {
-            let msg = e.to_string();
-            if msg.ends_with("no such folder") {
-                failure("ArtifactFailed", msg)
-            } else {
-                failure("BuildFailed", msg)
-            }
-        })?;
+    let prune = vs.spec.prune;
+    let ((rev, manifests), purged) = tokio::task::spawn_blocking(move || {
+        let loaded = s.load(&path)?;
+        let purged = if prune { s.purged()? } else { Vec::new() };
+        Ok::<_, Error>((loaded, purged))
+    })
+    .await
+    .map_err(|e| failure("ArtifactFailed", e))?
+    .map_err(|e| {
+        let msg = e.to_string();
+        if msg.ends_with("no such folder") {
+            failure("ArtifactFailed", msg)
+        } else {
+            failure("BuildFailed", msg)
+        }
+    })?;
     let client = client_for(ctx, vs, &ns)
         .await
         .map_err(|e| failure("ReconciliationFailed", e))?;
@@ -666,6 +716,9 @@ async fn run_one(
     if vs.spec.prune {
         let keep: BTreeSet<String> = inventory.iter().map(|e| e.id.clone()).collect();
         prune_entries(&client, &mut kinds, old, &keep, report)
+            .await
+            .map_err(|e| failure("PruneFailed", e))?;
+        prune_purged(&client, &mut kinds, purged, &done, &id, &default_ns, report)
             .await
             .map_err(|e| failure("PruneFailed", e))?;
     }

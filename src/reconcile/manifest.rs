@@ -139,7 +139,7 @@ pub fn parse_file(name: &str, bytes: &[u8], keys: &Keyring) -> Result<Vec<Manife
     Ok(out)
 }
 
-fn manifest(file: &str, doc: usize, object: Json) -> Result<Manifest, Error> {
+pub(super) fn manifest(file: &str, doc: usize, object: Json) -> Result<Manifest, Error> {
     let field = |v: Option<&Json>, what: &str| -> Result<String, Error> {
         match v {
             Some(Json::String(s)) if !s.is_empty() => Ok(s.clone()),

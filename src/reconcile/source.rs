@@ -9,9 +9,13 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::{parse_file, Error, Manifest};
-use crate::crypto::Keyring;
-use crate::repo::{EntryKind, MasterHandle};
+use std::path::Path;
+
+use super::manifest::manifest;
+use super::{parse_file, to_json, Error, Manifest};
+use crate::crypto::{Format, Keyring};
+use crate::repo::{EntryKind, MasterHandle, Reader, Snapshot};
+use crate::slices::RepoView;
 
 /// Manifests by path, with the revision they come from.
 pub trait Source: Send + Sync + 'static {
@@ -20,6 +24,110 @@ pub trait Source: Send + Sync + 'static {
     /// The revision and every manifest below `path` (`*.yaml|yml|json`, names starting
     /// with `.` skipped), in path order.
     fn load(&self, path: &str) -> Result<(String, Vec<Manifest>), Error>;
+    /// Objects that slice models mark purged (see [`crate::slices::purged_elements`]);
+    /// elements that are not objects are left out.
+    fn purged(&self) -> Result<Vec<Manifest>, Error> {
+        Ok(Vec::new())
+    }
+}
+
+/// The purged elements of `view` that are objects (`apiVersion`, `kind`, a name).
+fn purged_objects(view: &dyn RepoView) -> Result<Vec<Manifest>, Error> {
+    let elements = crate::slices::purged_elements(view)
+        .map_err(|e| Error::Manifest(format!("slices: {e}")))?;
+    Ok(elements
+        .iter()
+        .filter_map(|v| to_json(v).ok())
+        .filter_map(|j| manifest(crate::slices::CONFIG_FILE, 0, j).ok())
+        .collect())
+}
+
+/// The bytes as shown: SOPS files decrypted.
+fn shown(path: &str, bytes: Vec<u8>, keys: &Keyring) -> Result<Vec<u8>, String> {
+    match crate::crypto::sops::sops_format(&bytes, Format::from_path(path)) {
+        Some(f) => crate::crypto::decrypt(&bytes, f, keys)
+            .map(|o| o.plaintext.to_vec())
+            .map_err(|e| format!("{path}: {e}")),
+        None => Ok(bytes),
+    }
+}
+
+/// One snapshot, as the slice functions read it.
+struct SnapView<'a> {
+    reader: &'a Reader,
+    snap: &'a Snapshot,
+    keys: &'a Keyring,
+}
+
+impl RepoView for SnapView<'_> {
+    fn files(&self, dir: &str) -> Result<Vec<(String, git2::Oid)>, String> {
+        Ok(self
+            .reader
+            .list(self.snap, dir)
+            .map_err(|e| e.to_string())?
+            .map(|l| {
+                l.entries
+                    .into_iter()
+                    .filter(|e| matches!(e.kind, EntryKind::File(_)))
+                    .map(|e| (e.name, e.oid))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn is_dir(&self, dir: &str) -> bool {
+        matches!(
+            self.reader.stat(self.snap, dir),
+            Ok(Some((EntryKind::Dir, _)))
+        )
+    }
+
+    fn stored(&self, oid: git2::Oid) -> Result<Vec<u8>, String> {
+        self.reader.read_blob(oid).map_err(|e| e.to_string())
+    }
+
+    fn plain(&self, path: &str, oid: git2::Oid) -> Result<Vec<u8>, String> {
+        shown(path, self.stored(oid)?, self.keys)
+    }
+}
+
+/// A folder, as the slice functions read it (blob ids are the files' git hashes; SOPS
+/// files shown decrypted).
+struct DirView<'a> {
+    root: &'a Path,
+    keys: &'a Keyring,
+}
+
+impl RepoView for DirView<'_> {
+    fn files(&self, dir: &str) -> Result<Vec<(String, git2::Oid)>, String> {
+        let Ok(rd) = std::fs::read_dir(self.root.join(dir)) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_file()) {
+                let bytes = std::fs::read(e.path()).map_err(|err| err.to_string())?;
+                let oid = git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)
+                    .map_err(|err| err.to_string())?;
+                out.push((e.file_name().to_string_lossy().into_owned(), oid));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn is_dir(&self, dir: &str) -> bool {
+        self.root.join(dir).is_dir()
+    }
+
+    fn stored(&self, oid: git2::Oid) -> Result<Vec<u8>, String> {
+        Err(format!("blob {oid}: a folder is read by path"))
+    }
+
+    fn plain(&self, path: &str, _oid: git2::Oid) -> Result<Vec<u8>, String> {
+        let bytes = std::fs::read(self.root.join(path)).map_err(|e| format!("{path}: {e}"))?;
+        shown(path, bytes, self.keys)
+    }
 }
 
 /// The master's current snapshot.
@@ -101,6 +209,19 @@ impl Source for SnapshotSource {
         }
         Ok((self.name(snap.commit), out))
     }
+
+    fn purged(&self) -> Result<Vec<Manifest>, Error> {
+        let snap = self.master.snapshot();
+        let reader = self
+            .master
+            .reader()
+            .map_err(|e| Error::Manifest(format!("repository: {e}")))?;
+        purged_objects(&SnapView {
+            reader: &reader,
+            snap: &snap,
+            keys: &self.keys,
+        })
+    }
 }
 
 /// A plain folder (for example inside a mount); the revision is a digest of the files.
@@ -152,5 +273,12 @@ impl Source for DirSource {
         }
         let rev = self.digest("");
         Ok((rev, super::load(&dir, &self.keys)?))
+    }
+
+    fn purged(&self) -> Result<Vec<Manifest>, Error> {
+        purged_objects(&DirView {
+            root: &self.root,
+            keys: &self.keys,
+        })
     }
 }

@@ -325,3 +325,51 @@ pub fn status(view: &dyn RepoView, stores: &[StoreCfg]) -> Result<String, SliceE
 
 #[cfg(test)]
 mod tests;
+
+/// The elements every slice model marks purged (gone from the latest version of their
+/// slice), without the markers: what the reconciler deletes when they are objects it
+/// applied. Versions pruned from the active folder are not looked at (their history is
+/// the mount's; see `fs::control`). No `.valuesfs.yaml`: none.
+pub fn purged_elements(view: &dyn RepoView) -> Result<Vec<Value>, SliceError> {
+    use crate::crypto::value::Key;
+    let Some((_, oid)) = view
+        .files("")
+        .map_err(err)?
+        .into_iter()
+        .find(|(n, _)| n == CONFIG_FILE)
+    else {
+        return Ok(Vec::new());
+    };
+    let text = view.plain(CONFIG_FILE, oid).map_err(err)?;
+    let text = String::from_utf8(text).map_err(|_| err(format!("{CONFIG_FILE}: not UTF-8")))?;
+    let strip = |v: &Value| {
+        match v {
+        Value::Map(items) => Value::Map(
+            items
+                .iter()
+                .filter(|(k, _)| {
+                    !matches!(k, Key::Name(n) if n == "purged" || n == "purged_in" || n == "operation")
+                })
+                .cloned()
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+    };
+    let purged = |v: &Value| v.get("purged") == Some(&Value::Bool(true));
+    let mut out = Vec::new();
+    for store in parse_config(&text, None)? {
+        for slice in versions(view, &store)?.keys() {
+            let m = model(&parsed_versions(view, &store, slice, &[])?, &store.identity);
+            let Value::Map(items) = m else { continue };
+            for (_, v) in items {
+                match v {
+                    Value::Seq(list) => out.extend(list.iter().filter(|i| purged(i)).map(strip)),
+                    v if purged(&v) => out.push(strip(&v)),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(out)
+}
