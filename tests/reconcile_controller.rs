@@ -254,9 +254,13 @@ fn a_bad_manifest_stops_the_run_prunes_nothing_and_says_where() {
         "apps",
         json!({"path": "apps", "prune": true, "interval": "1h"}),
     );
+    // Runs only when told (notify): the file changes below are not atomic.
     let ctl = reconcile::spawn(
         Arc::new(DirSource::new(tmp.path().to_path_buf(), keyring())),
-        config(&api),
+        ControllerConfig {
+            poll: Duration::from_secs(3600),
+            ..config(&api)
+        },
     )
     .expect("spawn");
     wait_for("Ready=True", 30, || ready(&api, "apps"));
@@ -404,6 +408,8 @@ fn requested_at_runs_at_once_and_suspend_stops_runs() {
         "apps",
         json!({"spec": {"suspend": true}}),
     );
+    // A pass that listed the ValuesSync before the edit may still act on the old spec.
+    std::thread::sleep(Duration::from_millis(500));
     std::fs::write(
         tmp.path().join("apps/web.yaml"),
         CM.replace("\"1\"", "\"9\""),
