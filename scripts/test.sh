@@ -2,6 +2,10 @@
 # The whole test suite (README: "Run the tests"). Ends with one summary line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# What the tests drive for real (sops, age, fuse3, sshd, nginx, kubectl...): installed
+# where missing, so this works on a fresh machine by itself.
+bash scripts/setup.sh || exit 1
+sops --version
 cargo build --release --locked || exit 1
 # Property tests run one fixed set of cases here, so a run is repeatable; explore with
 # another seed and more cases by setting PROPTEST_RNG_SEED and PROPTEST_CASES.

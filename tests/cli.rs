@@ -329,3 +329,81 @@ fn edit_with_real_vim() {
     let plain = String::from_utf8(sops_decrypt(&file, &key, &[])).expect("utf8");
     assert!(plain.contains("host: db.example"), "{plain}");
 }
+
+/// `valuesfs demo DIR` on a fresh folder: the remote holds the secrets encrypted, the
+/// mount shows them decrypted, the key is private; SIGINT unmounts and exits, also when
+/// the demo was started with SIGINT ignored (as a background job is).
+#[test]
+fn the_demo_mounts_a_values_repo_and_stops_on_a_signal() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("demo");
+    let mut child = Command::new("sh")
+        .args(["-c", "trap '' INT; exec \"$0\" demo \"$1\""])
+        .arg(bin())
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the demo");
+    let status = dir.join("mnt/.valuesfs/status");
+    let t0 = std::time::Instant::now();
+    while !status.exists() {
+        if let Ok(Some(s)) = child.try_wait() {
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "the demo exited ({s}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(t0.elapsed().as_secs() < 60, "the demo did not mount");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let shown = std::fs::read_to_string(dir.join("mnt/apps/web/secrets.yaml")).expect("read");
+    assert!(
+        shown.contains("clientSecret: demo-oauth-secret-7d2e"),
+        "{shown}"
+    );
+    let stored = Command::new("git")
+        .arg("--git-dir")
+        .arg(dir.join("remote.git"))
+        .args(["show", "main:apps/web/secrets.yaml"])
+        .output()
+        .expect("git show");
+    let stored = String::from_utf8_lossy(&stored.stdout);
+    assert!(stored.contains("ENC[AES256_GCM") && !stored.contains("demo-oauth-secret"));
+    let mode = std::fs::metadata(dir.join("key.txt"))
+        .expect("key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // The real sops reads the remote's file with the demo's key (in its own layout).
+    let file = tmp.path().join("secrets.yaml");
+    std::fs::write(&file, stored.as_bytes()).expect("write");
+    let by_sops = sops_decrypt(&file, &dir.join("key.txt"), &[]);
+    assert!(
+        String::from_utf8_lossy(&by_sops).contains("clientSecret: demo-oauth-secret-7d2e"),
+        "{}",
+        String::from_utf8_lossy(&by_sops)
+    );
+    // SIGINT (the shell ignored it; the demo resets that).
+    let pid = child.id() as i32;
+    // SAFETY: sending a signal to our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let t0 = std::time::Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            t0.elapsed().as_secs() < 10,
+            "the demo did not stop within 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(code.success(), "{code}");
+    assert!(!status.exists(), "still mounted");
+}

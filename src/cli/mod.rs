@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use valuesfs::crypto::{self, sops, CreationParams, Format, Keyring, Selector, SopsConfig};
 use zeroize::Zeroizing;
 
+mod demo;
 mod mount;
 mod reconcile;
 
@@ -81,6 +82,14 @@ enum Cmd {
     Reconcile(reconcile::Args),
     /// Print the ValuesSync CustomResourceDefinition (one YAML document).
     Crd,
+    /// Make DIR with a demo values repo (DIR/remote.git), a fresh age key (DIR/key.txt)
+    /// and mount it on DIR/mnt in the foreground until Ctrl-C.
+    ///
+    /// Example: valuesfs demo /tmp/vfs-demo
+    Demo {
+        /// A new (or empty) folder.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -288,6 +297,7 @@ pub fn run() -> i32 {
         Cmd::Slices { .. } => "slices".into(),
         Cmd::Reconcile(_) => "reconcile".into(),
         Cmd::Crd => "crd".into(),
+        Cmd::Demo { dir } => dir.display().to_string(),
     };
     match dispatch(cli.cmd) {
         Ok(()) => 0,
@@ -381,6 +391,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             print!("{}", valuesfs::reconcile::crd_yaml());
             Ok(())
         }
+        Cmd::Demo { dir } => demo::run(&dir),
         Cmd::Conflicts { mount, action } => {
             let cmd = match action {
                 None => "conflicts".to_string(),

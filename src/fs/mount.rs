@@ -433,8 +433,11 @@ fn watch_unmount(mountpoint: &Path, stop: Arc<AtomicBool>) {
 /// Block SIGINT/SIGTERM in this thread and every thread started after it, so that
 /// `wait_for_signal` can collect them synchronously.
 pub fn block_signals() {
-    // SAFETY: plain signal mask manipulation on a zeroed, initialised set.
+    // SAFETY: plain signal mask manipulation on a zeroed, initialised set; resetting the
+    // dispositions first, as a job started in the background inherits SIGINT ignored.
     unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
