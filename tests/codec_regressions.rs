@@ -896,3 +896,31 @@ fn an_edit_keeps_comments_sops_prints_elsewhere_where_the_file_has_them() {
         );
     }
 }
+
+/// sops builds each value's YAML node by printing the value alone and reading it back
+/// (go-yaml `Node.Encode`): a multi-line string that starts with a tab comes back empty,
+/// and sops prints `null` for it. valuesfs prints what sops prints.
+#[test]
+fn a_multi_line_string_starting_with_a_tab_prints_as_sops_prints_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let keys = keyring();
+    for plain in [
+        "p: \"\\t\\n\"\n",
+        "p: \"\\tb\\n\"\n",
+        "p: \"\\t\\nx\"\n",
+        "l:\n  - \"\\tb\\n\"\n",
+        "p: \"a\\t\\n\"\n",
+        "p: \"\\n\\t\\n\"\n",
+    ] {
+        let file = write(tmp.path(), "a.yaml", plain.as_bytes());
+        let theirs = sops_encrypt(&file, &key);
+        let (expected, _) = sops_d(&write(tmp.path(), "sops-a.yaml", &theirs), &key);
+        let read = crypto::decrypt(&theirs, Format::Yaml, &keys).expect("decrypt");
+        assert_eq!(
+            String::from_utf8_lossy(&read.plaintext),
+            String::from_utf8_lossy(&expected),
+            "{plain:?}"
+        );
+    }
+}

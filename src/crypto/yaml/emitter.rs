@@ -463,6 +463,13 @@ impl Emitter {
                     self.scalar_text(t);
                 } else if let Some(v) = e.value {
                     match v {
+                        // sops makes each value a node with go-yaml's `Node.Encode`, which
+                        // prints the value alone and reads it back: a literal block that
+                        // starts with a tab reads back as an empty scalar, so sops prints
+                        // `null` for it.
+                        Value::Str(s) if !key && literal_ok(s) && s.starts_with('\t') => {
+                            self.scalar_text("null")
+                        }
                         Value::Str(s) if !key && literal_ok(s) => self.literal(s),
                         other => {
                             let t = scalar_text_at(other, indent);
