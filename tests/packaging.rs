@@ -1,0 +1,173 @@
+//! The packaging manifests read as the Kubernetes types they claim to be, say what the
+//! DaemonSet needs (FUSE, propagation, the Lease), list every file in the kustomization,
+//! and carry the CRD `valuesfs crd` prints.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use serde_json::Value as Json;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/kubernetes")
+}
+
+fn objects(file: &str) -> Vec<Json> {
+    let bytes = std::fs::read(dir().join(file)).expect("read");
+    valuesfs::reconcile::parse_file(file, &bytes, &Default::default())
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+        .into_iter()
+        .map(|m| m.object)
+        .collect()
+}
+
+fn typed<T: serde::de::DeserializeOwned>(file: &str, v: &Json) -> T {
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+#[test]
+fn the_kustomize_base_reads_as_kubernetes_objects() {
+    let text = std::fs::read_to_string(dir().join("kustomization.yaml")).expect("read");
+    let kust: Vec<Json> = valuesfs::crypto::yaml::parse_kubectl(&text, Default::default())
+        .expect("kustomization.yaml")
+        .iter()
+        .map(|v| valuesfs::reconcile::to_json(v).expect("json"))
+        .collect();
+    let listed: Vec<String> = kust[0]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| r.as_str().expect("a file").to_string())
+        .collect();
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+        .collect();
+    on_disk.sort();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(sorted, on_disk, "kustomization.yaml lists every file");
+    let mut kinds = Vec::new();
+    for file in &listed {
+        for o in objects(file) {
+            let kind = o["kind"].as_str().expect("kind").to_string();
+            match kind.as_str() {
+                "Namespace" => drop(typed::<Namespace>(file, &o)),
+                "ServiceAccount" => drop(typed::<ServiceAccount>(file, &o)),
+                "ClusterRole" => drop(typed::<ClusterRole>(file, &o)),
+                "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(file, &o)),
+                "Role" => drop(typed::<Role>(file, &o)),
+                "RoleBinding" => drop(typed::<RoleBinding>(file, &o)),
+                "ConfigMap" => drop(typed::<ConfigMap>(file, &o)),
+                "DaemonSet" => drop(typed::<DaemonSet>(file, &o)),
+                "CustomResourceDefinition" => {}
+                other => panic!("{file}: unexpected kind {other}"),
+            }
+            kinds.push(kind);
+        }
+    }
+    for k in [
+        "DaemonSet",
+        "ServiceAccount",
+        "ClusterRole",
+        "Role",
+        "CustomResourceDefinition",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "no {k}");
+    }
+}
+
+#[test]
+fn the_daemonset_has_what_fuse_and_the_lease_need() {
+    let o = &objects("daemonset.yaml")[0];
+    let ds: DaemonSet = typed("daemonset.yaml", o);
+    let pod = ds.spec.expect("spec").template.spec.expect("pod spec");
+    let c = &pod.containers[0];
+    let args = c.args.clone().unwrap_or_default();
+    for a in ["mount", "--foreground", "--reconcile", "--lease"] {
+        assert!(args.iter().any(|x| x == a), "args lack {a}: {args:?}");
+    }
+    let caps = c
+        .security_context
+        .as_ref()
+        .and_then(|s| s.capabilities.as_ref())
+        .and_then(|c| c.add.clone())
+        .unwrap_or_default();
+    assert!(caps.iter().any(|c| c == "SYS_ADMIN"));
+    let mounts = c.volume_mounts.clone().unwrap_or_default();
+    assert!(mounts.iter().any(|m| m.mount_path == "/dev/fuse"));
+    assert!(mounts
+        .iter()
+        .any(|m| m.mount_propagation.as_deref() == Some("Bidirectional")));
+    let env = c.env.clone().unwrap_or_default();
+    assert!(env.iter().any(|e| e.name == "NODE_NAME"
+        && e.value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .map(|f| f.field_path.as_str())
+            == Some("spec.nodeName")));
+    assert!(c
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .is_some());
+    assert!(c.liveness_probe.is_some() && c.readiness_probe.is_some());
+    let volumes = pod.volumes.unwrap_or_default();
+    let age = volumes
+        .iter()
+        .find(|v| v.secret.is_some())
+        .and_then(|v| v.secret.as_ref())
+        .expect("the age identity from a Secret");
+    assert_eq!(age.default_mode, Some(0o400));
+    // The mount's settings: allow_other for the node's pods, and the identity file
+    // where the Secret is mounted.
+    let cm = &objects("config.yaml")[0];
+    let text = cm["data"]["config.yaml"].as_str().expect("config");
+    assert!(text.contains("allow_other: true"));
+    assert!(text.contains("identity: /etc/valuesfs/age/key.txt"));
+}
+
+#[test]
+fn both_packaged_crds_are_what_valuesfs_crd_prints() {
+    let printed = valuesfs::reconcile::crd_yaml();
+    for f in [
+        "packaging/crds/valuesync.yaml",
+        "packaging/kubernetes/crd.yaml",
+    ] {
+        let packaged =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).expect(f);
+        assert_eq!(packaged, printed, "{f} is stale: valuesfs crd > {f}");
+    }
+}
+
+/// kubectl's own kustomize builds the base: every object lands in namespace `valuesfs`.
+#[test]
+fn kubectl_kustomize_builds_the_base() {
+    let out = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir())
+        .output()
+        .expect("kubectl is installed (scripts/setup.sh installs kubernetes-client)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("kind: DaemonSet"), "{text}");
+    assert!(text.contains("kind: CustomResourceDefinition"));
+    let docs = text.split("\n---\n").count();
+    assert_eq!(docs, 9, "{text}");
+    for doc in text.split("\n---\n") {
+        let namespaced = !doc.contains("kind: Namespace\n")
+            && !doc.contains("kind: ClusterRole")
+            && !doc.contains("kind: CustomResourceDefinition");
+        if namespaced {
+            assert!(doc.contains("namespace: valuesfs"), "{doc}");
+        }
+    }
+}
