@@ -407,3 +407,26 @@ fn the_demo_mounts_a_values_repo_and_stops_on_a_signal() {
     assert!(code.success(), "{code}");
     assert!(!status.exists(), "still mounted");
 }
+
+/// A mount that cannot start says why on the terminal, not only in daemon.log.
+#[test]
+fn a_mount_that_fails_to_start_prints_its_cause() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let out = Command::new(bin())
+        .arg("mount")
+        .arg(tmp.path().join("no-such-remote.git"))
+        .arg(&mnt)
+        .arg("--state-dir")
+        .arg(tmp.path().join("state"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("the daemon exited"), "{err}");
+    assert!(
+        err.contains("starting the git master"),
+        "the cause is missing: {err}"
+    );
+}

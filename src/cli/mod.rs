@@ -25,13 +25,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Print the plaintext of a SOPS file (`-` reads stdin).
+    /// Print the plaintext of a SOPS file (`-` reads stdin); also a git textconv driver.
+    #[command(after_help = "Example: valuesfs decrypt secrets.yaml")]
     Decrypt {
         file: String,
         #[command(flatten)]
         types: Types,
     },
     /// Encrypt a plaintext file, to stdout or in place.
+    #[command(after_help = "Example: valuesfs encrypt -i --age age1... secrets.yaml")]
     Encrypt {
         file: String,
         #[command(flatten)]
@@ -49,17 +51,23 @@ enum Cmd {
         mac_only_encrypted: bool,
     },
     /// Edit a SOPS file in $EDITOR; re-encrypts with stable ciphertext.
+    #[command(after_help = "Example: EDITOR=vim valuesfs edit secrets.yaml")]
     Edit {
         file: String,
         #[command(flatten)]
         types: Types,
     },
     /// Mount a values repository: SOPS files decrypted, every write-close a commit.
+    #[command(
+        after_help = "Example: valuesfs mount git@github.com:team/values.git ~/values --identity ~/.age/key.txt"
+    )]
     Mount(Box<MountArgs>),
     /// Unmount a mount cleanly (pending pushes are attempted first).
+    #[command(after_help = "Example: valuesfs unmount ~/values")]
     Unmount { mountpoint: PathBuf },
     /// List the mount's conflicts, show one (its versions decrypted, as diffs), resolve it
     /// by taking one side, or dismiss it.
+    #[command(after_help = "Example: valuesfs conflicts --mount ~/values show 1")]
     Conflicts {
         #[arg(long)]
         mount: Option<PathBuf>,
@@ -67,6 +75,7 @@ enum Cmd {
         action: Option<ConflictAction>,
     },
     /// Slices: versioned fragments (`.valuesfs.yaml`): sync, status, show, diff.
+    #[command(after_help = "Example: valuesfs slices --mount ~/values sync")]
     Slices {
         #[arg(long)]
         mount: Option<PathBuf>,
@@ -74,18 +83,22 @@ enum Cmd {
         action: SliceAction,
     },
     /// Print the status of the mount containing the current directory (or --mount).
+    #[command(after_help = "Example: valuesfs status --mount ~/values")]
     Status {
         #[arg(long)]
         mount: Option<PathBuf>,
     },
     /// Apply the manifests of a folder to a Kubernetes cluster (server-side apply, prune).
+    #[command(
+        after_help = "Example: valuesfs reconcile --once --path ~/values/manifests/prod --prune --diff"
+    )]
     Reconcile(reconcile::Args),
     /// Print the ValuesSync CustomResourceDefinition (one YAML document).
+    #[command(after_help = "Example: valuesfs crd | kubectl apply -f -")]
     Crd,
     /// Make DIR with a demo values repo (DIR/remote.git), a fresh age key (DIR/key.txt)
     /// and mount it on DIR/mnt in the foreground until Ctrl-C.
-    ///
-    /// Example: valuesfs demo /tmp/vfs-demo
+    #[command(after_help = "Example: valuesfs demo /tmp/vfs-demo")]
     Demo {
         /// A new (or empty) folder.
         dir: PathBuf,
@@ -149,21 +162,28 @@ struct MountArgs {
     /// YAML file with the same settings (command-line flags win).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Branch of the remote to mount (default: main).
     #[arg(long)]
     branch: Option<String>,
-    /// age identity file (must not be readable by group or others).
+    /// age identity file, not readable by group or others (default: as sops finds it:
+    /// SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt).
     #[arg(long)]
     identity: Option<PathBuf>,
+    /// Where the clone, drafts and log live (default:
+    /// $XDG_STATE_HOME/valuesfs/<id of remote, branch, mountpoint>).
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// Let other users (e.g. pods of a DaemonSet) use the mount.
     #[arg(long)]
     allow_other: bool,
-    /// `async` (close waits for the local commit) or `sync` (close waits for the push).
+    /// `async` (close waits for the local commit) or `sync` (close waits for the push)
+    /// (default: async).
     #[arg(long)]
     push: Option<String>,
+    /// With --push sync: how long close waits for the push (default: 30s).
     #[arg(long)]
     push_timeout: Option<String>,
+    /// How often remote changes are fetched (default: 30s).
     #[arg(long)]
     fetch_interval: Option<String>,
     /// ssh private key for the remote (default: the ssh agent).
@@ -186,7 +206,7 @@ struct MountArgs {
     /// a value decrypted from a SOPS file (the leak guard lets them through).
     #[arg(long, value_name = "GLOB")]
     allow_plaintext: Vec<String>,
-    /// Memory for decrypted files, in MiB.
+    /// Memory for decrypted files, in MiB (default: 256).
     #[arg(long)]
     cache_mib: Option<usize>,
     /// Largest file (MiB) the mount decrypts, serves or accepts (default 64).

@@ -208,6 +208,8 @@ fn detach(opts: &MountOptions) -> Result<()> {
         f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         f
     };
+    // What the daemon logs from here on is its start-up: shown if it fails.
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
     let mut argv: Vec<String> = std::env::args().skip(1).collect();
     argv.push("--foreground".into());
     if opts.state_dir.is_none() {
@@ -225,8 +227,9 @@ fn detach(opts: &MountOptions) -> Result<()> {
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(60) {
         if let Ok(Some(st)) = child.try_wait() {
+            let cause = startup_error(&state.join("daemon.log"), log_start);
             bail!(
-                "the daemon exited ({st}); see {}",
+                "the daemon exited ({st}){cause}; see {}",
                 state.join("daemon.log").display()
             );
         }
@@ -241,6 +244,21 @@ fn detach(opts: &MountOptions) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     bail!("the mount did not come up within 60 s");
+}
+
+/// The daemon's last error line logged since `from` (its start), as `: CAUSE`.
+fn startup_error(log: &Path, from: u64) -> String {
+    let text = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("ERROR") || l.starts_with("valuesfs:") || l.contains("error"))
+        .or_else(|| text.lines().rev().find(|l| !l.trim().is_empty()));
+    match line {
+        Some(l) => format!(": {}", l.trim()),
+        None => String::new(),
+    }
 }
 
 fn socket_of(mountpoint: &Path) -> Result<PathBuf> {
