@@ -231,6 +231,12 @@ struct MountArgs {
     /// How often the reconciler looks at the ValuesSyncs (default 10s).
     #[arg(long, value_name = "DURATION")]
     reconcile_poll: Option<String>,
+    /// Serve the HTTP API on ADDR (e.g. 127.0.0.1:8080; off by default).
+    #[arg(long, value_name = "ADDR", requires = "http_token_file")]
+    http: Option<String>,
+    /// File holding the API's bearer token (whitespace trimmed); required with --http.
+    #[arg(long, value_name = "FILE")]
+    http_token_file: Option<PathBuf>,
     /// Leader election: only the holder of this Lease (in the reconcile namespace, else
     /// `default`) applies; for DaemonSets, where every node mounts.
     #[arg(long, value_name = "NAME")]

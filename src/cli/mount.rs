@@ -137,7 +137,34 @@ pub fn run(args: MountArgs) -> Result<()> {
     }
     init_logging(&args.log_format);
     m::block_signals();
+    // The API's listener is up before the mount appears.
+    let http = match &args.http {
+        Some(addr) => {
+            let file = args
+                .http_token_file
+                .as_ref()
+                .ok_or_else(|| anyhow!("--http needs --http-token-file"))?;
+            let token =
+                std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
+            if token.trim().is_empty() {
+                bail!("{}: the token is empty", file.display());
+            }
+            let listener = valuesfs::http::bind(addr).with_context(|| format!("--http {addr}"))?;
+            Some((listener, token))
+        }
+        None => None,
+    };
     let mounted = m::mount(&opts)?;
+    let api = match http {
+        Some((listener, token)) => {
+            let mut cfg = valuesfs::http::HttpConfig::new(&token);
+            cfg.push_timeout = opts.push_timeout;
+            let server = valuesfs::http::serve(listener, mounted.fs.clone(), cfg)?;
+            tracing::info!(addr = %server.addr, "HTTP API");
+            Some(server)
+        }
+        None => None,
+    };
     let reconciler = if args.reconcile {
         Some(start_reconciler(&args, &opts, &mounted)?)
     } else {
@@ -149,6 +176,8 @@ pub fn run(args: MountArgs) -> Result<()> {
     if let Some(r) = reconciler {
         r.stop();
     }
+    // No request may start a session once the master is stopping.
+    drop(api);
     mounted.unmount();
     Ok(())
 }

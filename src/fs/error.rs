@@ -23,6 +23,8 @@ pub enum Kind {
     /// Content refused (bad SOPS content, conflict) or the repository failed.
     Io,
     TooBig,
+    /// A write that named a version the file no longer has (HTTP `If-Match`).
+    Stale,
 }
 
 /// A filesystem error: a kind (which decides the errno) and a message for the log.
@@ -59,6 +61,7 @@ impl Error {
             Kind::NotSupported => libc::ENOTSUP,
             Kind::Io => libc::EIO,
             Kind::TooBig => libc::EFBIG,
+            Kind::Stale => libc::ESTALE,
         }
     }
 }

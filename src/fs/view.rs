@@ -37,6 +37,7 @@ use crate::crypto::{self, Format, Keyring, SopsConfig, Style};
 use crate::repo::names::{self, NameRule};
 use crate::repo::{EntryKind, FileMode, MasterHandle, Oid, Reader, Session, Snapshot, Ticket};
 
+pub mod api;
 mod attrs;
 use attrs::{kind_for, perm_for};
 mod commit;
