@@ -35,7 +35,7 @@ fn serve(mnt: &Mnt, max_body: Option<usize>) -> Api {
 
 /// (status, headers, body) of one curl request.
 fn curl(
-    api: &Api,
+    base: &str,
     method: &str,
     path: &str,
     token: Option<&str>,
@@ -57,7 +57,7 @@ fn curl(
         c.args(["--data-binary", &format!("@{}", f.display())]);
         c.args(["-H", "Content-Type: text/plain"]);
     }
-    c.args(extra).arg(format!("{}{path}", api.base));
+    c.args(extra).arg(format!("{base}{path}"));
     let out = c.output().expect("curl is installed");
     assert!(
         out.status.success(),
@@ -102,14 +102,14 @@ fn files_through_the_api_with_auth_versions_and_errors() {
     let api = serve(&mnt, Some(1 << 20));
 
     // Health needs no token; everything else does, also on loopback.
-    assert_eq!(curl(&api, "GET", "/healthz", None, &[], None).0, 200);
+    assert_eq!(curl(&api.base, "GET", "/healthz", None, &[], None).0, 200);
     assert_eq!(
-        curl(&api, "GET", "/v1/files/secret.yaml", None, &[], None).0,
+        curl(&api.base, "GET", "/v1/files/secret.yaml", None, &[], None).0,
         401
     );
     assert_eq!(
         curl(
-            &api,
+            &api.base,
             "GET",
             "/v1/files/secret.yaml",
             Some("wrong"),
@@ -121,7 +121,14 @@ fn files_through_the_api_with_auth_versions_and_errors() {
     );
 
     // Decrypted content from the snapshot, with its version.
-    let (code, h, body) = curl(&api, "GET", "/v1/files/secret.yaml", Some(TOKEN), &[], None);
+    let (code, h, body) = curl(
+        &api.base,
+        "GET",
+        "/v1/files/secret.yaml",
+        Some(TOKEN),
+        &[],
+        None,
+    );
     assert_eq!(code, 200);
     assert_eq!(body, secret_plaintext());
     let v1 = etag(&h);
@@ -136,7 +143,7 @@ fn files_through_the_api_with_auth_versions_and_errors() {
         "If-Match: \"0000000000000000000000000000000000000000\"",
     ];
     let (code, _, _) = curl(
-        &api,
+        &api.base,
         "PUT",
         "/v1/files/secret.yaml",
         Some(TOKEN),
@@ -146,7 +153,7 @@ fn files_through_the_api_with_auth_versions_and_errors() {
     assert_eq!(code, 412);
     let current = format!("If-Match: {v1}");
     let (code, _, reply) = curl(
-        &api,
+        &api.base,
         "PUT",
         "/v1/files/secret.yaml?wait=pushed",
         Some(TOKEN),
@@ -165,7 +172,7 @@ fn files_through_the_api_with_auth_versions_and_errors() {
     assert_eq!(mnt.read_str("secret.yaml"), edited);
     // The old version is stale now.
     let (code, _, _) = curl(
-        &api,
+        &api.base,
         "PUT",
         "/v1/files/secret.yaml",
         Some(TOKEN),
@@ -176,7 +183,7 @@ fn files_through_the_api_with_auth_versions_and_errors() {
 
     // POST creates (201), and refuses an existing file (409).
     let (code, _, reply) = curl(
-        &api,
+        &api.base,
         "POST",
         "/v1/files/new/app.txt",
         Some(TOKEN),
@@ -186,7 +193,7 @@ fn files_through_the_api_with_auth_versions_and_errors() {
     assert_eq!(code, 201, "{}", String::from_utf8_lossy(&reply));
     assert_eq!(mnt.read_str("new/app.txt"), "hello\n");
     let (code, _, _) = curl(
-        &api,
+        &api.base,
         "POST",
         "/v1/files/new/app.txt",
         Some(TOKEN),
@@ -196,7 +203,7 @@ fn files_through_the_api_with_auth_versions_and_errors() {
     assert_eq!(code, 409);
 
     // Tree, status, sync, metrics.
-    let (code, _, t) = curl(&api, "GET", "/v1/tree", Some(TOKEN), &[], None);
+    let (code, _, t) = curl(&api.base, "GET", "/v1/tree", Some(TOKEN), &[], None);
     assert_eq!(code, 200);
     let t: serde_json::Value = serde_json::from_slice(&t).expect("json");
     let names: Vec<&str> = t["entries"]
@@ -209,14 +216,14 @@ fn files_through_the_api_with_auth_versions_and_errors() {
         names.contains(&"secret.yaml") && names.contains(&"new") && !names.contains(&".valuesfs"),
         "{names:?}"
     );
-    let (code, _, t) = curl(&api, "GET", "/v1/tree/dir", Some(TOKEN), &[], None);
+    let (code, _, t) = curl(&api.base, "GET", "/v1/tree/dir", Some(TOKEN), &[], None);
     assert_eq!(code, 200);
     assert!(String::from_utf8_lossy(&t).contains("\"name\":\"sub\",\"type\":\"dir\""));
     assert_eq!(
-        curl(&api, "GET", "/v1/tree/nowhere", Some(TOKEN), &[], None).0,
+        curl(&api.base, "GET", "/v1/tree/nowhere", Some(TOKEN), &[], None).0,
         404
     );
-    let (code, _, st) = curl(&api, "GET", "/v1/status", Some(TOKEN), &[], None);
+    let (code, _, st) = curl(&api.base, "GET", "/v1/status", Some(TOKEN), &[], None);
     assert_eq!(code, 200);
     assert!(
         String::from_utf8_lossy(&st).contains("head"),
@@ -224,10 +231,10 @@ fn files_through_the_api_with_auth_versions_and_errors() {
         String::from_utf8_lossy(&st)
     );
     assert_eq!(
-        curl(&api, "POST", "/v1/sync", Some(TOKEN), &[], None).0,
+        curl(&api.base, "POST", "/v1/sync", Some(TOKEN), &[], None).0,
         202
     );
-    let (code, _, m) = curl(&api, "GET", "/metrics", Some(TOKEN), &[], None);
+    let (code, _, m) = curl(&api.base, "GET", "/metrics", Some(TOKEN), &[], None);
     assert_eq!(code, 200);
     assert!(
         String::from_utf8_lossy(&m).contains("valuesfs_http_writes_total 2"),
@@ -237,7 +244,7 @@ fn files_through_the_api_with_auth_versions_and_errors() {
 
     // DELETE: gone from the mount and the remote; then 404.
     let (code, _, _) = curl(
-        &api,
+        &api.base,
         "DELETE",
         "/v1/files/plain.txt?wait=pushed",
         Some(TOKEN),
@@ -249,12 +256,20 @@ fn files_through_the_api_with_auth_versions_and_errors() {
     assert!(remote_raw(&remote, "plain.txt").is_none());
     assert!(!mnt.p("plain.txt").exists());
     assert_eq!(
-        curl(&api, "GET", "/v1/files/plain.txt", Some(TOKEN), &[], None).0,
+        curl(
+            &api.base,
+            "GET",
+            "/v1/files/plain.txt",
+            Some(TOKEN),
+            &[],
+            None
+        )
+        .0,
         404
     );
     assert_eq!(
         curl(
-            &api,
+            &api.base,
             "DELETE",
             "/v1/files/plain.txt",
             Some(TOKEN),
@@ -272,15 +287,15 @@ fn files_through_the_api_with_auth_versions_and_errors() {
         "/v1/files/.valuesfs/status",
         "/v1/files/.git/config",
     ] {
-        let (code, _, _) = curl(&api, "GET", p, Some(TOKEN), &["--path-as-is"], None);
+        let (code, _, _) = curl(&api.base, "GET", p, Some(TOKEN), &["--path-as-is"], None);
         assert_eq!(code, 400, "{p}");
     }
     assert_eq!(
-        curl(&api, "GET", "/v1/files/dir", Some(TOKEN), &[], None).0,
+        curl(&api.base, "GET", "/v1/files/dir", Some(TOKEN), &[], None).0,
         400
     );
     let (code, _, _) = curl(
-        &api,
+        &api.base,
         "PUT",
         "/v1/files/secret.yaml",
         Some(TOKEN),
@@ -298,7 +313,7 @@ fn files_through_the_api_with_auth_versions_and_errors() {
     let big = vec![b'x'; (1 << 20) + 1];
     assert_eq!(
         curl(
-            &api,
+            &api.base,
             "PUT",
             "/v1/files/big.txt",
             Some(TOKEN),
@@ -324,7 +339,7 @@ fn concurrent_writes_through_the_api_all_land() {
                 for i in 0..25 {
                     let body = format!("client: {c}\nwrite: {i}\n");
                     let (code, _, reply) = curl(
-                        api,
+                        &api.base,
                         "PUT",
                         &format!("/v1/files/load/c{c}.yaml"),
                         Some(TOKEN),
@@ -344,4 +359,63 @@ fn concurrent_writes_through_the_api_all_land() {
             format!("client: {c}\nwrite: 24\n")
         );
     }
+}
+
+/// `valuesfs mount --http ADDR --http-token-file FILE`: the daemon serves the API with
+/// the token from the file, and stops serving when it unmounts on SIGTERM.
+#[test]
+fn the_daemon_serves_the_api_it_is_asked_for() {
+    let remote = seeded_remote();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let token = tmp.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(common::bin())
+        .arg("mount")
+        .arg(&remote.url)
+        .arg(&mnt)
+        .arg("--identity")
+        .arg(&remote.key)
+        .arg("--state-dir")
+        .arg(tmp.path().join("state"))
+        .args(["--foreground", "--http", &addr, "--http-token-file"])
+        .arg(&token)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the daemon");
+    let base = format!("http://{addr}");
+    let t0 = std::time::Instant::now();
+    while !mnt.join(".valuesfs/status").exists() {
+        assert!(t0.elapsed().as_secs() < 60, "no mount");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (code, _, body) = curl(
+        &base,
+        "GET",
+        "/v1/files/secret.yaml",
+        Some(TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(body, secret_plaintext());
+    assert_eq!(curl(&base, "GET", "/v1/status", None, &[], None).0, 401);
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "still serving"
+    );
 }
