@@ -452,7 +452,8 @@ fn an_edit_keeps_values_whose_printed_text_does_not_read_back() {
 
 /// sops leaves the comments of an `_unencrypted` subtree in clear, and its reader may find
 /// one after that subtree's key: sops prints it as it is (with a warning), so do we, both
-/// for sops's file and for ours. A clear comment anywhere else is still refused.
+/// for sops's file and for ours, wherever its reader finds it. A clear comment in a file
+/// that leaves nothing in clear is still refused (`codec_interop`, "plain comment").
 #[test]
 fn a_clear_comment_after_an_unencrypted_subtree_is_read_as_sops_reads_it() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -461,6 +462,9 @@ fn a_clear_comment_after_an_unencrypted_subtree_is_read_as_sops_reads_it() {
     for plain in [
         "m:\n  - e_unencrypted: []   # c\n",
         "metrics:\n     env_unencrypted:\n       - [Null]\n# c\n     prometheus.io/scrape: x\n",
+        // Read at an ancestor's level, and inside a later sibling.
+        "rulesCommand:\n jobs:\n    tolerations:\n      requests_unencrypted:\n        - [\"null\"]\n# c\n    nginx.ingress.kubernetes.io/rewrite-target: x\n",
+        "port:\n podAnnotationsMetrics:\n - example.com/owner:\n                   metrics_unencrypted: &base0\n                       - {replicaCount: 3000000000}\n# c\n                   hostAlerts:\n                       enabled: x\n",
     ] {
         clear_comment_case(tmp.path(), &key, &keys, plain);
     }

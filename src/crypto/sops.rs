@@ -792,21 +792,36 @@ struct Decrypter<'a> {
     docs: &'a [Value],
     /// Their collections' additional data, gathered at the first comment that needs it.
     places: Option<Vec<String>>,
+    /// Does any document leave an entry in clear (see `holds_clear`)?
+    clear_anywhere: Option<bool>,
 }
 
 impl Decrypter<'_> {
     /// sops leaves the comments of an unencrypted subtree in clear, and go-yaml may read
-    /// one as standing in the mapping that holds the subtree (after its key, or at the
-    /// mapping's end): a mapping with an unencrypted entry may hold clear comments.
-    fn holds_clear(&self, items: &[(Key, Value)], path: &[String]) -> bool {
-        items.iter().any(|(k, _)| match k {
-            Key::Name(n) => {
-                let mut p = path.to_vec();
-                p.push(n.clone());
-                !self.ctx.selector.should_encrypt(&p, &[], false)
+    /// one far from that subtree (after it, at an ancestor's level, or in a later
+    /// sibling): a file with any entry left in clear may hold clear comments. In a file
+    /// where everything is encrypted, a clear comment is refused.
+    fn holds_clear(&mut self) -> bool {
+        fn within(sel: &Selector, v: &Value, path: &mut Vec<String>) -> bool {
+            match v {
+                Value::Map(items) => items.iter().any(|(k, v)| match k {
+                    Key::Name(n) if n == "sops" && path.is_empty() => false,
+                    Key::Name(n) => {
+                        path.push(n.clone());
+                        let clear = !sel.should_encrypt(path, &[], false) || within(sel, v, path);
+                        path.pop();
+                        clear
+                    }
+                    Key::Comment(_) => false,
+                }),
+                Value::Seq(list) => list.iter().any(|i| within(sel, i, path)),
+                _ => false,
             }
-            Key::Comment(_) => false,
-        })
+        }
+        let (sel, docs) = (&self.ctx.selector, self.docs);
+        *self
+            .clear_anywhere
+            .get_or_insert_with(|| docs.iter().any(|d| within(sel, d, &mut Vec::new())))
     }
 
     fn sealed_elsewhere(&mut self, env: &super::cipher::Envelope) -> bool {
@@ -860,7 +875,7 @@ impl Decrypter<'_> {
                         Key::Comment(c) => {
                             let level = stack.len() - 1;
                             stack[level].push(c.clone());
-                            let plain = if !is_envelope(c) && self.holds_clear(items, path) {
+                            let plain = if !is_envelope(c) && self.holds_clear() {
                                 c.clone()
                             } else {
                                 self.comment(c, path, stack)?
@@ -1262,6 +1277,7 @@ fn open_with_key(
         mac: new_hasher(ctx.mac_only),
         docs: &enc_docs,
         places: None,
+        clear_anywhere: None,
     };
     let (plain_docs, binary) = if format == Format::Binary {
         let data = enc_docs[0]
