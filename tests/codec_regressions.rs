@@ -464,6 +464,7 @@ fn a_clear_comment_after_an_unencrypted_subtree_is_read_as_sops_reads_it() {
         "metrics:\n     env_unencrypted:\n       - [Null]\n# c\n     prometheus.io/scrape: x\n",
         // Read at an ancestor's level, and inside a later sibling.
         "rulesCommand:\n jobs:\n    tolerations:\n      requests_unencrypted:\n        - [\"null\"]\n# c\n    nginx.ingress.kubernetes.io/rewrite-target: x\n",
+        "tls:\n HTTP_PORT: !!map\n  \"80\":\n   \"dotted.key\":\n        - - - extraArgs1: x\n              size_unencrypted:\n                - [[]]\n# c\n        - nodeSelector:\n",
         "port:\n podAnnotationsMetrics:\n - example.com/owner:\n                   metrics_unencrypted: &base0\n                       - {replicaCount: 3000000000}\n# c\n                   hostAlerts:\n                       enabled: x\n",
     ] {
         clear_comment_case(tmp.path(), &key, &keys, plain);

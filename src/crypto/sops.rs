@@ -911,7 +911,11 @@ impl Decrypter<'_> {
                             out.push(Value::Str(String::new()));
                             continue;
                         }
-                        let plain = self.comment(c, path, stack)?;
+                        let plain = if !is_envelope(c) && self.holds_clear() {
+                            c.clone()
+                        } else {
+                            self.comment(c, path, stack)?
+                        };
                         if let Some(last) = stack[level].last_mut() {
                             last.clone_from(&plain);
                         }
