@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use fakeapi::FakeApi;
 use serde_json::json;
-use valuesfs::crypto::{self, CreationParams, Format};
 
 const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n";
 const APP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  namespace: apps\ndata:\n  a: \"1\"\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  b: x\n";
@@ -19,18 +18,6 @@ const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  nam
 
 fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).expect("write");
-}
-
-fn encrypted(text: &str) -> Vec<u8> {
-    crypto::encrypt(
-        text.as_bytes(),
-        Format::Yaml,
-        &CreationParams {
-            recipients: vec![VECTOR_RECIPIENT.into()],
-            ..Default::default()
-        },
-    )
-    .expect("encrypt")
 }
 
 fn reconcile(api: &FakeApi, key: &Path, dir: &Path, extra: &[&str]) -> Output {
@@ -82,7 +69,7 @@ fn once_applies_in_order_resyncs_without_writes_prunes_and_corrects_drift() {
     write(&dir, "app.yaml", APP);
     write(&dir, "sub/ns.yaml", NS);
     write(&dir, ".valuesfs/ignored.yaml", "not: a manifest\n");
-    std::fs::write(dir.join("secret.yaml"), encrypted(SECRET)).expect("write");
+    std::fs::write(dir.join("secret.yaml"), yaml_encrypted(SECRET)).expect("write");
 
     // First apply: the namespace before what lives in it, the Secret decrypted.
     let out = ok(&reconcile(&api, &key, &dir, &["--prune"]));
@@ -227,7 +214,7 @@ fn diff_reports_changes_with_secrets_masked_and_writes_nothing() {
     std::fs::create_dir_all(&dir).expect("mkdir");
     write(&dir, "ns.yaml", NS);
     write(&dir, "app.yaml", APP);
-    std::fs::write(dir.join("secret.yaml"), encrypted(SECRET)).expect("write");
+    std::fs::write(dir.join("secret.yaml"), yaml_encrypted(SECRET)).expect("write");
     ok(&reconcile(&api, &key, &dir, &["--prune"]));
 
     let out = reconcile(&api, &key, &dir, &["--prune", "--diff"]);
@@ -246,7 +233,7 @@ fn diff_reports_changes_with_secrets_masked_and_writes_nothing() {
     );
     std::fs::write(
         dir.join("secret.yaml"),
-        encrypted(&SECRET.replace("42", "43")),
+        yaml_encrypted(&SECRET.replace("42", "43")),
     )
     .expect("write");
     api.clear_log();

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use fakeapi::FakeApi;
 use serde_json::{json, Value as Json};
-use valuesfs::crypto::{self, CreationParams, Format};
 use valuesfs::reconcile::{self, ControllerConfig, DirSource, LeaseConfig};
 
 const GROUP: &str = "valuesfs.io";
@@ -101,16 +100,13 @@ fn data(api: &FakeApi, name: &str) -> Option<Json> {
         .map(|o| o["data"].clone())
 }
 
-fn encrypted(text: &str) -> Vec<u8> {
-    crypto::encrypt(
-        text.as_bytes(),
-        Format::Yaml,
-        &CreationParams {
-            recipients: vec![VECTOR_RECIPIENT.into()],
-            ..Default::default()
-        },
+/// A reconciler over the folder `root`, polling every 100 ms.
+fn spawn_dir(api: &FakeApi, root: &Path) -> reconcile::Controller {
+    reconcile::spawn(
+        Arc::new(DirSource::new(root.to_path_buf(), keyring())),
+        config(api),
     )
-    .expect("encrypt")
+    .expect("spawn")
 }
 
 fn ready(api: &FakeApi, name: &str) -> bool {
@@ -128,17 +124,13 @@ fn a_valuesync_applies_reports_resyncs_without_writes_corrects_drift_and_prunes(
     std::fs::create_dir_all(&apps).expect("mkdir");
     std::fs::write(apps.join("web.yaml"), CM).expect("write");
     std::fs::write(apps.join("extra.yaml"), CM2).expect("write");
-    std::fs::write(apps.join("db.sops.yaml"), encrypted(SECRET)).expect("write");
+    std::fs::write(apps.join("db.sops.yaml"), yaml_encrypted(SECRET)).expect("write");
     valuesync(
         &api,
         "apps",
         json!({"path": "apps", "prune": true, "interval": "1s", "serviceAccountName": "deployer"}),
     );
-    let ctl = reconcile::spawn(
-        Arc::new(DirSource::new(tmp.path().to_path_buf(), keyring())),
-        config(&api),
-    )
-    .expect("spawn");
+    let ctl = spawn_dir(&api, tmp.path());
 
     wait_for("Ready=True", 30, || ready(&api, "apps"));
     let v = vs(&api, "apps").expect("valuesync");
@@ -342,11 +334,7 @@ fn deleting_a_valuesync_applies_its_deletion_policy() {
         "orphans",
         json!({"path": "b", "prune": true, "deletionPolicy": "Orphan"}),
     );
-    let ctl = reconcile::spawn(
-        Arc::new(DirSource::new(tmp.path().to_path_buf(), keyring())),
-        config(&api),
-    )
-    .expect("spawn");
+    let ctl = spawn_dir(&api, tmp.path());
     wait_for("both ready", 30, || {
         ready(&api, "deletes") && ready(&api, "orphans")
     });
@@ -374,11 +362,7 @@ fn requested_at_runs_at_once_and_suspend_stops_runs() {
     std::fs::create_dir_all(tmp.path().join("apps")).expect("mkdir");
     std::fs::write(tmp.path().join("apps/web.yaml"), CM).expect("write");
     valuesync(&api, "apps", json!({"path": "apps", "interval": "1h"}));
-    let ctl = reconcile::spawn(
-        Arc::new(DirSource::new(tmp.path().to_path_buf(), keyring())),
-        config(&api),
-    )
-    .expect("spawn");
+    let ctl = spawn_dir(&api, tmp.path());
     wait_for("first run", 30, || ready(&api, "apps"));
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(
@@ -570,11 +554,7 @@ fn spec_wait_reports_the_workload_that_is_not_ready() {
         "apps",
         json!({"path": "apps", "interval": "1h", "wait": true, "timeout": "2s"}),
     );
-    let ctl = reconcile::spawn(
-        Arc::new(DirSource::new(tmp.path().to_path_buf(), keyring())),
-        config(&api),
-    )
-    .expect("spawn");
+    let ctl = spawn_dir(&api, tmp.path());
     wait_for("Ready=False", 30, || {
         vs(&api, "apps")
             .and_then(|v| condition(&v, "Ready"))

@@ -291,15 +291,7 @@ async fn handle(
     if !finalizers.iter().any(|f| f == FINALIZER) {
         let mut f = finalizers.clone();
         f.push(FINALIZER.to_string());
-        let patch = json!({"metadata": {"finalizers": f,
-            "resourceVersion": vs.metadata.resource_version}});
-        api.patch(
-            &vs.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(|e| run::api_err("add the finalizer", e))?;
+        set_finalizers(&api, &vs, f, "add the finalizer").await?;
     }
     if vs.spec.suspend {
         return Ok(());
@@ -767,7 +759,17 @@ async fn finalize(ctx: &Ctx, api: &Api<ValuesSync>, vs: &ValuesSync) -> Result<(
         .into_iter()
         .filter(|f| f != FINALIZER)
         .collect();
-    let patch = json!({"metadata": {"finalizers": rest,
+    set_finalizers(api, vs, rest, "remove the finalizer").await
+}
+
+/// Replace the finalizers, on the version read (a concurrent change makes it a 409).
+async fn set_finalizers(
+    api: &Api<ValuesSync>,
+    vs: &ValuesSync,
+    finalizers: Vec<String>,
+    what: &str,
+) -> Result<(), Error> {
+    let patch = json!({"metadata": {"finalizers": finalizers,
         "resourceVersion": vs.metadata.resource_version}});
     api.patch(
         &vs.name_any(),
@@ -775,6 +777,6 @@ async fn finalize(ctx: &Ctx, api: &Api<ValuesSync>, vs: &ValuesSync) -> Result<(
         &Patch::Merge(&patch),
     )
     .await
-    .map_err(|e| run::api_err("remove the finalizer", e))?;
+    .map_err(|e| run::api_err(what, e))?;
     Ok(())
 }

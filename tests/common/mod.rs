@@ -30,6 +30,19 @@ pub fn private_key(dir: &Path) -> PathBuf {
     dst
 }
 
+/// YAML text encrypted for the vectors' recipient.
+pub fn yaml_encrypted(text: &str) -> Vec<u8> {
+    valuesfs::crypto::encrypt(
+        text.as_bytes(),
+        valuesfs::crypto::Format::Yaml,
+        &valuesfs::crypto::CreationParams {
+            recipients: vec![VECTOR_RECIPIENT.into()],
+            ..Default::default()
+        },
+    )
+    .expect("encrypt")
+}
+
 pub fn keyring() -> valuesfs::crypto::Keyring {
     let text = std::fs::read_to_string(vectors().join("key.txt")).expect("key");
     valuesfs::crypto::Keyring::parse(&text).expect("keyring")

@@ -203,12 +203,7 @@ impl FakeApi {
     /// Store a new object as a client's create would (manager `test`).
     pub fn create(&self, group: &str, plural: &str, ns: &str, obj: Json) -> Json {
         let mut st = self.state.lock().expect("lock");
-        let r = st
-            .resources
-            .iter()
-            .find(|r| r.group == group && r.plural == plural)
-            .cloned()
-            .expect("a served resource");
+        let r = served(&st, group, plural);
         let name = obj
             .pointer("/metadata/name")
             .and_then(Json::as_str)
@@ -222,12 +217,7 @@ impl FakeApi {
     /// `deletionTimestamp`.
     pub fn delete(&self, group: &str, plural: &str, ns: &str, name: &str) {
         let mut st = self.state.lock().expect("lock");
-        let r = st
-            .resources
-            .iter()
-            .find(|r| r.group == group && r.plural == plural)
-            .cloned()
-            .expect("a served resource");
+        let r = served(&st, group, plural);
         let key = (
             group.to_string(),
             plural.to_string(),
@@ -266,6 +256,14 @@ impl FakeApi {
         take_ownership(&mut st, &key, "kubectl-edit", "Update", &patch);
         bump(&mut st, &key, obj, true);
     }
+}
+
+fn served(st: &Store, group: &str, plural: &str) -> Res {
+    st.resources
+        .iter()
+        .find(|r| r.group == group && r.plural == plural)
+        .cloned()
+        .expect("a served resource")
 }
 
 fn reply(code: StatusCode, body: Json) -> Response {
