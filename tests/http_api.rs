@@ -3,6 +3,7 @@
 //! on the remote, and concurrent writes all landing.
 
 mod common;
+mod fakeapi;
 mod fs_common;
 #[path = "repo_common/mod.rs"]
 mod repo_common;
@@ -361,11 +362,41 @@ fn concurrent_writes_through_the_api_all_land() {
     }
 }
 
-/// `valuesfs mount --http ADDR --http-token-file FILE`: the daemon serves the API with
-/// the token from the file, and stops serving when it unmounts on SIGTERM.
+/// `valuesfs mount --http ADDR --http-token-file FILE --reconcile ...`: the daemon serves
+/// the API with the token from the file, its reconciler applies a ValuesSync from the
+/// mount's snapshot, `/metrics` carries the reconciler's counters too, and everything stops
+/// when it unmounts on SIGTERM.
 #[test]
 fn the_daemon_serves_the_api_it_is_asked_for() {
+    let kube = fakeapi::FakeApi::start();
+    let crd = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/crds/valuesync.yaml"),
+    )
+    .expect("crd");
+    let crd = valuesfs::reconcile::parse_file("crd.yaml", &crd, &Default::default()).expect("crd");
+    kube.create(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "",
+        crd[0].object.clone(),
+    );
+    kube.create(
+        "valuesfs.io",
+        "valuesyncs",
+        "default",
+        serde_json::json!({"apiVersion": "valuesfs.io/v1alpha1", "kind": "ValuesSync",
+            "metadata": {"name": "dir", "namespace": "default"}, "spec": {"path": "dir"}}),
+    );
     let remote = seeded_remote();
+    push_files(
+        &remote,
+        &[(
+            "dir/cm.yaml",
+            &b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-the-mount\ndata:\n  a: b\n"
+                [..],
+        )],
+        "a manifest",
+    );
     let tmp = tempfile::tempdir().expect("tmp");
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).expect("mkdir");
@@ -387,6 +418,13 @@ fn the_daemon_serves_the_api_it_is_asked_for() {
         .arg(tmp.path().join("state"))
         .args(["--foreground", "--http", &addr, "--http-token-file"])
         .arg(&token)
+        .args([
+            "--reconcile",
+            "--kube-server",
+            &kube.url,
+            "--reconcile-poll",
+            "200ms",
+        ])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -408,6 +446,23 @@ fn the_daemon_serves_the_api_it_is_asked_for() {
     assert_eq!(code, 200);
     assert_eq!(body, secret_plaintext());
     assert_eq!(curl(&base, "GET", "/v1/status", None, &[], None).0, 401);
+    // The reconciler read the manifest from the mount's snapshot and applied it.
+    let t0 = std::time::Instant::now();
+    while kube
+        .get("", "configmaps", "default", "from-the-mount")
+        .is_none()
+    {
+        assert!(
+            t0.elapsed().as_secs() < 30,
+            "the daemon's reconciler applied nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (code, _, m) = curl(&base, "GET", "/metrics", Some(TOKEN), &[], None);
+    assert_eq!(code, 200);
+    let m = String::from_utf8_lossy(&m);
+    assert!(m.contains("valuesfs_http_requests_total"), "{m}");
+    assert!(m.contains("valuesfs_reconcile_runs_total"), "{m}");
     // SAFETY: signalling our own child.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);

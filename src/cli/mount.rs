@@ -155,20 +155,25 @@ pub fn run(args: MountArgs) -> Result<()> {
         None => None,
     };
     let mounted = m::mount(&opts)?;
+    let reconciler = if args.reconcile {
+        Some(start_reconciler(&args, &opts, &mounted)?)
+    } else {
+        None
+    };
     let api = match http {
         Some((listener, token)) => {
             let mut cfg = valuesfs::http::HttpConfig::new(&token);
             cfg.push_timeout = opts.push_timeout;
+            // One registry: the reconciler's counters are served with the API's.
+            if let Some(r) = &reconciler {
+                let m = r.metrics.clone();
+                cfg.extra_metrics = Some(std::sync::Arc::new(move || m.render()));
+            }
             let server = valuesfs::http::serve(listener, mounted.fs.clone(), cfg)?;
             tracing::info!(addr = %server.addr, "HTTP API");
             Some(server)
         }
         None => None,
-    };
-    let reconciler = if args.reconcile {
-        Some(start_reconciler(&args, &opts, &mounted)?)
-    } else {
-        None
     };
     let sig = m::wait_for_signal();
     tracing::info!("signal {sig}: unmounting");

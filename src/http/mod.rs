@@ -25,8 +25,11 @@ use zeroize::Zeroizing;
 use crate::fs::view::api::{api_path, Precondition};
 use crate::fs::{Error, Fs, Kind};
 
+/// More Prometheus text for `/metrics` (the reconciler's counters, when it runs).
+pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// How the API is served.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpConfig {
     /// The bearer token every request but `/healthz` must carry.
     pub token: String,
@@ -34,6 +37,8 @@ pub struct HttpConfig {
     pub max_body: usize,
     /// How long `?wait=pushed` waits for the push.
     pub push_timeout: Duration,
+    /// Appended to `/metrics`.
+    pub extra_metrics: Option<ExtraMetrics>,
 }
 
 impl HttpConfig {
@@ -42,6 +47,7 @@ impl HttpConfig {
             token: token.trim().to_string(),
             max_body: 16 << 20,
             push_timeout: Duration::from_secs(30),
+            extra_metrics: None,
         }
     }
 }
@@ -433,7 +439,7 @@ async fn sync(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let c = &app.counters;
     let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let text = format!(
+    let mut text = format!(
         "# TYPE valuesfs_http_requests_total counter\nvaluesfs_http_requests_total {}\n\
          # TYPE valuesfs_http_writes_total counter\nvaluesfs_http_writes_total {}\n\
          # TYPE valuesfs_http_errors_total counter\nvaluesfs_http_errors_total {}\n\
@@ -445,6 +451,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         g(&c.unauthorized),
         app.fs.cache_bytes(),
     );
+    if let Some(more) = &app.cfg.extra_metrics {
+        text.push_str(&more());
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
