@@ -270,6 +270,27 @@ fn write(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {
     p
 }
 
+/// `plain` encrypted by the real sops: (its file, what `sops -d` prints). Fails unless
+/// valuesfs reads the file to exactly those bytes.
+fn sops_made(
+    dir: &Path,
+    key: &Path,
+    keys: &valuesfs::crypto::Keyring,
+    plain: &str,
+) -> (Vec<u8>, Vec<u8>) {
+    let file = write(dir, "a.yaml", plain.as_bytes());
+    let theirs = sops_encrypt(&file, key);
+    let (expected, _) = sops_d(&write(dir, "sops-a.yaml", &theirs), key);
+    let read = crypto::decrypt(&theirs, Format::Yaml, keys)
+        .unwrap_or_else(|e| panic!("{plain:?}: sops's file refused: {e}"));
+    assert_eq!(
+        String::from_utf8_lossy(&read.plaintext),
+        String::from_utf8_lossy(&expected),
+        "{plain:?}: sops's file reads differently"
+    );
+    (theirs, expected)
+}
+
 fn sops_encrypt(file: &Path, key: &Path) -> Vec<u8> {
     let out = sops()
         .env("SOPS_AGE_KEY_FILE", key)
@@ -377,16 +398,7 @@ fn comments_read_under_another_node_than_written() {
         ..Default::default()
     };
     for (plain, shown) in cases {
-        let file = write(tmp.path(), "a.yaml", plain.as_bytes());
-        let theirs = write(tmp.path(), "sops-a.yaml", &sops_encrypt(&file, &key));
-        let (expected, _) = sops_d(&theirs, &key);
-        let read = crypto::decrypt(&std::fs::read(&theirs).expect("read"), Format::Yaml, &keys)
-            .unwrap_or_else(|e| panic!("{plain:?}: sops's file refused: {e}"));
-        assert_eq!(
-            String::from_utf8_lossy(&read.plaintext),
-            String::from_utf8_lossy(&expected),
-            "{plain:?}: sops's file"
-        );
+        sops_made(tmp.path(), &key, &keys, plain);
         let ours = crypto::encrypt(plain.as_bytes(), Format::Yaml, &params).expect("encrypt");
         let ours_path = write(tmp.path(), "ours-a.yaml", &ours);
         let (got, warnings) = sops_d(&ours_path, &key);
@@ -793,16 +805,7 @@ fn line_and_paragraph_separators_are_line_breaks_as_in_go_yaml() {
         "k: \"a \\Lb\\nc\"\n",
     ];
     for plain in cases {
-        let file = write(tmp.path(), "a.yaml", plain.as_bytes());
-        let theirs = sops_encrypt(&file, &key);
-        let (expected, _) = sops_d(&write(tmp.path(), "sops-a.yaml", &theirs), &key);
-        let read = crypto::decrypt(&theirs, Format::Yaml, &keys)
-            .unwrap_or_else(|e| panic!("{plain:?}: sops's file refused: {e}"));
-        assert_eq!(
-            read.plaintext.to_vec(),
-            expected,
-            "{plain:?}: sops's file reads differently"
-        );
+        let (_, expected) = sops_made(tmp.path(), &key, &keys, plain);
         // What sops printed, encrypted by us: sops reads it back to the same text.
         let ours = crypto::encrypt(&expected, Format::Yaml, &params)
             .unwrap_or_else(|e| panic!("{plain:?}: encrypt: {e}"));
@@ -918,14 +921,6 @@ fn a_multi_line_string_starting_with_a_tab_prints_as_sops_prints_it() {
         "p: \"a\\t\\n\"\n",
         "p: \"\\n\\t\\n\"\n",
     ] {
-        let file = write(tmp.path(), "a.yaml", plain.as_bytes());
-        let theirs = sops_encrypt(&file, &key);
-        let (expected, _) = sops_d(&write(tmp.path(), "sops-a.yaml", &theirs), &key);
-        let read = crypto::decrypt(&theirs, Format::Yaml, &keys).expect("decrypt");
-        assert_eq!(
-            String::from_utf8_lossy(&read.plaintext),
-            String::from_utf8_lossy(&expected),
-            "{plain:?}"
-        );
+        sops_made(tmp.path(), &key, &keys, plain);
     }
 }

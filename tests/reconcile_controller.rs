@@ -100,6 +100,17 @@ fn data(api: &FakeApi, name: &str) -> Option<Json> {
         .map(|o| o["data"].clone())
 }
 
+/// A temporary folder holding `files` (paths relative to it).
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for (rel, text) in files {
+        let p = tmp.path().join(rel);
+        std::fs::create_dir_all(p.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+    tmp
+}
+
 /// A reconciler over the folder `root`, polling every 100 ms.
 fn spawn_dir(api: &FakeApi, root: &Path) -> reconcile::Controller {
     reconcile::spawn(
@@ -119,11 +130,8 @@ fn ready(api: &FakeApi, name: &str) -> bool {
 fn a_valuesync_applies_reports_resyncs_without_writes_corrects_drift_and_prunes() {
     let api = FakeApi::start();
     install_crd(&api);
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = folder(&[("apps/web.yaml", CM), ("apps/extra.yaml", CM2)]);
     let apps = tmp.path().join("apps");
-    std::fs::create_dir_all(&apps).expect("mkdir");
-    std::fs::write(apps.join("web.yaml"), CM).expect("write");
-    std::fs::write(apps.join("extra.yaml"), CM2).expect("write");
     std::fs::write(apps.join("db.sops.yaml"), yaml_encrypted(SECRET)).expect("write");
     valuesync(
         &api,
@@ -236,11 +244,8 @@ fn base64_of(s: &str) -> String {
 fn a_bad_manifest_stops_the_run_prunes_nothing_and_says_where() {
     let api = FakeApi::start();
     install_crd(&api);
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = folder(&[("apps/web.yaml", CM), ("apps/extra.yaml", CM2)]);
     let apps = tmp.path().join("apps");
-    std::fs::create_dir_all(&apps).expect("mkdir");
-    std::fs::write(apps.join("web.yaml"), CM).expect("write");
-    std::fs::write(apps.join("extra.yaml"), CM2).expect("write");
     valuesync(
         &api,
         "apps",
@@ -314,11 +319,7 @@ fn a_bad_manifest_stops_the_run_prunes_nothing_and_says_where() {
 fn deleting_a_valuesync_applies_its_deletion_policy() {
     let api = FakeApi::start();
     install_crd(&api);
-    let tmp = tempfile::tempdir().expect("tmp");
-    for (dir, text) in [("a", CM), ("b", CM2)] {
-        std::fs::create_dir_all(tmp.path().join(dir)).expect("mkdir");
-        std::fs::write(tmp.path().join(dir).join("m.yaml"), text).expect("write");
-    }
+    let tmp = folder(&[("a/m.yaml", CM), ("b/m.yaml", CM2)]);
     std::fs::write(
         tmp.path().join("a/kept.yaml"),
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n  annotations:\n    valuesfs.io/prune: disabled\n",
@@ -358,9 +359,7 @@ fn deleting_a_valuesync_applies_its_deletion_policy() {
 fn requested_at_runs_at_once_and_suspend_stops_runs() {
     let api = FakeApi::start();
     install_crd(&api);
-    let tmp = tempfile::tempdir().expect("tmp");
-    std::fs::create_dir_all(tmp.path().join("apps")).expect("mkdir");
-    std::fs::write(tmp.path().join("apps/web.yaml"), CM).expect("write");
+    let tmp = folder(&[("apps/web.yaml", CM)]);
     valuesync(&api, "apps", json!({"path": "apps", "interval": "1h"}));
     let ctl = spawn_dir(&api, tmp.path());
     wait_for("first run", 30, || ready(&api, "apps"));
@@ -413,9 +412,7 @@ fn requested_at_runs_at_once_and_suspend_stops_runs() {
 fn one_lease_one_applier_and_the_other_takes_over_when_it_stops() {
     let api = FakeApi::start();
     install_crd(&api);
-    let tmp = tempfile::tempdir().expect("tmp");
-    std::fs::create_dir_all(tmp.path().join("apps")).expect("mkdir");
-    std::fs::write(tmp.path().join("apps/web.yaml"), CM).expect("write");
+    let tmp = folder(&[("apps/web.yaml", CM)]);
     valuesync(&api, "apps", json!({"path": "apps", "interval": "1h"}));
     let with_lease = |who: &str| {
         let mut c = config(&api);
