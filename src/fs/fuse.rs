@@ -18,6 +18,7 @@ use fuser::{
 
 use super::view::{Attr, FileKind, Fs, OpenReply, SetAttr};
 use super::Error;
+use crate::metrics::{self, Op, Timer};
 
 /// Attribute and entry cache time for the live view.
 const TTL_LIVE: Duration = Duration::from_secs(1);
@@ -66,6 +67,14 @@ impl Workers {
         };
         // If the pool is gone the job (and its reply) is dropped: the kernel gets EIO.
         let _ = tx.send(Box::new(job));
+    }
+
+    /// Runs `job`, then stops `t`: the time includes the wait for a worker.
+    fn run_timed(&self, t: Timer, job: impl FnOnce() + Send + 'static) {
+        self.run(move || {
+            job();
+            drop(t);
+        })
     }
 }
 
@@ -149,6 +158,7 @@ impl Filesystem for Adapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _t = metrics::time(Op::Lookup);
         let name = match name_str(name) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
@@ -167,6 +177,7 @@ impl Filesystem for Adapter {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _t = metrics::time(Op::Getattr);
         match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&ttl(&a), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
@@ -191,8 +202,9 @@ impl Filesystem for Adapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let t = metrics::time(Op::Setattr);
         let fs = self.fs.clone();
-        self.workers.run(move || {
+        self.workers.run_timed(t, move || {
             let set = SetAttr {
                 mode,
                 uid,
@@ -208,6 +220,7 @@ impl Filesystem for Adapter {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _t = metrics::time(Op::Readlink);
         match self.fs.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(&e)),
@@ -236,6 +249,7 @@ impl Filesystem for Adapter {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        let _t = metrics::time(Op::Mkdir);
         let name = match name_str(name) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
@@ -250,28 +264,32 @@ impl Filesystem for Adapter {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let t = metrics::time(Op::Unlink);
         let name = match name_str(name) {
             Ok(n) => n.to_string(),
             Err(e) => return reply.error(e),
         };
         let fs = self.fs.clone();
-        self.workers.run(move || match fs.unlink(parent.0, &name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        });
+        self.workers
+            .run_timed(t, move || match fs.unlink(parent.0, &name) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let t = metrics::time(Op::Rmdir);
         let name = match name_str(name) {
             Ok(n) => n.to_string(),
             Err(e) => return reply.error(e),
         };
         // Commits the deletions of files removed below it: on a worker.
         let fs = self.fs.clone();
-        self.workers.run(move || match fs.rmdir(parent.0, &name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        });
+        self.workers
+            .run_timed(t, move || match fs.rmdir(parent.0, &name) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            });
     }
 
     fn symlink(
@@ -282,6 +300,7 @@ impl Filesystem for Adapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let t = metrics::time(Op::Symlink);
         let name = match name_str(link_name) {
             Ok(n) => n.to_string(),
             Err(e) => return reply.error(e),
@@ -289,7 +308,7 @@ impl Filesystem for Adapter {
         let target = target.as_os_str().as_encoded_bytes().to_vec();
         let fs = self.fs.clone();
         self.workers
-            .run(move || match fs.symlink(parent.0, &name, &target) {
+            .run_timed(t, move || match fs.symlink(parent.0, &name, &target) {
                 Ok(a) => {
                     fs.remember(a.ino);
                     reply.entry(&ttl(&a), &file_attr(&a), Generation(0))
@@ -308,6 +327,7 @@ impl Filesystem for Adapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let t = metrics::time(Op::Rename);
         let (name, newname) = match (name_str(name), name_str(newname)) {
             (Ok(a), Ok(b)) => (a.to_string(), b.to_string()),
             _ => return reply.error(Errno::from_i32(libc::EINVAL)),
@@ -319,7 +339,7 @@ impl Filesystem for Adapter {
         }
         let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
         let fs = self.fs.clone();
-        self.workers.run(move || {
+        self.workers.run_timed(t, move || {
             match fs.rename(parent.0, &name, newparent.0, &newname, noreplace) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno(&e)),
@@ -339,6 +359,7 @@ impl Filesystem for Adapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _t = metrics::time(Op::Open);
         match self.fs.open(ino.0, flags.0) {
             Ok(r) => reply.opened(FileHandle(r.fh), open_flags(&r)),
             Err(e) => reply.error(errno(&e)),
@@ -356,6 +377,7 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _t = metrics::time(Op::Read);
         match self.fs.read(fh.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno(&e)),
@@ -374,6 +396,7 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _t = metrics::time(Op::Write);
         let append = flags.0 & libc::O_APPEND != 0;
         match self.fs.write(fh.0, offset, data, append) {
             Ok(n) => reply.written(n),
@@ -389,8 +412,9 @@ impl Filesystem for Adapter {
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let t = metrics::time(Op::Flush);
         let fs = self.fs.clone();
-        self.workers.run(move || match fs.flush(fh.0) {
+        self.workers.run_timed(t, move || match fs.flush(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         });
@@ -406,11 +430,12 @@ impl Filesystem for Adapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let t = metrics::time(Op::Release);
         if self.fs.release_fast(fh.0) {
             return reply.ok();
         }
         let fs = self.fs.clone();
-        self.workers.run(move || match fs.release(fh.0) {
+        self.workers.run_timed(t, move || match fs.release(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         });
@@ -424,8 +449,9 @@ impl Filesystem for Adapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let t = metrics::time(Op::Fsync);
         let fs = self.fs.clone();
-        self.workers.run(move || match fs.fsync(fh.0) {
+        self.workers.run_timed(t, move || match fs.fsync(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         });
@@ -443,6 +469,7 @@ impl Filesystem for Adapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _t = metrics::time(Op::Readdir);
         let entries = match self.fs.readdir(ino.0) {
             Ok(e) => e,
             Err(e) => return reply.error(errno(&e)),
@@ -566,6 +593,7 @@ impl Filesystem for Adapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _t = metrics::time(Op::Create);
         let name = match name_str(name) {
             Ok(n) => n,
             Err(e) => return reply.error(e),

@@ -22,8 +22,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use zeroize::Zeroizing;
 
-use crate::fs::view::api::{api_path, Precondition};
+use crate::fs::view::api::{api_path, ApiWrite, Precondition};
 use crate::fs::{Error, Fs, Kind};
+
+mod hooks;
 
 /// More Prometheus text for `/metrics` (the reconciler's counters, when it runs).
 pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
@@ -39,6 +41,10 @@ pub struct HttpConfig {
     pub push_timeout: Duration,
     /// Appended to `/metrics`.
     pub extra_metrics: Option<ExtraMetrics>,
+    /// The shared secret of push webhooks (`/v1/hooks/push` is off without one).
+    pub webhook_secret: Option<String>,
+    /// The mounted branch: pushes to other branches fetch nothing.
+    pub branch: String,
 }
 
 impl HttpConfig {
@@ -48,6 +54,8 @@ impl HttpConfig {
             max_body: 16 << 20,
             push_timeout: Duration::from_secs(30),
             extra_metrics: None,
+            webhook_secret: None,
+            branch: "main".into(),
         }
     }
 }
@@ -149,6 +157,7 @@ fn router(app: Arc<App>) -> Router {
             get(read_file)
                 .post(create_file)
                 .put(put_file)
+                .patch(patch_file)
                 .delete(delete_file),
         )
         .route("/v1/tree", get(tree_root))
@@ -156,12 +165,47 @@ fn router(app: Arc<App>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/sync", post(sync))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
         .layer(axum::middleware::from_fn_with_state(app.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        // Verified by the sender's signature, not the bearer token.
+        .route("/v1/hooks/push", post(hooks::push))
         .merge(api)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(app)
+}
+
+/// Every error reply is a JSON problem, also those axum makes itself (a query that does
+/// not parse, a body over the limit, a method a route does not have).
+async fn json_errors(r: Response) -> Response {
+    let json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(r.status().is_client_error() || r.status().is_server_error()) || json {
+        return r;
+    }
+    let (parts, body) = r.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let msg = match String::from_utf8_lossy(&text).trim() {
+        "" => parts
+            .status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_string(),
+        t => t.to_string(),
+    };
+    let mut out = problem(parts.status, &msg);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte.
@@ -236,13 +280,22 @@ fn checked(raw: &str) -> Result<String, Error> {
     api_path(raw)
 }
 
-async fn read_file(State(app): State<Arc<App>>, Path(raw): Path<String>) -> Response {
+#[derive(serde::Deserialize)]
+struct ReadQuery {
+    rev: Option<String>,
+}
+
+async fn read_file(
+    State(app): State<Arc<App>>,
+    Path(raw): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> Response {
     let path = match checked(&raw) {
         Ok(p) => p,
         Err(e) => return fail(&app, &e),
     };
     let p = path.clone();
-    match blocking(&app, move |fs| fs.api_read(&p)).await {
+    match blocking(&app, move |fs| fs.api_read(&p, q.rev.as_deref())).await {
         Ok(Some(f)) => {
             let etag = format!("\"{}\"", f.etag);
             let body: Vec<u8> = f.data.to_vec();
@@ -283,6 +336,18 @@ async fn write(
         Ok(_) => return fail(&app, &Error::new(Kind::Invalid, "no path")),
         Err(e) => return fail(&app, &e),
     };
+    let data = Zeroizing::new(body.to_vec());
+    session(app, q, created, move |fs| fs.api_write(&path, data, &pre)).await
+}
+
+/// Runs one write session on the blocking pool and replies with its commit (once pushed
+/// with `?wait=pushed`).
+async fn session(
+    app: Arc<App>,
+    q: WriteQuery,
+    created: StatusCode,
+    f: impl FnOnce(&Fs) -> Result<ApiWrite, Error> + Send + 'static,
+) -> Response {
     let wait_push = match q.wait.as_deref() {
         None | Some("committed") => false,
         Some("pushed") => true,
@@ -297,9 +362,8 @@ async fn write(
         }
     };
     let timeout = app.cfg.push_timeout;
-    let data = Zeroizing::new(body.to_vec());
     let r = blocking(&app, move |fs| {
-        let w = fs.api_write(&path, data, &pre)?;
+        let w = f(fs)?;
         if wait_push {
             w.wait_pushed(timeout)?;
         }
@@ -352,9 +416,39 @@ async fn put_file(
     write(app, raw, q, body, pre, StatusCode::OK).await
 }
 
+async fn patch_file(
+    State(app): State<Arc<App>>,
+    Path(raw): Path<String>,
+    Query(q): Query<WriteQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = match checked(&raw) {
+        Ok(p) if !p.is_empty() => p,
+        Ok(_) => return fail(&app, &Error::new(Kind::Invalid, "no path")),
+        Err(e) => return fail(&app, &e),
+    };
+    let patch: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            let e = Error::new(
+                Kind::Invalid,
+                format!("the body is not a JSON merge patch: {e}"),
+            );
+            return fail(&app, &e);
+        }
+    };
+    let tag = if_match(&headers);
+    session(app, q, StatusCode::OK, move |fs| {
+        fs.api_patch(&path, &patch, tag.as_deref())
+    })
+    .await
+}
+
 async fn delete_file(
     State(app): State<Arc<App>>,
     Path(raw): Path<String>,
+    Query(q): Query<WriteQuery>,
     headers: HeaderMap,
 ) -> Response {
     let path = match checked(&raw) {
@@ -362,20 +456,23 @@ async fn delete_file(
         Err(e) => return fail(&app, &e),
     };
     let tag = if_match(&headers);
-    match blocking(&app, move |fs| fs.api_delete(&path, tag.as_deref())).await {
-        Ok(w) => {
-            app.counters.writes.fetch_add(1, Ordering::Relaxed);
-            let commit = w.commit.map(|c| c.to_string()).unwrap_or_default();
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                format!("{{\"commit\":\"{commit}\"}}\n"),
-            )
-                .into_response()
-        }
-        Err(e) => fail(&app, &e),
-    }
+    session(app, q, StatusCode::OK, move |fs| {
+        fs.api_delete(&path, tag.as_deref())
+    })
+    .await
 }
+
+async fn openapi() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+/// The API's OpenAPI document (also docs/openapi.json).
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 async fn tree_root(State(app): State<Arc<App>>) -> Response {
     list(app, String::new()).await
@@ -451,6 +548,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         g(&c.unauthorized),
         app.fs.cache_bytes(),
     );
+    text.push_str(&crate::metrics::global().render());
     if let Some(more) = &app.cfg.extra_metrics {
         text.push_str(&more());
     }

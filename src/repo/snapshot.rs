@@ -182,6 +182,22 @@ impl Reader {
         Ok(lookup(&tree, path)?.map(|e| (kind(e.mode), e.oid)))
     }
 
+    /// The commit `rev` names (an id, full or abbreviated, or a ref), as a snapshot.
+    pub fn at_revision(&self, rev: &str) -> Result<Option<Snapshot>> {
+        let repo = self.repo()?;
+        let Ok(obj) = repo.revparse_single(rev) else {
+            return Ok(None);
+        };
+        let Ok(c) = obj.peel_to_commit() else {
+            return Ok(None);
+        };
+        Ok(Some(Snapshot {
+            commit: Some(c.id()),
+            tree: c.tree_id(),
+            seq: 0,
+        }))
+    }
+
     /// Content of a blob by id.
     pub fn read_blob(&self, oid: Oid) -> Result<Vec<u8>> {
         let repo = self.repo()?;

@@ -145,6 +145,9 @@ impl Syncer {
                 continue;
             }
             self.push_state(|p| p.since = Some(super::master::now_rfc3339()));
+            let m = crate::metrics::global();
+            crate::metrics::inc(&m.push_attempts);
+            let started = Instant::now();
             let res = transport::push(
                 &self.repo,
                 &self.url,
@@ -154,6 +157,12 @@ impl Syncer {
                 &self.creds,
                 &mut cache,
             );
+            m.push_seconds.observe(started.elapsed());
+            crate::metrics::inc(match &res {
+                Ok(PushOutcome::Pushed) => &m.pushes,
+                Ok(PushOutcome::Rejected(_)) => &m.push_rejections,
+                Err(_) => &m.push_failures,
+            });
             self.push_state(|p| {
                 p.since = None;
                 match &res {
@@ -230,6 +239,7 @@ impl Syncer {
     fn fetch(&mut self, tokens: Vec<u64>) -> bool {
         match transport::fetch(&self.repo, &self.url, &self.branch, &self.creds) {
             Ok(head) => {
+                crate::metrics::inc(&crate::metrics::global().fetches);
                 self.known = Some(head);
                 self.send(SyncEvent::Fetched {
                     head,
@@ -239,6 +249,7 @@ impl Syncer {
                 true
             }
             Err(e) => {
+                crate::metrics::inc(&crate::metrics::global().fetch_failures);
                 tracing::warn!("fetch failed: {e}");
                 self.send(SyncEvent::Fetched {
                     head: None,

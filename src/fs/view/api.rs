@@ -65,14 +65,26 @@ pub fn api_path(raw: &str) -> Result<String> {
     Ok(path.to_string())
 }
 
+/// `If-Match` semantics: `*` is any existing version, anything else one blob id.
+fn version_matches(tag: &str, current: Option<Oid>) -> bool {
+    match current {
+        Some(oid) => tag == "*" || tag == oid.to_string(),
+        None => false,
+    }
+}
+
 impl Fs {
     fn tracked(&self, snap: &Snapshot, path: &str) -> Result<Option<(EntryKind, Oid)>> {
         self.with_reader(|r| Ok(r.stat(snap, path)?))
     }
 
-    /// The file at `path` in the current snapshot, decrypted.
-    pub fn api_read(&self, path: &str) -> Result<Option<ApiFile>> {
-        let snap = self.snapshot();
+    /// The file at `path` in the current snapshot, or at revision `rev` (a commit id,
+    /// full or abbreviated, or a branch), decrypted.
+    pub fn api_read(&self, path: &str, rev: Option<&str>) -> Result<Option<ApiFile>> {
+        let snap = match rev {
+            None => self.snapshot(),
+            Some(rev) => Arc::new(self.snapshot_at(rev)?),
+        };
         match self.tracked(&snap, path)? {
             Some((EntryKind::File(_), oid)) => {
                 let d = self.decode(path, oid)?;
@@ -87,6 +99,77 @@ impl Fs {
             Some((EntryKind::Dir, _)) => Err(Error::new(Kind::IsDir, format!("{path}: a folder"))),
             _ => Ok(None),
         }
+    }
+
+    fn snapshot_at(&self, rev: &str) -> Result<Snapshot> {
+        // Names and ids only: no `:path`, reflog or range syntax.
+        let plain = !rev.is_empty()
+            && rev.len() <= 200
+            && !rev.starts_with('-')
+            && rev
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b));
+        let bad = || Error::new(Kind::Invalid, format!("rev {rev:?}: no such commit"));
+        if !plain {
+            return Err(bad());
+        }
+        self.with_reader(|r| Ok(r.at_revision(rev)?))?
+            .ok_or_else(bad)
+    }
+
+    /// Applies a JSON merge patch (RFC 7386) to the YAML or JSON file at `path`, as one
+    /// session: the file is parsed as sops parses it and printed as sops prints it, so
+    /// untouched entries keep their bytes (and, in a SOPS file, their ciphertext).
+    pub fn api_patch(
+        &self,
+        path: &str,
+        patch: &serde_json::Value,
+        if_match: Option<&str>,
+    ) -> Result<ApiWrite> {
+        let format = Format::from_path(path);
+        if !matches!(format, Format::Yaml | Format::Json) {
+            return Err(Error::new(
+                Kind::Invalid,
+                format!("{path}: a merge patch applies to YAML and JSON files"),
+            ));
+        }
+        let snap = self.snapshot();
+        let oid = match self.tracked(&snap, path)? {
+            Some((EntryKind::File(_), oid)) => oid,
+            Some((EntryKind::Dir, _)) => {
+                return Err(Error::new(Kind::IsDir, format!("{path}: a folder")))
+            }
+            _ => return Err(not_found(path)),
+        };
+        if if_match.is_some_and(|t| !version_matches(t, Some(oid))) {
+            return Err(Error::new(Kind::Stale, format!("{path}: changed")));
+        }
+        let d = self.decode(path, oid)?;
+        if let Some(why) = &d.locked {
+            return Err(Error::new(Kind::ReadOnly, format!("{path}: {why}")));
+        }
+        let style = match &d.sops {
+            Some(o) => o.style(),
+            None => self.style_for(path),
+        };
+        let invalid = |why: String| Error::new(Kind::Invalid, format!("{path}: {why}"));
+        let mut docs =
+            crypto::sops::parse_plain(&d.data, format).map_err(|e| invalid(e.to_string()))?;
+        if docs.len() != 1 {
+            return Err(invalid(format!(
+                "{} documents: a merge patch applies to a file of one",
+                docs.len()
+            )));
+        }
+        crypto::patch::merge_patch(&mut docs[0], patch);
+        if format == Format::Yaml && !matches!(docs[0], crypto::value::Value::Map(_)) {
+            return Err(invalid(
+                "the patch leaves the document not a mapping".into(),
+            ));
+        }
+        let text = crypto::sops::render_styled(format, &docs, style);
+        let pre = Precondition::Matches(Some(oid.to_string()));
+        self.api_write(path, Zeroizing::new(text.into_bytes()), &pre)
     }
 
     /// The entries of the folder at `path`: (name, `dir` or `file`).
@@ -128,9 +211,7 @@ impl Fs {
             Precondition::Absent if exists => {
                 return Err(Error::new(Kind::Exists, format!("{path}: exists")))
             }
-            Precondition::Matches(Some(tag))
-                if current.map(|c| c.1.to_string()) != Some(tag.clone()) =>
-            {
+            Precondition::Matches(Some(tag)) if !version_matches(tag, current.map(|c| c.1)) => {
                 return Err(Error::new(
                     Kind::Stale,
                     format!("{path}: changed since version {tag}"),
@@ -151,7 +232,7 @@ impl Fs {
         let snap = self.snapshot();
         match self.tracked(&snap, path)? {
             Some((EntryKind::File(_), oid)) => {
-                if if_match.is_some_and(|t| t != oid.to_string()) {
+                if if_match.is_some_and(|t| !version_matches(t, Some(oid))) {
                     return Err(Error::new(Kind::Stale, format!("{path}: changed")));
                 }
             }

@@ -5,6 +5,7 @@
 //! happens with no lock held.
 
 use super::*;
+use crate::metrics;
 
 impl Fs {
     /// Decode a blob for display (cached by blob id and store).
@@ -16,8 +17,10 @@ impl Fs {
         {
             let mut c = lock(&self.cache);
             if let Some(d) = c.lru.get(&key) {
+                metrics::inc(&metrics::global().cache_hits);
                 return Ok(d.clone());
             }
+            metrics::inc(&metrics::global().cache_misses);
             if let Some(e) = c.failed.get(&key).cloned() {
                 drop(c);
                 self.note_unreadable(path, oid, &e);

@@ -6,6 +6,7 @@ use super::*;
 
 impl State {
     pub(super) fn submit(&mut self, s: Session, committed: Reply<Oid>, pushed: Reply<Oid>) {
+        crate::metrics::inc(&crate::metrics::global().sessions);
         match self.apply(&s) {
             Ok(commit) => self.batch.push(Pending {
                 commit,
@@ -113,6 +114,7 @@ impl State {
         let c = self
             .repo
             .commit(None, &author, &committer, &message, &tree, &parents)?;
+        crate::metrics::inc(&crate::metrics::global().commits);
         self.head = Some(c);
         self.unpushed.push(c);
         self.unpushed_set.insert(c);

@@ -93,6 +93,7 @@ pub(super) fn park(
     persist(mem, repo, &[commit], &parents, true)?;
     repo.reference(&info.refname, commit, true, "valuesfs: conflict")?;
     tracing::warn!("{info}");
+    crate::metrics::inc(&crate::metrics::global().conflicts);
     list.retain(|x| x.id != id);
     list.push(info.clone());
     Ok(info)
