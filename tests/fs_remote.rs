@@ -506,3 +506,36 @@ fn conflicts_are_listed_shown_and_resolved_from_the_command_line() {
     let (ok, list, _) = conflicts_cli(&b, &[]);
     assert!(ok && list.is_empty(), "{list}");
 }
+
+/// `valuesfs log PATH` run inside a mount reads the daemon's history: the commit a
+/// write-close made, with the SOPS file's change decrypted.
+#[test]
+fn log_inside_a_mount_shows_decrypted_history() {
+    let remote = seeded_remote();
+    let a = mount_remote(&remote);
+    put(
+        &a.p("secret.yaml"),
+        secret_with("replicas: 2", "replicas: 9").as_bytes(),
+    );
+    a.flush();
+    let out = std::process::Command::new(bin())
+        .args(["log", "-n", "1", "secret.yaml"])
+        .current_dir(a.p(""))
+        .env("SOPS_AGE_KEY_FILE", &remote.key)
+        .output()
+        .expect("valuesfs log");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with(&format!("commit {}\n", remote_head(&remote))),
+        "{text}"
+    );
+    assert!(text.contains("-replicas: 2\n+replicas: 9\n"), "{text}");
+    assert!(!text.contains("ENC["), "{text}");
+    let (ok, all, _) = valuesfs_at(&a, "log", &[]);
+    assert!(ok && all.matches("commit ").count() >= 2, "{all}");
+}

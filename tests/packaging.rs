@@ -171,3 +171,71 @@ fn kubectl_kustomize_builds_the_base() {
         }
     }
 }
+
+/// `cargo deb` (packaging/deb.sh, here on the binary the tests built) makes a package
+/// holding the binary, the systemd unit, completions for three shells and a man page per
+/// command, depending on fuse3.
+#[test]
+fn the_debian_package_holds_what_it_should() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = common::bin();
+    let release = bin.parent().expect("target/release");
+    let target = release.parent().expect("target");
+    let out = tempfile::tempdir().expect("tmp");
+    let deb = out.path().join("valuesfs.deb");
+    // No build here: cargo test holds the build directory's lock.
+    let run = std::process::Command::new("bash")
+        .arg(root.join("packaging/deb.sh"))
+        .args(["--no-build", "--fast", "--output"])
+        .arg(&deb)
+        .env("CARGO_TARGET_DIR", target)
+        .current_dir(root)
+        .output()
+        .expect("bash");
+    assert!(
+        run.status.success(),
+        "packaging/deb.sh: {}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let list = std::process::Command::new("dpkg-deb")
+        .arg("--contents")
+        .arg(&deb)
+        .output()
+        .expect("dpkg-deb");
+    let list = String::from_utf8_lossy(&list.stdout);
+    let files: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .collect();
+    for want in [
+        "./usr/bin/valuesfs",
+        "./lib/systemd/system/valuesfs@.service",
+        "./usr/share/bash-completion/completions/valuesfs",
+        "./usr/share/zsh/vendor-completions/_valuesfs",
+        "./usr/share/fish/vendor_completions.d/valuesfs.fish",
+        "./usr/share/man/man1/valuesfs.1.gz",
+        "./usr/share/man/man1/valuesfs-mount.1.gz",
+        "./usr/share/doc/valuesfs/README.md",
+        "./usr/share/doc/valuesfs/copyright",
+    ] {
+        assert!(files.contains(&want), "{want} not in\n{list}");
+    }
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with("./usr/bin/valuesfs")),
+        "{list}"
+    );
+    let field = |f: &str| {
+        let o = std::process::Command::new("dpkg-deb")
+            .args(["--field"])
+            .arg(&deb)
+            .arg(f)
+            .output()
+            .expect("dpkg-deb");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(field("Package"), "valuesfs");
+    assert!(field("Depends").contains("fuse3"), "{}", field("Depends"));
+    assert!(field("Depends").contains("libc6"), "{}", field("Depends"));
+}

@@ -9,6 +9,7 @@ use valuesfs::crypto::{self, sops, CreationParams, Format, Keyring, Selector, So
 use zeroize::Zeroizing;
 
 mod demo;
+mod log;
 mod mount;
 mod reconcile;
 
@@ -26,11 +27,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Print the plaintext of a SOPS file (`-` reads stdin); also a git textconv driver.
-    #[command(after_help = "Example: valuesfs decrypt secrets.yaml")]
+    #[command(after_help = "Example: valuesfs decrypt secrets.yaml\n\
+        As git's textconv: git config diff.sops.textconv 'valuesfs decrypt --textconv'")]
     Decrypt {
         file: String,
         #[command(flatten)]
         types: Types,
+        /// For git textconv: a file that is not SOPS, or that no key here opens, prints as
+        /// it is stored (the reason on stderr) instead of failing the diff.
+        #[arg(long)]
+        textconv: bool,
     },
     /// Encrypt a plaintext file, to stdout or in place.
     #[command(after_help = "Example: valuesfs encrypt -i --age age1... secrets.yaml")]
@@ -93,6 +99,28 @@ enum Cmd {
         after_help = "Example: valuesfs reconcile --once --path ~/values/manifests/prod --prune --diff"
     )]
     Reconcile(reconcile::Args),
+    /// The history of PATH (default: everything) with decrypted diffs, in a mount or a
+    /// plain clone.
+    #[command(after_help = "Example: valuesfs log -n 5 env/prod/secrets.yaml")]
+    Log {
+        path: Option<PathBuf>,
+        /// The mount (default: the one containing the current directory, else the git
+        /// clone containing it).
+        #[arg(long)]
+        mount: Option<PathBuf>,
+        /// Show at most N commits (default: all).
+        #[arg(short = 'n', long, value_name = "N")]
+        max_count: Option<usize>,
+    },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(after_help = "Example: valuesfs completions bash > /etc/bash_completion.d/valuesfs")]
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to stdout, or write one page per command into DIR.
+    #[command(after_help = "Example: valuesfs man | man -l -")]
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Print the ValuesSync CustomResourceDefinition (one YAML document).
     #[command(after_help = "Example: valuesfs crd | kubectl apply -f -")]
     Crd,
@@ -327,6 +355,12 @@ pub fn run() -> i32 {
         Cmd::Slices { .. } => "slices".into(),
         Cmd::Reconcile(_) => "reconcile".into(),
         Cmd::Crd => "crd".into(),
+        Cmd::Log { path, .. } => path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "log".into()),
+        Cmd::Completions { .. } => "completions".into(),
+        Cmd::Man { .. } => "man".into(),
         Cmd::Demo { dir } => dir.display().to_string(),
     };
     match dispatch(cli.cmd) {
@@ -357,16 +391,36 @@ fn read_input(file: &str) -> Result<Vec<u8>> {
 
 fn dispatch(cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Decrypt { file, types } => {
+        Cmd::Decrypt {
+            file,
+            types,
+            textconv,
+        } => {
             let (mut input, output) = types.formats(&file)?;
             // sops's `--input-type json --output-type binary` reads a binary envelope.
             if output == Format::Binary {
                 input = Format::Binary;
             }
             let data = read_input(&file)?;
-            let keys = Keyring::from_env()?;
-            let style = config_style(&file)?;
-            let opened = crypto::decrypt_styled(&data, input, &keys, style)?;
+            if textconv && !crypto::is_sops(&data, input) {
+                std::io::stdout().write_all(&data)?;
+                return Ok(());
+            }
+            let opened = Keyring::from_env()
+                .map_err(anyhow::Error::from)
+                .and_then(|keys| {
+                    let style = config_style(&file)?;
+                    Ok((crypto::decrypt_styled(&data, input, &keys, style)?, style))
+                });
+            let (opened, style) = match opened {
+                Ok(o) => o,
+                Err(e) if textconv => {
+                    eprintln!("valuesfs: {file}: shown encrypted: {e:#}");
+                    std::io::stdout().write_all(&data)?;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
             let out: Zeroizing<Vec<u8>> = if output == input
                 || input == Format::Binary
                 || output == Format::Binary
@@ -413,6 +467,27 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Edit { file, types } => edit(&file, &types),
+        Cmd::Log {
+            path,
+            mount,
+            max_count,
+        } => log::run(path.as_deref(), mount.as_deref(), max_count),
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "valuesfs", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Man { dir } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match dir {
+                Some(d) => {
+                    std::fs::create_dir_all(&d)?;
+                    clap_mangen::generate_to(cmd, &d)?;
+                }
+                None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?,
+            }
+            Ok(())
+        }
         Cmd::Mount(args) => mount::run(*args),
         Cmd::Unmount { mountpoint } => mount::unmount(&mountpoint),
         Cmd::Status { mount } => mount::status(mount.as_deref()),

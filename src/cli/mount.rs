@@ -357,7 +357,7 @@ pub fn unmount(mountpoint: &Path) -> Result<()> {
 }
 
 /// The mount root containing `dir`: the nearest ancestor with `.valuesfs/daemon`.
-fn find_mount(dir: &Path) -> Option<PathBuf> {
+pub(super) fn find_mount(dir: &Path) -> Option<PathBuf> {
     dir.ancestors()
         .find(|d| d.join(".valuesfs/daemon").is_file())
         .map(Path::to_path_buf)
