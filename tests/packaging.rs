@@ -115,7 +115,33 @@ fn the_daemonset_has_what_fuse_and_the_lease_need() {
         .as_ref()
         .and_then(|r| r.requests.as_ref())
         .is_some());
-    assert!(c.liveness_probe.is_some() && c.readiness_probe.is_some());
+    // Both probes ask the API's /healthz on the port `--http` listens on.
+    let at = args.iter().position(|a| a == "--http").expect("--http");
+    let port: i32 = args[at + 1]
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    let named = c
+        .ports
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.name.as_deref() == Some("http"))
+        .expect("a port named http");
+    assert_eq!(named.container_port, port);
+    for probe in [&c.liveness_probe, &c.readiness_probe] {
+        let get = probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("an HTTP probe");
+        assert_eq!(get.path.as_deref(), Some("/healthz"));
+        assert_eq!(
+            get.port,
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("http".into())
+        );
+    }
+    assert!(args.iter().any(|a| a == "--http-token-file"));
     let volumes = pod.volumes.unwrap_or_default();
     let age = volumes
         .iter()
