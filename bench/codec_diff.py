@@ -29,7 +29,9 @@ counted as "sops-refused". Each accepted case then goes through:
       `sops set` (the old value again) from the real one, sops differs from itself (it
       re-renders its own file) and the case counts as "sops-unstable", not as a failure.
       When sops's edited file gives two values one ciphertext (its IV stash) and ours does
-      not, the case counts as "sops-shares-iv": valuesfs differs there on purpose.
+      not, the case counts as "sops-shares-iv": valuesfs differs there on purpose. When
+      sops prints decrypted text that it cannot parse itself (so `sops edit` fails on it
+      too), an edit refused with a parse error counts as "sops-unreadable".
 
 Without --keep-going the first failure is shrunk (greedy deletion of blocks and lines that
 keeps the same failure while sops still accepts the input), printed with repr(), and the
@@ -394,6 +396,15 @@ def check_edit(tools, store, wd, ext, sops_file, dtext, data, fails):
     e = tools.run([tools.valuesfs, "edit", editf], wd, extra_env=env)
     where = "%s -> %r" % (spath, NEW_VALUE)
     if e.rc != 0:
+        # An edit reads the decrypted text back. When sops printed text it cannot read
+        # itself (a flow collection with a head comment lands at column 0), `sops edit`
+        # fails on it too: valuesfs refusing it with a parse error is sops's behaviour.
+        rereadf = "reread" + ext
+        with open(os.path.join(wd, rereadf), "wb") as f:
+            f.write(expected)
+        r = tools.run([tools.sops, "-e", "--age", tools.recipient, rereadf], wd)
+        if r.rc != 0 and b"invalid YAML" in e.err:
+            return "sops-unreadable"
         fails.append(Failure("edit-error", "error: " + first_line(e.err, wd), None, e.err,
                              extra=where))
         return "done"

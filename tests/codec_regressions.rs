@@ -262,6 +262,13 @@ const CASES: &[Case] = &[
         file: "a.yaml",
         plain: "args: !!str 2001-12-14\n",
     },
+    // Found by the soak (bench/codec_diff.py, seed 108): sops writes the comment that
+    // ends a clear list inside its own `sops:` block, at column 0.
+    Case {
+        name: "a comment sops writes inside its sops block",
+        file: "a.yaml",
+        plain: "extraArgs_unencrypted:\r\n- [ 'a: b' ]\r\n# c\r\n",
+    },
 ];
 
 fn write(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {

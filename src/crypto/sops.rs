@@ -684,13 +684,22 @@ fn remove_key(doc: &mut Value, key: &str) {
 fn yaml_sops_block(text: &str) -> Option<String> {
     let mut out = String::new();
     let mut inside = false;
+    // Comment lines at column 0 inside the block (sops leaves a comment of the data
+    // there when it stood at the end of a list): part of it if the block goes on.
+    let mut pending = String::new();
     for line in text.split_inclusive('\n') {
         if inside {
             let first = line.as_bytes().first().copied();
+            if first == Some(b'#') {
+                pending.push_str(line);
+                continue;
+            }
             let ends = !matches!(first, None | Some(b'\n' | b'\r' | b' ' | b'\t'));
             if ends {
                 break;
             }
+            out.push_str(&pending);
+            pending.clear();
             out.push_str(line);
         } else if line.trim_end() == "sops:" {
             inside = true;
