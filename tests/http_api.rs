@@ -556,6 +556,48 @@ fn patch_revisions_webhooks_and_metrics() {
     assert!(count("valuesfs_sessions_total") >= 2 && count("valuesfs_pushes_total") >= 1);
 }
 
+/// A write that loses to a change another machine pushed first (the same key changed
+/// two ways) is 409 once the push is waited for, naming the path and the key; the remote
+/// keeps the other machine's value and the conflict is listed in the status.
+#[test]
+fn a_conflicting_write_is_409_naming_the_path_and_key() {
+    let remote = seeded_remote();
+    let mnt = mount_remote(&remote);
+    let api = serve(&mnt, None);
+    let plain = String::from_utf8(secret_plaintext()).expect("utf8");
+    // Another machine changes replicas; this mount has not fetched it.
+    let theirs = plain.replacen("replicas: 2", "replicas: 7", 1);
+    let params = valuesfs::crypto::CreationParams {
+        recipients: vec![common::VECTOR_RECIPIENT.to_string()],
+        ..Default::default()
+    };
+    let enc = valuesfs::crypto::encrypt(theirs.as_bytes(), valuesfs::crypto::Format::Yaml, &params)
+        .expect("encrypt");
+    push_files(&remote, &[("secret.yaml", &enc)], "elsewhere");
+    let ours = plain.replacen("replicas: 2", "replicas: 9", 1);
+    let (code, _, reply) = curl(
+        &api.base,
+        "PUT",
+        "/v1/files/secret.yaml?wait=pushed",
+        Some(TOKEN),
+        &[],
+        Some(ours.as_bytes()),
+    );
+    let msg = String::from_utf8_lossy(&reply);
+    assert_eq!(code, 409, "{msg}");
+    let err = json(&reply)["error"].as_str().expect("error").to_string();
+    assert!(
+        err.contains("secret.yaml") && err.contains("replicas"),
+        "{err}"
+    );
+    assert_eq!(
+        remote_plain(&remote, "secret.yaml").expect("plain"),
+        theirs.as_bytes()
+    );
+    let (_, _, st) = curl(&api.base, "GET", "/v1/status", Some(TOKEN), &[], None);
+    assert!(String::from_utf8_lossy(&st).contains("replicas"));
+}
+
 /// Webhooks are off unless a secret is configured.
 #[test]
 fn webhooks_need_a_secret() {
