@@ -1,7 +1,7 @@
 //! Two independent masters (two state dirs) against one remote, 8 writer threads each:
 //! every change must be on the remote afterwards, none overwritten, no invented conflict.
 //! `VALUESFS_TEST_SESSIONS` sets the sessions per master (default 200).
-//! The same load on one real SOPS file (the shared vector) with `SopsMerge`.
+//! The same load on one real SOPS file (the shared vector) with `ValuesMerge`.
 
 mod common;
 mod repo_common;
@@ -192,12 +192,12 @@ fn sops_writer(h: MasterHandle, m: usize, t: usize, n: usize) -> Vec<(usize, Tic
 }
 
 /// 2 masters x 8 threads x `VALUESFS_TEST_SESSIONS` sessions, every one adding its own
-/// key to the shared vector `enc/values.yaml`, merged by `SopsMerge` with the vector
+/// key to the shared vector `enc/values.yaml`, merged by `ValuesMerge` with the vector
 /// keyring: every acknowledged key lands, nothing else changes, `sops -d` reads it.
 #[test]
 fn two_masters_sops_merge_on_one_real_sops_file() {
     use std::sync::Arc;
-    use valuesfs::repo::SopsMerge;
+    use valuesfs::repo::ValuesMerge;
     let tmp = tempfile::tempdir().expect("tmp");
     let key = common::private_key(tmp.path());
     let remote = bare(tmp.path(), "r.git");
@@ -208,7 +208,7 @@ fn two_masters_sops_merge_on_one_real_sops_file() {
     let n = sessions_per_master();
     let sops_config = |state: &str| {
         let mut c = config(&url, &tmp.path().join(state));
-        c.merger = Arc::new(SopsMerge::new(Arc::new(common::keyring())));
+        c.merger = Arc::new(ValuesMerge::new(Arc::new(common::keyring())));
         c
     };
     let masters = [

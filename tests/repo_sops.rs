@@ -12,13 +12,13 @@ use std::time::Duration;
 use common::*;
 use repo_common::*;
 use valuesfs::crypto::{self, CreationParams, Format};
-use valuesfs::repo::{Error, Master, Session, SopsMerge};
+use valuesfs::repo::{Error, Master, Session, ValuesMerge};
 
 const T: Duration = Duration::from_secs(30);
 
 fn sops_config(url: &str, state: &std::path::Path) -> valuesfs::repo::Config {
     let mut c = config(url, state);
-    c.merger = Arc::new(SopsMerge::new(Arc::new(keyring())));
+    c.merger = Arc::new(ValuesMerge::new(Arc::new(keyring())));
     c
 }
 

@@ -12,7 +12,7 @@ use common::*;
 use repo_common::*;
 use valuesfs::crypto::{self, Format};
 use valuesfs::fs::{Fs, FsConfig, Kind, SetAttr};
-use valuesfs::repo::{Master, SopsMerge};
+use valuesfs::repo::{Master, ValuesMerge};
 
 const ROOT: u64 = 1;
 
@@ -33,7 +33,7 @@ fn setup(tmp: &std::path::Path) -> (Fs, std::path::PathBuf) {
     );
     let mut cfg = config(&url, &tmp.join("state"));
     let keys = Arc::new(keyring());
-    cfg.merger = Arc::new(SopsMerge::new(keys.clone()));
+    cfg.merger = Arc::new(ValuesMerge::new(keys.clone()));
     let master = Master::start(cfg).expect("master");
     let mut fcfg = FsConfig::new(tmp.join("state"));
     fcfg.whiteout_grace = Duration::from_millis(200);

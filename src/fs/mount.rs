@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::fuse::{Adapter, Workers};
 use super::view::{Fs, FsConfig};
 use crate::crypto::Keyring;
-use crate::repo::{Config, Master, MasterHandle, SopsMerge};
+use crate::repo::{Config, Master, MasterHandle, ValuesMerge};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
@@ -186,7 +186,7 @@ pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
     cfg.fetch_interval = opts.fetch_interval;
     cfg.net_timeout = opts.net_timeout;
     cfg.credentials = opts.credentials.clone();
-    cfg.merger = Arc::new(SopsMerge::new(keys.clone()));
+    cfg.merger = Arc::new(ValuesMerge::new(keys.clone()));
     let master = Master::start(cfg)?;
 
     let mut fcfg = FsConfig::new(state_dir.clone());

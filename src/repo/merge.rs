@@ -17,6 +17,7 @@ use git2::{IndexEntry, IndexTime, Oid, Repository, Tree};
 
 use super::tree::{lookup, Entry, Overlay};
 use super::Result;
+use crate::crypto::merge::MergeRules;
 
 /// Why a file cannot be merged.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,6 +51,7 @@ pub trait SemanticMerge: Send + Sync + 'static {
         base: Option<&[u8]>,
         ours: &[u8],
         theirs: &[u8],
+        rules: &MergeRules,
     ) -> Option<std::result::Result<Vec<u8>, ConflictDetail>>;
 }
 
@@ -64,6 +66,7 @@ impl SemanticMerge for NoSemanticMerge {
         _base: Option<&[u8]>,
         _ours: &[u8],
         _theirs: &[u8],
+        _rules: &MergeRules,
     ) -> Option<std::result::Result<Vec<u8>, ConflictDetail>> {
         None
     }
@@ -85,6 +88,7 @@ pub(crate) fn merge_overlay(
     theirs: &Overlay,
 ) -> Result<std::result::Result<Overlay, PathConflict>> {
     let mut out = Overlay::new();
+    let mut rules: Option<MergeRules> = None;
     for (path, new) in theirs {
         let b = match base {
             Some(t) => lookup(t, path)?,
@@ -101,7 +105,11 @@ pub(crate) fn merge_overlay(
             out.insert(path.clone(), *new);
             continue;
         }
-        match merge_entry(repo, merger, path, b, o, *new)? {
+        if rules.is_none() {
+            rules = Some(merge_rules(repo, ours)?);
+        }
+        let r = rules.as_ref().expect("set just above");
+        match merge_entry(repo, merger, r, path, b, o, *new)? {
             Ok(e) => {
                 out.insert(path.clone(), Some(e));
             }
@@ -116,9 +124,26 @@ pub(crate) fn merge_overlay(
     Ok(Ok(out))
 }
 
+/// The head's `.valuesfs.yaml` `merge:` rules (none when absent or invalid: the status
+/// lists an invalid file).
+fn merge_rules(repo: &Repository, ours: Option<&Tree<'_>>) -> Result<MergeRules> {
+    let Some(tree) = ours else {
+        return Ok(MergeRules::default());
+    };
+    let Some(e) = lookup(tree, crate::slices::CONFIG_FILE)? else {
+        return Ok(MergeRules::default());
+    };
+    let blob = repo.find_blob(e.oid)?;
+    Ok(std::str::from_utf8(blob.content())
+        .ok()
+        .and_then(|t| crate::slices::merge_rules(t).ok())
+        .unwrap_or_default())
+}
+
 fn merge_entry(
     repo: &Repository,
     merger: &dyn SemanticMerge,
+    rules: &MergeRules,
     path: &str,
     base: Option<Entry>,
     ours: Option<Entry>,
@@ -170,6 +195,7 @@ fn merge_entry(
             base_bytes.as_deref(),
             ours_blob.content(),
             theirs_blob.content(),
+            rules,
         ) {
             Some(Ok(bytes)) => repo.blob(&bytes)?,
             Some(Err(c)) => return Ok(Err(c)),

@@ -83,11 +83,11 @@ pub mod names;
 mod packs;
 mod session;
 mod snapshot;
-pub mod sops_merge;
 mod status;
 mod syncer;
 pub mod transport;
 mod tree;
+pub mod values_merge;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -100,8 +100,8 @@ pub use session::{Change, FileMode, Session};
 pub use snapshot::{
     listing, DirEntry, EntryKind, HeadChange, HeadChangeCause, Listing, Reader, Snapshot,
 };
-pub use sops_merge::SopsMerge;
 pub use status::{ConflictInfo, RefusedHead, Status};
+pub use values_merge::ValuesMerge;
 
 pub use git2::Oid;
 

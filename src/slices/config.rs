@@ -2,6 +2,7 @@
 //! the file, the line and the cause.
 
 use super::{err, RepoView, SliceError};
+use crate::crypto::merge::{ListRule, MergeRules};
 use crate::crypto::value::{Key, Value};
 use crate::crypto::yaml;
 
@@ -41,6 +42,45 @@ fn folder(v: &Value) -> Option<String> {
         .then(|| s.to_string())
 }
 
+/// The `merge:` mapping: list path -> identity key, or `set` for a scalar set.
+fn rules_of(root: &Value, text: &str) -> Result<MergeRules, SliceError> {
+    let Some(m) = root.get("merge") else {
+        return Ok(MergeRules::default());
+    };
+    let line = line_of(text, "merge", 1);
+    let bad = |msg: String| err(format!("{CONFIG_FILE}:{line}: {msg}"));
+    let Value::Map(entries) = m else {
+        return Err(bad(
+            "merge: must map list paths to an identity key or `set`".into(),
+        ));
+    };
+    let mut rules = Vec::new();
+    for (k, v) in entries {
+        let Key::Name(path) = k else { continue };
+        let rule = match v.as_str() {
+            Some("set") => ListRule::Set,
+            Some(key) if !key.is_empty() => ListRule::Key(key.to_string()),
+            _ => {
+                return Err(bad(format!(
+                    "merge: {path:?} must name an identity key or `set`"
+                )))
+            }
+        };
+        rules.push((path.clone(), rule));
+    }
+    Ok(MergeRules::new(rules))
+}
+
+/// The merge rules of `.valuesfs.yaml` (its `merge:` mapping), for the master's merges.
+pub fn merge_rules(text: &str) -> Result<MergeRules, SliceError> {
+    let docs = yaml::parse_mappings(text, yaml::Limits::default())
+        .map_err(|e| err(format!("{CONFIG_FILE}: {e}")))?;
+    match docs.into_iter().next() {
+        Some(root) => rules_of(&root, text),
+        None => Ok(MergeRules::default()),
+    }
+}
+
 /// Parse and validate `.valuesfs.yaml`; with `view`, also check that every source
 /// folder exists (or, for a store synced before, its active folder).
 pub fn parse_config(text: &str, view: Option<&dyn RepoView>) -> Result<Vec<StoreCfg>, SliceError> {
@@ -55,11 +95,12 @@ pub fn parse_config(text: &str, view: Option<&dyn RepoView>) -> Result<Vec<Store
     };
     for (k, _) in items {
         if let Key::Name(n) = k {
-            if n != "slices" {
+            if n != "slices" && n != "merge" {
                 return Err(at(line_of(text, n, 1), format!("unknown key {n:?}")));
             }
         }
     }
+    rules_of(&root, text)?;
     let Some(list) = root.get("slices") else {
         return Ok(Vec::new());
     };

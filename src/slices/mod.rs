@@ -11,7 +11,7 @@
 mod config;
 mod model;
 
-pub use config::{parse_config, StoreCfg, CONFIG_FILE};
+pub use config::{merge_rules, parse_config, StoreCfg, CONFIG_FILE};
 pub use model::{diff, elements_changed, model};
 
 use crate::crypto::value::Value;

@@ -209,6 +209,7 @@ impl SemanticMerge for KvMerge {
         base: Option<&[u8]>,
         ours: &[u8],
         theirs: &[u8],
+        _rules: &valuesfs::crypto::merge::MergeRules,
     ) -> Option<Result<Vec<u8>, ConflictDetail>> {
         if !path.ends_with(".kv") {
             return None;
