@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use super::merge::{ConflictDetail, SemanticMerge};
 use crate::crypto::merge::{merge_documents, MergeRules};
 use crate::crypto::sops::{parse_plain, render_styled};
-use crate::crypto::value::{same_docs, Value};
+use crate::crypto::value::Value;
 use crate::crypto::{decrypt, is_sops, Format, Keyring, Style};
 
 /// Merges SOPS files with the identities it holds, and plain YAML and JSON files.
@@ -87,13 +87,70 @@ fn lines(text: &[u8]) -> Vec<&[u8]> {
     text.split_inclusive(|&b| b == b'\n').collect()
 }
 
+/// How a hunk is read: as one change, or line for line with what is left over (lines
+/// added or removed) after (`Tail`) or before (`Head`) them. The diff cannot tell, so
+/// each reading is a candidate, kept only if it parses to the merged tree.
+#[derive(Clone, Copy)]
+enum Split {
+    None,
+    Tail,
+    Head,
+    /// New lines inserted before the old ones, which are deleted: lets insertions of
+    /// both sides at that point interleave.
+    Insert,
+    /// Old and new lines paired by their keys (indentation and text up to the `:`): a
+    /// paired line is changed in place, the others are insertions and deletions there.
+    Keys,
+}
+
+/// What identifies a line across versions: its indentation and key.
+fn line_key(l: &[u8]) -> &[u8] {
+    match l.windows(2).position(|w| w == b": ") {
+        Some(i) => &l[..i + 1],
+        None => l.strip_suffix(b"\n").unwrap_or(l),
+    }
+}
+
+/// Longest common subsequence of keys: the pairs (old index, new index).
+fn pair_by_key(old: &[&[u8]], new: &[&[u8]]) -> Option<Vec<(usize, usize)>> {
+    let (n, m) = (old.len(), new.len());
+    if n * m > 40_000 {
+        return None;
+    }
+    let mut t = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            t[i][j] = if line_key(old[i]) == line_key(new[j]) {
+                t[i + 1][j + 1] + 1
+            } else {
+                t[i + 1][j].max(t[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < n && j < m {
+        if line_key(old[i]) == line_key(new[j]) {
+            out.push((i, j));
+            i += 1;
+            j += 1;
+        } else if t[i + 1][j] >= t[i][j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    Some(out)
+}
+
 /// The changes from `base` to `side` with no context lines (so adjacent changes of the
 /// two sides do not touch).
 fn hunks<'a>(
     base: &[u8],
+    base_lines: &[&[u8]],
     side: &'a [u8],
     side_lines: &'a [&'a [u8]],
     ours: bool,
+    split: Split,
 ) -> Option<Vec<Hunk<'a>>> {
     let mut opts = git2::DiffOptions::new();
     opts.context_lines(0).interhunk_lines(0);
@@ -113,24 +170,81 @@ fn hunks<'a>(
         } else {
             side_lines.get(ns - 1..ns - 1 + nl)?
         };
-        out.push(Hunk {
-            start,
-            end: start + ol,
-            lines: new,
-            ours,
-        });
+        let end = start + ol;
+        let one = |out: &mut Vec<Hunk<'a>>, start: usize, end: usize, lines: &'a [&'a [u8]]| {
+            out.push(Hunk {
+                start,
+                end,
+                lines,
+                ours,
+            })
+        };
+        // Line for line where both have lines; what is left over is an insertion (or a
+        // deletion) after them (`Tail`) or before them (`Head`).
+        let pair = nl.min(ol);
+        match split {
+            Split::None => one(&mut out, start, end, new),
+            Split::Insert if ol > 0 && nl > 0 => {
+                one(&mut out, start, start, new);
+                one(&mut out, start, end, &new[0..0]);
+            }
+            Split::Insert => one(&mut out, start, end, new),
+            Split::Keys => {
+                let old = base_lines.get(start..end)?;
+                let pairs = pair_by_key(old, new)?;
+                let (mut oi, mut ni) = (0, 0);
+                for (po, pn) in pairs.into_iter().chain([(ol, nl)]) {
+                    // Unpaired: new lines before the pair go in, old ones go out.
+                    if pn > ni {
+                        one(&mut out, start + oi, start + oi, &new[ni..pn]);
+                    }
+                    for k in oi..po {
+                        one(&mut out, start + k, start + k + 1, &new[0..0]);
+                    }
+                    if po < ol {
+                        one(&mut out, start + po, start + po + 1, &new[pn..pn + 1]);
+                    }
+                    (oi, ni) = (po + 1, pn + 1);
+                }
+            }
+            Split::Tail => {
+                for k in 0..pair {
+                    one(&mut out, start + k, start + k + 1, &new[k..k + 1]);
+                }
+                if nl > ol || ol > nl {
+                    one(&mut out, start + pair, end, &new[pair..]);
+                }
+            }
+            Split::Head => {
+                let (skip_old, skip_new) = (ol - pair, nl - pair);
+                if skip_old > 0 || skip_new > 0 {
+                    one(&mut out, start, start + skip_old, &new[..skip_new]);
+                }
+                for k in 0..pair {
+                    let at = start + skip_old + k;
+                    one(&mut out, at, at + 1, &new[skip_new + k..skip_new + k + 1]);
+                }
+            }
+        }
     }
     Some(out)
 }
 
 /// Every change of both sides applied to `base` at its place; `None` when two changes
-/// touch the same base lines. Insertions at one point: ours, then theirs.
-fn splice(base: &[u8], ours: &[u8], theirs: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let (ol, tl) = (lines(ours), lines(theirs));
-    let mut all = hunks(base, ours, &ol, true)?;
-    all.extend(hunks(base, theirs, &tl, false)?);
-    // By position; at one point insertions first (ours before theirs), then the rest.
-    all.sort_by_key(|h| (h.start, h.end > h.start, !h.ours));
+/// touch the same base lines. Insertions at one point: ours first, or theirs first.
+fn splice(
+    base: &[u8],
+    ours: &[u8],
+    theirs: &[u8],
+    split: Split,
+    ours_first: bool,
+) -> Option<Zeroizing<Vec<u8>>> {
+    let (ol, tl, bl) = (lines(ours), lines(theirs), lines(base));
+    let mut all = hunks(base, &bl, ours, &ol, true, split)?;
+    all.extend(hunks(base, &bl, theirs, &tl, false, split)?);
+    // By position; at one point insertions first (one side's, then the other's), then
+    // the rest.
+    all.sort_by_key(|h| (h.start, h.end > h.start, h.ours != ours_first));
     for w in all.windows(2) {
         let (a, b) = (&w[0], &w[1]);
         let overlap = b.start < a.end || (a.start == b.start && a.end > a.start && b.end > b.start);
@@ -138,17 +252,31 @@ fn splice(base: &[u8], ours: &[u8], theirs: &[u8]) -> Option<Zeroizing<Vec<u8>>>
             return None;
         }
     }
-    let bl = lines(base);
     let mut out = Zeroizing::new(Vec::with_capacity(ours.len().max(theirs.len())));
     let mut at = 0;
-    for h in &all {
+    let mut i = 0;
+    while i < all.len() {
+        let h = &all[i];
         for l in bl.get(at..h.start)? {
             out.extend_from_slice(l);
         }
-        for l in h.lines {
-            out.extend_from_slice(l);
+        // Insertions of both sides at one point: their blocks interleaved by depth.
+        let mut j = i + 1;
+        while h.end == h.start && j < all.len() && all[j].start == h.start && all[j].end == h.start
+        {
+            j += 1;
+        }
+        if j > i + 1 {
+            for l in interleave(&all[i..j]) {
+                out.extend_from_slice(l);
+            }
+        } else {
+            for l in h.lines {
+                out.extend_from_slice(l);
+            }
         }
         at = at.max(h.end);
+        i = j;
     }
     for l in bl.get(at..)? {
         out.extend_from_slice(l);
@@ -156,8 +284,79 @@ fn splice(base: &[u8], ours: &[u8], theirs: &[u8]) -> Option<Zeroizing<Vec<u8>>>
     Some(out)
 }
 
-fn strip(docs: &[Value]) -> Vec<Value> {
-    docs.iter().map(Value::without_comments).collect()
+fn indent(line: &[u8]) -> usize {
+    line.iter().take_while(|&&b| b == b' ').count()
+}
+
+/// Blocks inserted at one point by both sides, merged by depth: each block is cut where
+/// it steps out to a shallower indentation (a list item's lines, then the keys after
+/// the list), and the pieces are laid deepest first, in the blocks' order at equal depth.
+/// Two env vars appended to one list, each followed by a key added after it, stay each
+/// in its place.
+fn interleave<'a>(blocks: &[Hunk<'a>]) -> Vec<&'a [u8]> {
+    let mut pieces: Vec<(usize, usize, &'a [&'a [u8]])> = Vec::new();
+    for (b, h) in blocks.iter().enumerate() {
+        let mut from = 0;
+        let mut level = None;
+        for (k, l) in h.lines.iter().enumerate() {
+            let blank = l.iter().all(|c| c.is_ascii_whitespace());
+            if blank || l.trim_ascii_start().starts_with(b"#") {
+                continue;
+            }
+            let d = indent(l);
+            match level {
+                None => level = Some(d),
+                Some(lv) if d < lv => {
+                    pieces.push((lv, b, &h.lines[from..k]));
+                    from = k;
+                    level = Some(d);
+                }
+                _ => {}
+            }
+        }
+        pieces.push((level.unwrap_or(0), b, &h.lines[from..]));
+    }
+    // Deepest first; at one depth, block order (stable).
+    pieces.sort_by_key(|(lv, b, _)| (std::cmp::Reverse(*lv), *b));
+    pieces
+        .into_iter()
+        .flat_map(|(_, _, ls)| ls.iter().copied())
+        .collect()
+}
+
+/// Data equality with mappings unordered (as YAML has them) and lists in order: a splice
+/// may put a key theirs added before one ours added.
+pub fn same_data(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Map(x), Value::Map(y)) => {
+            let names = |m: &[(crate::crypto::value::Key, Value)]| {
+                m.iter()
+                    .filter_map(|(k, v)| match k {
+                        crate::crypto::value::Key::Name(n) => Some((n.clone(), v.clone())),
+                        crate::crypto::value::Key::Comment(_) => None,
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let (x, y) = (names(x), names(y));
+            x.len() == y.len()
+                && x.iter().all(|(k, v)| {
+                    y.iter()
+                        .find(|(k2, _)| k2 == k)
+                        .is_some_and(|(_, v2)| same_data(v, v2))
+                })
+        }
+        (Value::Seq(x), Value::Seq(y)) => {
+            let items = |s: &[Value]| {
+                s.iter()
+                    .filter(|v| !matches!(v, Value::Comment(_)))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            let (x, y) = (items(x), items(y));
+            x.len() == y.len() && x.iter().zip(&y).all(|(a, b)| same_data(a, b))
+        }
+        (a, b) => a.same(b),
+    }
 }
 
 /// Is `text` exactly what sops prints for its own tree?
@@ -193,14 +392,31 @@ pub fn merge_plain(
         key: Some(c.path.clone()),
         message: format!("{}: {}", c.path, c.why),
     })?;
-    let want = strip(&tree);
     let base_text = base.unwrap_or(&[]);
-    let agrees = |text: &[u8]| parse(text).is_some_and(|d| same_docs(&strip(&d), &want));
+    let agrees = |text: &[u8]| {
+        parse(text).is_some_and(|d| {
+            d.len() == tree.len() && d.iter().zip(&tree).all(|(a, b)| same_data(a, b))
+        })
+    };
     if let Some(text) = merge_lines(base_text, ours, theirs).filter(|t| agrees(t)) {
         return Ok(Some(text));
     }
-    if let Some(text) = splice(base_text, ours, theirs).filter(|t| agrees(t)) {
-        return Ok(Some(text));
+    // Ours first where both insert at one point (what the tree says), unless only the
+    // other order parses to the merged tree (an insertion read with the wrong hunk).
+    for ours_first in [true, false] {
+        for split in [
+            Split::None,
+            Split::Keys,
+            Split::Tail,
+            Split::Head,
+            Split::Insert,
+        ] {
+            if let Some(text) =
+                splice(base_text, ours, theirs, split, ours_first).filter(|t| agrees(t))
+            {
+                return Ok(Some(text));
+            }
+        }
     }
     if canonical(ours, &o, format, style) && canonical(theirs, &t, format, style) {
         return Ok(Some(Zeroizing::new(
