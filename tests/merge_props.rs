@@ -4,7 +4,8 @@
 //! sides appending items to the same named list and keys to the same mapping). Merged both
 //! ways round, the result is exactly the structural merge of the trees printed in that
 //! layout (so every line neither side touched is there byte for byte, and nothing is
-//! re-rendered), and swapping the sides gives the same data.
+//! re-rendered), swapping the sides gives the same data, and where the real `git
+//! merge-file` merges cleanly the result is git's.
 
 use std::collections::BTreeMap;
 
@@ -183,6 +184,23 @@ fn edit(doc: &Doc, own: &[bool], side: &str, seed: &[u8]) -> Doc {
     out
 }
 
+/// `git merge-file -p` (the real git): the merge when it is clean.
+fn git_merge_file(base: &str, ours: &str, theirs: &str) -> Option<String> {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = |n: &str, t: &str| {
+        let p = tmp.path().join(n);
+        std::fs::write(&p, t).expect("write");
+        p
+    };
+    let (o, b, t) = (f("ours", ours), f("base", base), f("theirs", theirs));
+    let out = std::process::Command::new("git")
+        .args(["merge-file", "-p"])
+        .args([&o, &b, &t])
+        .output()
+        .expect("git");
+    (out.status.code() == Some(0)).then(|| String::from_utf8(out.stdout).expect("utf8"))
+}
+
 fn merged(base: &str, ours: &str, theirs: &str) -> String {
     let r = merge_plain(
         Format::Yaml,
@@ -249,6 +267,10 @@ proptest! {
         for line in bt.lines() {
             let kept = count(&bt, line).min(count(&ot, line)).min(count(&tt, line));
             prop_assert!(count(&got, line) >= kept, "{:?} lost", line);
+        }
+        // Where git's own line merge is clean, the result is git's.
+        if let Some(by_git) = git_merge_file(&bt, &ot, &tt) {
+            prop_assert_eq!(&got, &by_git);
         }
         // Swapped: the same data.
         let swapped = merged(&bt, &tt, &ot);
