@@ -262,6 +262,18 @@ const CASES: &[Case] = &[
         file: "a.yaml",
         plain: "args: !!str 2001-12-14\n",
     },
+    // Found by the soak (seeds 100-131): a tab after a block scalar's indentation is
+    // content, as go-yaml reads it (sops writes "x\n\t" as `|-` with a line `  \t`).
+    Case {
+        name: "a tab after the indentation of a literal block line",
+        file: "a.yaml",
+        plain: "ingress_unencrypted:\n pathsFeatures: \"\\_\\n\\t\"\n",
+    },
+    Case {
+        name: "a tab line in a literal block, encrypted",
+        file: "a.yaml",
+        plain: "a:\n b: \"x\\n\\t\"\n",
+    },
     // Found by the soak (bench/codec_diff.py, seed 108): sops writes the comment that
     // ends a clear list inside its own `sops:` block, at column 0.
     Case {

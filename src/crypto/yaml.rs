@@ -1068,7 +1068,10 @@ impl<'a> Parser<'a> {
                     spaces
                 }
             };
-            if blank && spaces <= bi {
+            // After the indentation a tab is content (go-yaml reads `  \t` as "\t"): a
+            // line is empty only if it holds spaces alone, or too few for the content.
+            let empty = blank && (spaces < bi || line.bytes().all(|c| c == b' '));
+            if empty && spaces <= bi {
                 lines.push(("", term));
             } else if spaces >= bi {
                 lines.push((&line[bi..], term));
