@@ -520,16 +520,12 @@ mod tests {
             .reencrypt(b"db:\n  user: app   # login\n  password: one\napi:\n  token: t2\n")
             .expect("theirs");
         let m = ValuesMerge::new(keys.clone());
-        let merged = m
-            .merge(
-                "s.yaml",
-                Some(&base),
-                &ours,
-                &theirs,
-                &MergeRules::default(),
-            )
-            .expect("claimed")
-            .expect("clean");
+        let merge = |ours: &[u8], theirs: &[u8]| {
+            m.merge("s.yaml", Some(&base), ours, theirs, &MergeRules::default())
+                .expect("claimed")
+                .expect("clean")
+        };
+        let merged = merge(&ours, &theirs);
         let out = decrypt(&merged, Format::Yaml, &keys).expect("dec");
         assert_eq!(
             &out.plaintext[..],
@@ -542,16 +538,7 @@ mod tests {
         let theirs2 = b_open
             .reencrypt(b"db:\n  user: app   # login\n  password: three\napi:\n  token: t1\n")
             .expect("theirs");
-        let merged = m
-            .merge(
-                "s.yaml",
-                Some(&base),
-                &ours2,
-                &theirs2,
-                &MergeRules::default(),
-            )
-            .expect("claimed")
-            .expect("clean");
+        let merged = merge(&ours2, &theirs2);
         // Spliced: both changes, the file's own formatting kept.
         let out = decrypt(&merged, Format::Yaml, &keys).expect("dec");
         assert_eq!(
