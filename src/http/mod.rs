@@ -280,6 +280,14 @@ fn checked(raw: &str) -> Result<String, Error> {
     api_path(raw)
 }
 
+/// A path that names a file (not the root).
+fn file_path(raw: &str) -> Result<String, Error> {
+    match api_path(raw)? {
+        p if p.is_empty() => Err(Error::new(Kind::Invalid, "no path")),
+        p => Ok(p),
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct ReadQuery {
     rev: Option<String>,
@@ -331,9 +339,8 @@ async fn write(
     pre: Precondition,
     created: StatusCode,
 ) -> Response {
-    let path = match checked(&raw) {
-        Ok(p) if !p.is_empty() => p,
-        Ok(_) => return fail(&app, &Error::new(Kind::Invalid, "no path")),
+    let path = match file_path(&raw) {
+        Ok(p) => p,
         Err(e) => return fail(&app, &e),
     };
     let data = Zeroizing::new(body.to_vec());
@@ -423,9 +430,8 @@ async fn patch_file(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path = match checked(&raw) {
-        Ok(p) if !p.is_empty() => p,
-        Ok(_) => return fail(&app, &Error::new(Kind::Invalid, "no path")),
+    let path = match file_path(&raw) {
+        Ok(p) => p,
         Err(e) => return fail(&app, &e),
     };
     let patch: serde_json::Value = match serde_json::from_slice(&body) {
