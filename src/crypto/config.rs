@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use regex::Regex;
+use regex_lite::Regex;
 
 use super::error::{Error, Result};
 use super::sops::{CreationParams, Selector, Style, SELECTOR_FIELDS};

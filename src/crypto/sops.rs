@@ -13,7 +13,7 @@
 //!   the data key and bound to this version's `lastmodified` and `mac`. sops ignores it;
 //!   it is only written when sops's own formatting would not reproduce the bytes.
 
-use regex::Regex;
+use regex_lite::Regex;
 use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
 
@@ -1879,10 +1879,10 @@ fn patch_json_block(
             "sops block without lastmodified or mac".into(),
         ));
     }
-    let step = lm.replacen(&cleaned, 1, |c: &regex::Captures| {
+    let step = lm.replacen(&cleaned, 1, |c: &regex_lite::Captures| {
         format!("\"lastmodified\"{}:{}\"{lastmodified}\"", &c[1], &c[2])
     });
-    let out = mc.replacen(&step, 1, |c: &regex::Captures| {
+    let out = mc.replacen(&step, 1, |c: &regex_lite::Captures| {
         let mut s = format!("{}\"mac\"{}:{}\"{mac}\"", &c[1], &c[2], &c[3]);
         if let Some(sv) = source {
             s.push_str(&format!(

@@ -206,13 +206,13 @@ fn is_old_yaml_special(s: &str) -> bool {
 /// YAML 1.1 base-60 floats (`1:30`), which go-yaml quotes for older parsers: its own
 /// pattern, where every part after the first is `[0-5]?[0-9]` (so `80:80` is not one).
 fn is_base60(s: &str) -> bool {
-    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    static RE: std::sync::OnceLock<regex_lite::Regex> = std::sync::OnceLock::new();
     let first = s.bytes().next();
     if !matches!(first, Some(b'+' | b'-' | b'0'..=b'9')) || !s.contains(':') {
         return false;
     }
     RE.get_or_init(|| {
-        regex::Regex::new(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+        regex_lite::Regex::new(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
             .expect("a valid constant pattern")
     })
     .is_match(s)
