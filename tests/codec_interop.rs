@@ -473,7 +473,11 @@ fn selector_regexes_pick_the_keys_sops_picks() {
             .arg(&src)
             .output()
             .expect("sops -e");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let field = flag.trim_start_matches("--").replace('-', "_");
         let params = CreationParams {
             recipients: vec![VECTOR_RECIPIENT.into()],
@@ -490,6 +494,9 @@ fn selector_regexes_pick_the_keys_sops_picks() {
                 .collect()
         };
         assert_eq!(clear(&ours), clear(&out.stdout), "{flag} {re}");
-        assert!(!clear(&ours).is_empty(), "{flag} {re}: something stays clear");
+        assert!(
+            !clear(&ours).is_empty(),
+            "{flag} {re}: something stays clear"
+        );
     }
 }

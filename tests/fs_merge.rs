@@ -147,3 +147,52 @@ fn sops_decrypt_remote(r: &Remote, path: &str) -> String {
     let co = clone(r.dir(), &r.url);
     String::from_utf8(sops_decrypt(&co.path().join(path), &r.key, &[])).expect("utf8")
 }
+
+/// `conflicts resolve ID --take merged` sends the rejected change through the master's
+/// merge again. Two appends to a scalar list conflict (order matters), and still do until
+/// the head's `.valuesfs.yaml` declares the list a set; then both values land.
+#[test]
+fn a_conflict_resolved_as_merged_lands_once_the_rules_allow_it() {
+    let r = seeded_remote();
+    let path = "apps/hosts.yml";
+    push_files(&r, &[(path, b"hosts:\n  - a\n")], "hosts");
+    let a = mount_remote(&r);
+    let b = mount_remote(&r);
+    save(&a, path, "hosts:\n  - a\n  - b\n").expect("A's fsync");
+    let e = save(&b, path, "hosts:\n  - a\n  - c\n").expect_err("B's appends conflict");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    let (ok, list, err) = valuesfs_at(&b, "conflicts", &[]);
+    assert!(ok, "{err}");
+    let id = list
+        .lines()
+        .find(|l| l.contains(path))
+        .and_then(|l| l.split('\t').next())
+        .expect("the conflict is listed")
+        .to_string();
+
+    // Without a rule the merge fails again: an error, and the one conflict stays.
+    let (ok, _, err) = valuesfs_at(&b, "conflicts", &["resolve", &id, "--take", "merged"]);
+    assert!(!ok, "a scalar list append both ways must not merge");
+    assert!(err.contains("still does not merge"), "{err}");
+    let (_, list, _) = valuesfs_at(&b, "conflicts", &[]);
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.contains(&id), "{list}");
+
+    // Someone declares the list a set; B fetches it, and the retry lands both hosts.
+    push_files(
+        &r,
+        &[(".valuesfs.yaml", b"merge:\n  hosts: set\n")],
+        "rules",
+    );
+    b.fetch();
+    let (ok, said, err) = valuesfs_at(&b, "conflicts", &["resolve", &id, "--take", "merged"]);
+    assert!(ok, "{err}");
+    assert!(said.contains("merged (committed)"), "{said}");
+    b.flush();
+    assert_eq!(
+        remote_plain(&r, path).expect("on the remote"),
+        b"hosts:\n  - a\n  - b\n  - c\n"
+    );
+    assert_eq!(b.read_str(path), "hosts:\n  - a\n  - b\n  - c\n");
+    assert!(conflict_free(&b), "{}", b.status());
+}

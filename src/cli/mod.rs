@@ -171,10 +171,12 @@ enum SliceAction {
 enum ConflictAction {
     /// The base, mine and theirs of the conflicted file, decrypted, as two diffs.
     Show { id: String },
-    /// Land one side: `mine` (the rejected version) or `theirs` (keep the remote's).
+    /// Land one side: `mine` (the rejected version) or `theirs` (keep the remote's), or
+    /// `merged`: merge the rejected change again onto the current head, with the head's
+    /// `.valuesfs.yaml` merge rules (the conflict stays when it still does not merge).
     Resolve {
         id: String,
-        #[arg(long, value_parser = ["mine", "theirs"])]
+        #[arg(long, value_parser = ["mine", "theirs", "merged"])]
         take: String,
     },
     /// Forget the conflict (its ref and record) without changing any file.

@@ -336,8 +336,14 @@ fn serve_socket(state_dir: &Path, fs: Arc<Fs>, master: MasterHandle, stop: Arc<A
                             .collect()
                     })),
                     ["conflict", "show", id] => answer(fs.conflict_show(id)),
-                    ["conflict", "resolve", id, side @ ("mine" | "theirs")] => {
-                        answer(fs.conflict_resolve(id, *side == "mine"))
+                    ["conflict", "resolve", id, side @ ("mine" | "theirs" | "merged")] => {
+                        use crate::fs::view::conflicts::Take;
+                        let take = match *side {
+                            "mine" => Take::Mine,
+                            "theirs" => Take::Theirs,
+                            _ => Take::Merged,
+                        };
+                        answer(fs.conflict_resolve(id, take))
                     }
                     ["slices", "sync", rest @ ..] => {
                         let (store, only) = match rest {

@@ -41,7 +41,7 @@ pub mod api;
 mod attrs;
 use attrs::{kind_for, perm_for};
 mod commit;
-mod conflicts;
+pub mod conflicts;
 mod decode;
 mod handles;
 mod slices;

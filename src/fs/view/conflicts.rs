@@ -1,5 +1,6 @@
 //! Conflicts from the command line: the three versions of a conflicted file, decrypted
-//! and shown as diffs (never written anywhere), and resolving by taking one side.
+//! and shown as diffs (never written anywhere), and resolving by taking one side or by
+//! merging again.
 //!
 //! A conflict's rejected commit has the session's base as its parent; "theirs" is the
 //! current head. Taking "mine" commits the rejected version's stored bytes (already
@@ -87,39 +88,83 @@ impl Fs {
         Ok(out)
     }
 
-    /// Resolve by taking one side: `mine` lands the rejected version on the head;
-    /// `theirs` keeps the head. Either way the conflict is forgotten.
-    pub fn conflict_resolve(&self, id: &str, take_mine: bool) -> Result<String> {
+    /// Resolve a conflict: `Mine` lands the rejected version on the head; `Theirs` keeps
+    /// the head; `Merged` sends the rejected change again, from its own base, through the
+    /// master's merge (the one the first attempt went through, with the head's current
+    /// `.valuesfs.yaml` rules), so a rule added since, or a head that moved, can make it
+    /// land. Every choice but a failed `Merged` forgets the conflict.
+    pub fn conflict_resolve(&self, id: &str, take: Take) -> Result<String> {
         let c = self.conflict(id)?;
-        if take_mine {
-            let (_, mine, _) = self.versions(&c)?;
-            let mut s = Session::new(self.snapshot().commit);
-            match mine {
-                Some((oid, mode)) => {
-                    let bytes = self.with_reader(|r| Ok(read_blob(r, oid)?))?;
-                    s.write_mode(c.path.as_str(), bytes, mode);
+        let outcome = match take {
+            Take::Theirs => "kept theirs".to_string(),
+            Take::Mine | Take::Merged => {
+                let (_, mine, _) = self.versions(&c)?;
+                let base = match take {
+                    Take::Mine => self.snapshot().commit,
+                    _ => Some(self.rejected_base(&c)?),
+                };
+                let mut s = Session::new(base);
+                match mine {
+                    Some((oid, mode)) => {
+                        let bytes = self.with_reader(|r| Ok(read_blob(r, oid)?))?;
+                        s.write_mode(c.path.as_str(), bytes, mode);
+                    }
+                    None => {
+                        s.delete(c.path.as_str());
+                    }
                 }
-                None => {
-                    s.delete(c.path.as_str());
+                let how = if take == Take::Mine {
+                    "take mine"
+                } else {
+                    "merged"
+                };
+                s.message(format!(
+                    "valuesfs: resolve conflict {} in {}: {how}",
+                    c.id, c.path
+                ));
+                match self.master.submit(s)?.wait_committed() {
+                    Ok(_) if take == Take::Mine => "took mine (committed)".to_string(),
+                    Ok(_) => "merged (committed)".to_string(),
+                    Err(crate::repo::Error::Conflict(again)) if take == Take::Merged => {
+                        // The retry's own record would be a duplicate of this one.
+                        self.master.dismiss_conflict(&again.id)?;
+                        let at = again
+                            .key
+                            .map(|k| format!(" at key {k}"))
+                            .unwrap_or_default();
+                        return Err(Error::new(
+                            Kind::Io,
+                            format!(
+                                "conflict {id} in {} still does not merge{at}: {} (kept)",
+                                c.path, again.message
+                            ),
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
                 }
             }
-            s.message(format!(
-                "valuesfs: resolve conflict {} in {}: take mine",
-                c.id, c.path
-            ));
-            self.master.submit(s)?.wait_committed()?;
-        }
+        };
         self.master.dismiss_conflict(id)?;
-        Ok(format!(
-            "conflict {id} in {}: {}\n",
-            c.path,
-            if take_mine {
-                "took mine (committed)"
-            } else {
-                "kept theirs"
-            }
-        ))
+        Ok(format!("conflict {id} in {}: {outcome}\n", c.path))
     }
+
+    /// The commit the rejected session was based on (its commit's parent).
+    fn rejected_base(&self, c: &ConflictInfo) -> Result<Oid> {
+        let io = |e: git2::Error| Error::new(Kind::Io, format!("conflict {}: {e}", c.id));
+        let repo = git2::Repository::open_bare(self.master.repo_path()).map_err(io)?;
+        let commit = repo
+            .find_commit(Oid::from_str(&c.commit).map_err(io)?)
+            .map_err(io)?;
+        commit.parent_id(0).map_err(io)
+    }
+}
+
+/// How `conflicts resolve` settles a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    Mine,
+    Theirs,
+    Merged,
 }
 
 fn absent(v: Version) -> &'static str {
