@@ -12,6 +12,7 @@ mod demo;
 mod log;
 mod mount;
 mod reconcile;
+mod team;
 
 #[derive(Parser)]
 #[command(
@@ -88,6 +89,17 @@ enum Cmd {
         #[command(subcommand)]
         action: SliceAction,
     },
+    /// Make every SOPS file's recipients those of its `.sops.yaml` creation rule (as `sops
+    /// updatekeys` does for one file): the data key re-wrapped, no value changed. In a
+    /// mount, one commit; in a checkout, files rewritten in place.
+    #[command(
+        after_help = "Example: valuesfs updatekeys --dry-run   # exits 1 when a file does not match .sops.yaml"
+    )]
+    Updatekeys(TeamArgs),
+    /// Give every SOPS file a new data key (every value gets new ciphertext), as `sops
+    /// rotate` does. Git history still holds the old versions and their keys.
+    #[command(after_help = "Example: valuesfs rotate env/prod")]
+    Rotate(TeamArgs),
     /// Print the status of the mount containing the current directory (or --mount).
     #[command(after_help = "Example: valuesfs status --mount ~/values")]
     Status {
@@ -181,6 +193,19 @@ enum ConflictAction {
     },
     /// Forget the conflict (its ref and record) without changing any file.
     Dismiss { id: String },
+}
+
+#[derive(Args, Clone)]
+struct TeamArgs {
+    /// Files or directories (default: the whole repository).
+    paths: Vec<PathBuf>,
+    /// Change nothing; exit 1 when something would change.
+    #[arg(long)]
+    dry_run: bool,
+    /// The mount (default: the one containing the current directory, else the files are
+    /// a plain checkout and are rewritten in place).
+    #[arg(long)]
+    mount: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -353,6 +378,8 @@ pub fn run() -> i32 {
             .unwrap_or_else(|| "mount".into()),
         Cmd::Unmount { mountpoint } => mountpoint.display().to_string(),
         Cmd::Status { .. } => "status".into(),
+        Cmd::Updatekeys(_) => "updatekeys".into(),
+        Cmd::Rotate(_) => "rotate".into(),
         Cmd::Conflicts { .. } => "conflicts".into(),
         Cmd::Slices { .. } => "slices".into(),
         Cmd::Reconcile(_) => "reconcile".into(),
@@ -493,6 +520,18 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Mount(args) => mount::run(*args),
         Cmd::Unmount { mountpoint } => mount::unmount(&mountpoint),
         Cmd::Status { mount } => mount::status(mount.as_deref()),
+        Cmd::Updatekeys(a) => exit_with(team::run(
+            valuesfs::crypto::team::Op::UpdateKeys,
+            &a.paths,
+            a.dry_run,
+            a.mount.as_deref(),
+        )?),
+        Cmd::Rotate(a) => exit_with(team::run(
+            valuesfs::crypto::team::Op::Rotate,
+            &a.paths,
+            a.dry_run,
+            a.mount.as_deref(),
+        )?),
         Cmd::Reconcile(args) => std::process::exit(reconcile::run(&args)),
         Cmd::Crd => {
             print!("{}", valuesfs::reconcile::crd_yaml());
@@ -588,6 +627,14 @@ fn rule_params(file: &str) -> Result<CreationParams> {
             cfg_path.display()
         )
     })
+}
+
+/// End the process with `code` when it is not 0 (the report is already printed).
+fn exit_with(code: i32) -> Result<()> {
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {

@@ -318,7 +318,7 @@ fn socket_of(mountpoint: &Path) -> Result<PathBuf> {
     Ok(PathBuf::from(line.trim().trim_matches('"')))
 }
 
-fn ask(mountpoint: &Path, cmd: &str) -> Result<String> {
+pub(super) fn ask(mountpoint: &Path, cmd: &str) -> Result<String> {
     let mut s = UnixStream::connect(socket_of(mountpoint)?).context("connecting to the daemon")?;
     s.write_all(format!("{cmd}\n").as_bytes())?;
     s.shutdown(std::net::Shutdown::Write)?;

@@ -16,6 +16,9 @@ pub struct CreationRule {
     pub params: CreationParams,
     /// Key services named by the rule that valuesfs cannot use.
     pub unsupported: Vec<String>,
+    /// Why valuesfs cannot apply this rule at all (several key groups: Shamir secret
+    /// sharing), naming the rule.
+    pub refused: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -132,7 +135,30 @@ impl SopsConfig {
                     _ => None,
                 };
                 let mut recipients = recipients_of(item.get("age"))?;
+                let mut refused = None;
                 if let Some(Value::Seq(groups)) = item.get("key_groups") {
+                    let groups: Vec<&Value> = groups
+                        .iter()
+                        .filter(|g| !matches!(g, Value::Comment(_)))
+                        .collect();
+                    let threshold = match item.get("shamir_threshold") {
+                        Some(Value::Int(t)) => *t,
+                        _ => 0,
+                    };
+                    if groups.len() > 1 || threshold > 1 {
+                        // One key from every group (or `threshold` of them) opens the
+                        // file: flattening the groups would let any one key open it.
+                        let name = match item.get("path_regex") {
+                            Some(Value::Str(r)) => format!("path_regex {r:?}"),
+                            _ => "no path_regex".to_string(),
+                        };
+                        refused = Some(format!(
+                            "creation rule {} ({name}): key_groups with {} groups \
+                             (Shamir secret sharing) are not supported by valuesfs",
+                            rules.len() + 1,
+                            groups.len()
+                        ));
+                    }
                     for g in groups {
                         recipients.extend(recipients_of(g.get("age"))?);
                     }
@@ -169,6 +195,7 @@ impl SopsConfig {
                         style,
                     },
                     unsupported,
+                    refused,
                 });
             }
         }
@@ -186,6 +213,9 @@ impl SopsConfig {
     pub fn params_for(&self, rel_path: &str) -> Result<Option<CreationParams>> {
         match self.rule_for(rel_path) {
             None => Ok(None),
+            Some(CreationRule {
+                refused: Some(why), ..
+            }) => Err(Error::Config(why.clone())),
             Some(r) if r.params.recipients.is_empty() && !r.unsupported.is_empty() => {
                 Err(Error::UnsupportedKeyServices {
                     services: r.unsupported.join(", "),
@@ -212,5 +242,21 @@ mod tests {
         assert!(r.params.selector.is_some());
         let r = cfg.rule_for("values.yaml").expect("fallback rule");
         assert_eq!(r.params.recipients, vec!["age1c"]);
+    }
+
+    #[test]
+    fn several_key_groups_are_refused_naming_the_rule() {
+        let cfg = SopsConfig::parse(
+            "creation_rules:\n  - path_regex: one\\.yaml$\n    key_groups:\n      - age: [age1a]\n  - path_regex: two\\.yaml$\n    key_groups:\n      - age: [age1a]\n      - age: [age1b]\n",
+            PathBuf::from("/r"),
+        )
+        .expect("parses");
+        let one = cfg.params_for("one.yaml").expect("one group is plain age");
+        assert_eq!(one.expect("rule").recipients, vec!["age1a"]);
+        let e = cfg
+            .params_for("two.yaml")
+            .expect_err("two groups")
+            .to_string();
+        assert!(e.contains("creation rule 2") && e.contains("two"), "{e}");
     }
 }

@@ -96,7 +96,9 @@ fn key_cmd_output(cmd: &str) -> Result<Zeroizing<String>> {
             None if std::time::Instant::now() > deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(bad(format!("still running after {KEY_CMD_TIMEOUT:?}; killed")));
+                return Err(bad(format!(
+                    "still running after {KEY_CMD_TIMEOUT:?}; killed"
+                )));
             }
             None => std::thread::sleep(std::time::Duration::from_millis(5)),
         }
@@ -236,13 +238,12 @@ impl Keyring {
         let bad = |e: &dyn std::fmt::Display| Error::Malformed(format!("age key block: {e}"));
         let reader = age::armor::ArmoredReader::new(armored.as_bytes());
         let decryptor = age::Decryptor::new(reader).map_err(|e| bad(&e))?;
-        let mut stream =
-            match decryptor.decrypt(self.all()) {
-                Ok(s) => s,
-                // None of ours: the file is fine, the key is elsewhere.
-                Err(age::DecryptError::NoMatchingKeys) => return Ok(None),
-                Err(e) => return Err(bad(&e)),
-            };
+        let mut stream = match decryptor.decrypt(self.all()) {
+            Ok(s) => s,
+            // None of ours: the file is fine, the key is elsewhere.
+            Err(age::DecryptError::NoMatchingKeys) => return Ok(None),
+            Err(e) => return Err(bad(&e)),
+        };
         let mut out = Zeroizing::new(Vec::new());
         stream.read_to_end(&mut out).map_err(|e| bad(&e))?;
         let key: [u8; 32] = out
@@ -309,9 +310,7 @@ impl Keyring {
     /// Decrypt a binary age file with these identities.
     pub fn decrypt_file(&self, data: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         let decryptor = age::Decryptor::new(data).ok()?;
-        let mut stream = decryptor
-            .decrypt(self.all())
-            .ok()?;
+        let mut stream = decryptor.decrypt(self.all()).ok()?;
         let mut out = Zeroizing::new(Vec::new());
         stream.read_to_end(&mut out).ok()?;
         Some(out)

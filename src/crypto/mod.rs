@@ -13,6 +13,7 @@ pub mod keys;
 pub mod merge;
 pub mod patch;
 pub mod sops;
+pub mod team;
 pub mod value;
 pub mod yaml;
 

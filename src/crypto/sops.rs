@@ -28,6 +28,8 @@ use std::collections::HashMap;
 use super::yaml::{self, Limits};
 
 mod comments;
+mod rekey;
+pub use rekey::{file_recipients, rewrap, rotate};
 
 /// The sops version string written into new files.
 pub const SOPS_VERSION: &str = "3.11.0";
