@@ -35,14 +35,16 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// Recipients to add and to remove.
+pub type Changes = (Vec<String>, Vec<String>);
+
 /// The recipients a file has and its rule wants: (added, removed), both empty when they
 /// agree. `Err` for a rule valuesfs cannot apply; `Ok(None)` when no rule matches.
 pub fn recipient_changes(
     rel: &str,
-    bytes: &[u8],
-    format: Format,
+    have: &[String],
     config: &SopsConfig,
-) -> Result<Option<(Vec<String>, Vec<String>)>, String> {
+) -> Result<Option<Changes>, String> {
     let Some(rule) = config.rule_for(rel) else {
         return Ok(None);
     };
@@ -59,7 +61,6 @@ pub fn recipient_changes(
     if rule.params.recipients.is_empty() {
         return Err("its creation rule names no age recipient".into());
     }
-    let have: Vec<String> = sops::file_recipients(bytes, format).map_err(|e| e.to_string())?;
     let have_set: BTreeSet<&str> = have.iter().map(|s| s.trim()).collect();
     let want_set: BTreeSet<&str> = rule.params.recipients.iter().map(|s| s.trim()).collect();
     let added = rule
@@ -93,7 +94,11 @@ pub fn plan(
             let Some(config) = config else {
                 return Outcome::NoRule;
             };
-            let (added, removed) = match recipient_changes(rel, bytes, format, config) {
+            let have = match sops::file_recipients(bytes, format) {
+                Ok(h) => h,
+                Err(e) => return Outcome::Failed(e.to_string()),
+            };
+            let (added, removed) = match recipient_changes(rel, &have, config) {
                 Ok(None) => return Outcome::NoRule,
                 Ok(Some(c)) => c,
                 Err(why) => return Outcome::Failed(why),

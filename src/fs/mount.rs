@@ -354,6 +354,16 @@ fn serve_socket(state_dir: &Path, fs: Arc<Fs>, master: MasterHandle, stop: Arc<A
                         answer(fs.slices_sync(store, &only))
                     }
                     ["slices", "status"] => answer(fs.slices_status()),
+                    ["team", op @ ("updatekeys" | "rotate"), dry @ ("0" | "1"), paths @ ..] => {
+                        use crate::crypto::team::Op;
+                        let op = if *op == "rotate" {
+                            Op::Rotate
+                        } else {
+                            Op::UpdateKeys
+                        };
+                        let paths: Vec<String> = paths.iter().map(|p| unescape(p)).collect();
+                        answer(fs.team(op, *dry == "1", &paths))
+                    }
                     ["slices", "prune", keep] => match keep.parse() {
                         Ok(k) => answer(fs.slices_prune(k)),
                         Err(_) => answer(Err(crate::fs::error::Error::new(
@@ -495,4 +505,12 @@ impl Drop for Mounted {
             self.master.shutdown();
         }
     }
+}
+
+/// A control word back to a path (`valuesfs updatekeys` escapes `%`, space, tab, newline).
+fn unescape(w: &str) -> String {
+    w.replace("%20", " ")
+        .replace("%09", "\t")
+        .replace("%0A", "\n")
+        .replace("%25", "%")
 }

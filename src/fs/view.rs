@@ -39,6 +39,7 @@ use crate::repo::{EntryKind, FileMode, MasterHandle, Oid, Reader, Session, Snaps
 
 pub mod api;
 mod attrs;
+mod team;
 use attrs::{kind_for, perm_for};
 mod commit;
 pub mod conflicts;
@@ -325,6 +326,10 @@ struct Cache {
     /// Print style per directory, for the root tree `style_tree` (reads stay cheap).
     styles: HashMap<String, Style>,
     style_tree: Option<Oid>,
+    /// Recipients of SOPS blobs (parsed metadata only), for the drift list.
+    recipients: HashMap<Oid, Vec<String>>,
+    /// The files whose recipients differ from their creation rule, for one root tree.
+    drift: Option<(Oid, PathReasons)>,
 }
 
 /// A mounted view of a values repository.
@@ -409,6 +414,8 @@ impl Fs {
                 configs: HashMap::new(),
                 styles: HashMap::new(),
                 style_tree: None,
+                recipients: HashMap::new(),
+                drift: None,
             }),
             readers: Mutex::new(Vec::new()),
             deferred: Mutex::new(()),

@@ -62,6 +62,7 @@ pub(crate) fn status_text(fs: &Fs) -> Result<String> {
     list(&mut out, "unreadable", &x.unreadable);
     list(&mut out, "unshown", &x.unshown);
     list(&mut out, "errors", &x.errors);
+    list(&mut out, "recipients", &fs.recipient_drift());
     list(&mut out, "slices", &fs.slices_problems());
     out.push_str(&format!("cache_bytes: {}\n", fs.cache_bytes()));
     Ok(out)
