@@ -45,8 +45,9 @@ enum Cmd {
         file: String,
         #[command(flatten)]
         types: Types,
-        /// Recipients, comma separated (default: the nearest .sops.yaml creation rule).
-        #[arg(long, value_delimiter = ',')]
+        /// Recipients, comma separated: age keys or ssh public keys (default: the nearest
+        /// .sops.yaml creation rule).
+        #[arg(long, value_delimiter = ',', env = "SOPS_AGE_RECIPIENTS")]
         age: Vec<String>,
         /// Write the result over FILE instead of stdout.
         #[arg(short = 'i', long)]
