@@ -1,5 +1,6 @@
 //! Each parser of untrusted text on its own: YAML (as sops and as kubectl read it), JSON,
-//! INI, the ENC[...] envelope, .sops.yaml, .valuesfs.yaml, manifests.
+//! INI, the ENC[...] envelope, .sops.yaml and its recipients, a file's recipient list,
+//! .valuesfs.yaml, manifests.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -29,6 +30,16 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = cipher::parse_envelope(text);
     let _ = SopsConfig::parse(text, std::path::PathBuf::from("/"));
+    // Recipients in `.sops.yaml` (age or ssh keys) and a file's recipient list.
+    let _ = valuesfs::crypto::keys::parse_recipient(text);
+    for f in [
+        valuesfs::crypto::Format::Yaml,
+        valuesfs::crypto::Format::Json,
+        valuesfs::crypto::Format::Dotenv,
+        valuesfs::crypto::Format::Ini,
+    ] {
+        let _ = valuesfs::crypto::sops::file_recipients(data, f);
+    }
     let _ = yaml::parse_kubectl(text, yaml::Limits::default());
     let _ = valuesfs::slices::parse_config(text, None);
     let keys = valuesfs::crypto::Keyring::default();
