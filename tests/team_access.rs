@@ -93,17 +93,19 @@ fn masked(path: &Path) -> String {
     out
 }
 
-fn sops_encrypt_in_place(dir: &Path, rel: &str) {
-    let out = sops()
-        .args(["-e", "-i", rel])
-        .current_dir(dir)
-        .output()
-        .expect("sops -e");
+/// Run sops; its output, or a panic with its stderr.
+fn sops_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run sops");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+fn sops_encrypt_in_place(dir: &Path, rel: &str) {
+    sops_ok(sops().args(["-e", "-i", rel]).current_dir(dir));
 }
 
 fn sops_d(dir: &Path, rel: &str, key: &Path) -> Option<String> {
@@ -180,16 +182,11 @@ fn updatekeys_leaves_every_file_as_sops_updatekeys_does() {
         .expect("cp")
         .success());
     for (rel, _) in &FILES[..4] {
-        let out = sops()
-            .env("SOPS_AGE_KEY_FILE", &key1)
-            .args(["updatekeys", "-y", rel])
-            .current_dir(&twin)
-            .output()
-            .expect("sops updatekeys");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        sops_ok(
+            sops()
+                .env("SOPS_AGE_KEY_FILE", &key1)
+                .args(["updatekeys", "-y", rel])
+                .current_dir(&twin),
         );
     }
     let run = vfs(&repo, &["updatekeys"], Some(&key1));
@@ -324,24 +321,19 @@ fn ssh_keys_are_recipients_and_identities_both_ways() {
     let (pw, pw_key) = ssh_key(d, "id_pw", "ed25519", "secret");
     std::fs::write(d.join("p.yml"), "a: 1\nb: two\n").expect("w");
     // sops encrypts for both ssh keys; valuesfs opens it with either.
-    let out = sops()
-        .args([
-            "-e",
-            "--age",
-            &format!("{ed},{rsa}"),
-            "--input-type",
-            "yaml",
-            "--output-type",
-            "yaml",
-            "p.yml",
-        ])
-        .current_dir(d)
-        .output()
-        .expect("sops -e");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = sops_ok(
+        sops()
+            .args([
+                "-e",
+                "--age",
+                &format!("{ed},{rsa}"),
+                "--input-type",
+                "yaml",
+                "--output-type",
+                "yaml",
+                "p.yml",
+            ])
+            .current_dir(d),
     );
     std::fs::write(d.join("by-sops.yaml"), &out.stdout).expect("w");
     for k in [&ed_key, &rsa_key] {
@@ -370,18 +362,13 @@ fn ssh_keys_are_recipients_and_identities_both_ways() {
     );
     assert!(o.status.success(), "{}", text(&o));
     std::fs::write(d.join("by-us.yaml"), &o.stdout).expect("w");
-    let out = sops()
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .env("HOME", d)
-        .env("SOPS_AGE_SSH_PRIVATE_KEY_FILE", &rsa_key)
-        .args(["-d", "by-us.yaml"])
-        .current_dir(d)
-        .output()
-        .expect("sops -d");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = sops_ok(
+        sops()
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env("HOME", d)
+            .env("SOPS_AGE_SSH_PRIVATE_KEY_FILE", &rsa_key)
+            .args(["-d", "by-us.yaml"])
+            .current_dir(d),
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a: 1\nb: two\n");
     // A passphrase-protected key: a clear error at once, never a prompt.
@@ -493,23 +480,18 @@ mod in_a_mount {
         let (ed, ed_key) = ssh_key(r.dir(), "id_ed", "ed25519", "");
         let plain = r.dir().join("p.yml");
         std::fs::write(&plain, "token: t0ps3cret\n").expect("w");
-        let out = sops()
-            .args([
-                "-e",
-                "--age",
-                &ed,
-                "--input-type",
-                "yaml",
-                "--output-type",
-                "yaml",
-            ])
-            .arg(&plain)
-            .output()
-            .expect("sops -e");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = sops_ok(
+            sops()
+                .args([
+                    "-e",
+                    "--age",
+                    &ed,
+                    "--input-type",
+                    "yaml",
+                    "--output-type",
+                    "yaml",
+                ])
+                .arg(&plain),
         );
         push_files(&r, &[("secret.yaml", &out.stdout)], "ssh secret");
         let m = mount_with(&r, None, |o| o.identity = Some(ed_key.clone()));

@@ -472,30 +472,7 @@ pub fn decrypt_styled(
             services: metadata.other_services.join(", "),
         });
     }
-    // A key block that cannot be read says so, unless another one opens: "no identity
-    // matches" would send the user looking for a key they have.
-    let mut broken = None;
-    let key = metadata
-        .age
-        .iter()
-        .find_map(|(_, enc)| match keys.unwrap_data_key(enc) {
-            Ok(k) => k,
-            Err(e) => {
-                broken.get_or_insert(e);
-                None
-            }
-        });
-    if let (None, Some(e)) = (&key, broken) {
-        return Err(e);
-    }
-    let key = key.ok_or_else(|| Error::NoMatchingIdentity {
-        recipients: metadata
-            .age
-            .iter()
-            .map(|(r, _)| r.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    })?;
+    let key = rekey::data_key(&metadata, keys)?;
     open_with_key(format, enc_docs, metadata, raw, key, style)
 }
 

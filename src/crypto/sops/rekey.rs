@@ -34,7 +34,10 @@ fn refuse_unwrappable(meta_value: &Value, meta: &Metadata) -> Result<()> {
     Ok(())
 }
 
-fn data_key(meta: &Metadata, keys: &Keyring) -> Result<Zeroizing<[u8; 32]>> {
+/// The file's data key, from the first `age` entry an identity here opens. A key block
+/// that cannot be read says so, unless another one opens: "no identity matches" would send
+/// the user looking for a key they have.
+pub(super) fn data_key(meta: &Metadata, keys: &Keyring) -> Result<Zeroizing<[u8; 32]>> {
     let mut broken = None;
     let key = meta
         .age
