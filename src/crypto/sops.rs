@@ -1797,14 +1797,18 @@ fn new_meta_value(
     Value::Map(items)
 }
 
-/// Replace `lastmodified`, `mac` and the source copy in a YAML `sops:` block's text.
-fn patch_yaml_block(raw: &str, lastmodified: &str, mac: &str, source: Option<&str>) -> String {
-    let indent = raw
-        .lines()
+/// The indentation of a YAML `sops:` block's entries (its first non-blank child line).
+fn block_indent(raw: &str) -> usize {
+    raw.lines()
         .skip(1)
         .find(|l| !l.trim().is_empty())
         .map(|l| l.len() - l.trim_start().len())
-        .unwrap_or(4);
+        .unwrap_or(4)
+}
+
+/// Replace `lastmodified`, `mac` and the source copy in a YAML `sops:` block's text.
+fn patch_yaml_block(raw: &str, lastmodified: &str, mac: &str, source: Option<&str>) -> String {
+    let indent = block_indent(raw);
     let pad = " ".repeat(indent);
     let child = |l: &str, key: &str| {
         l.len() > indent

@@ -199,12 +199,7 @@ fn json_unit(value: &str) -> Option<usize> {
 /// The YAML `sops:` block with its `age:` entry replaced (or added before
 /// `lastmodified`), every other line kept.
 fn yaml_with_age(block: &str, age: &[(String, String)]) -> String {
-    let indent = block
-        .lines()
-        .skip(1)
-        .find(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .unwrap_or(4);
+    let indent = block_indent(block);
     let pad = " ".repeat(indent);
     let new_age = yaml::emit_entry(
         "sops",
