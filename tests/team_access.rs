@@ -394,6 +394,14 @@ fn ssh_keys_are_recipients_and_identities_both_ways() {
         .expect("encrypt");
     assert!(o.status.success(), "{}", text(&o));
     std::fs::write(d.join("for-cmd.yaml"), &o.stdout).expect("w");
+    // A default ssh key age cannot read (and a passphrase-protected one) is skipped, so
+    // the age key still opens the file.
+    std::fs::write(
+        d.join(".ssh/id_rsa"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5\n-----END OPENSSH PRIVATE KEY-----\n",
+    )
+    .expect("w");
+    std::fs::copy(&pw_key, d.join(".ssh/id_ed25519")).expect("cp");
     let o = Command::new(bin())
         .args(["decrypt", "for-cmd.yaml"])
         .current_dir(d)

@@ -52,8 +52,18 @@ fn home() -> Option<PathBuf> {
 pub fn ssh_identity(path: &Path, explicit: bool) -> Result<Option<age::ssh::Identity>> {
     let bad = |why: String| Error::BadKey(format!("{}: {why}", path.display()));
     let text = Zeroizing::new(std::fs::read(path).map_err(|e| bad(e.to_string()))?);
-    let id = age::ssh::Identity::from_buffer(&text[..], Some(path.display().to_string()))
-        .map_err(|e| bad(format!("not an ssh private key: {e}")))?;
+    let id = match age::ssh::Identity::from_buffer(&text[..], Some(path.display().to_string())) {
+        Ok(id) => id,
+        Err(e) if explicit => return Err(bad(format!("not an ssh private key: {e}"))),
+        Err(e) => {
+            // A key in ~/.ssh that age cannot read must not stop the age keys from working.
+            tracing::warn!(
+                "skipping {}: not an ssh private key age reads: {e}",
+                path.display()
+            );
+            return Ok(None);
+        }
+    };
     let refused = match &id {
         age::ssh::Identity::Unencrypted(_) => return Ok(Some(id)),
         age::ssh::Identity::Encrypted(_) => {
@@ -170,7 +180,8 @@ impl Keyring {
     /// Identities from the environment, as sops looks them up. Errors if none are found.
     pub fn from_env() -> Result<Keyring> {
         let mut ring = Keyring::default();
-        if let Some(p) = std::env::var_os("SOPS_AGE_SSH_PRIVATE_KEY_FILE") {
+        if let Some(p) = std::env::var_os("SOPS_AGE_SSH_PRIVATE_KEY_FILE").filter(|v| !v.is_empty())
+        {
             ring.ssh.extend(ssh_identity(Path::new(&p), true)?);
         }
         if let Some(h) = home() {
@@ -189,7 +200,10 @@ impl Keyring {
             ring.identities
                 .extend(Keyring::from_file(Path::new(&path), false)?.identities);
         }
-        if let Ok(cmd) = std::env::var("SOPS_AGE_KEY_CMD") {
+        if let Some(cmd) = std::env::var("SOPS_AGE_KEY_CMD")
+            .ok()
+            .filter(|c| !c.trim().is_empty())
+        {
             let out = key_cmd_output(&cmd)?;
             ring.identities.extend(Keyring::parse(&out)?.identities);
         }

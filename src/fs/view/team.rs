@@ -7,6 +7,9 @@
 use super::*;
 use crate::crypto::team::{plan, recipient_changes, Op, Outcome, Report};
 
+/// Blobs parsed for the status's recipient list per status read, at most.
+const DRIFT_PARSES_PER_READ: usize = 2000;
+
 impl Fs {
     /// Every file (not symlink) of `snap` at or under `roots` ("." or "" is the root).
     fn files_under(
@@ -126,7 +129,17 @@ impl Fs {
             Ok(f) => f,
             Err(e) => return vec![(String::new(), e.message)],
         };
-        for (path, oid, _) in files {
+        let total = files.len();
+        let mut parsed = 0usize;
+        for (done, (path, oid, _)) in files.into_iter().enumerate() {
+            if parsed >= DRIFT_PARSES_PER_READ {
+                // A status read stays short: the rest is read at the next one.
+                out.push((
+                    String::new(),
+                    format!("checked {done} of {total} files so far; read the status again"),
+                ));
+                return out;
+            }
             let format = Format::from_path(&path);
             if format == Format::Binary {
                 continue; // named like no text store: not checked (binary envelopes)
@@ -138,13 +151,15 @@ impl Fs {
             let have = match cached {
                 Some(h) => h,
                 None => {
+                    parsed += 1;
                     let Ok(bytes) = self.with_reader(|r| Ok(read_blob(r, oid)?)) else {
                         continue;
                     };
-                    if !crypto::is_sops(&bytes, format) {
-                        continue;
-                    }
-                    let h = crypto::sops::file_recipients(&bytes, format).unwrap_or_default();
+                    // Not a SOPS file (or unreadable metadata): no recipients, remembered.
+                    let h = match crypto::is_sops(&bytes, format) {
+                        true => crypto::sops::file_recipients(&bytes, format).unwrap_or_default(),
+                        false => Vec::new(),
+                    };
                     lock(&self.cache).recipients.insert(oid, h.clone());
                     h
                 }
