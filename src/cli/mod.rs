@@ -521,18 +521,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Mount(args) => mount::run(*args),
         Cmd::Unmount { mountpoint } => mount::unmount(&mountpoint),
         Cmd::Status { mount } => mount::status(mount.as_deref()),
-        Cmd::Updatekeys(a) => exit_with(team::run(
-            valuesfs::crypto::team::Op::UpdateKeys,
-            &a.paths,
-            a.dry_run,
-            a.mount.as_deref(),
-        )?),
-        Cmd::Rotate(a) => exit_with(team::run(
-            valuesfs::crypto::team::Op::Rotate,
-            &a.paths,
-            a.dry_run,
-            a.mount.as_deref(),
-        )?),
+        Cmd::Updatekeys(a) => team_cmd(valuesfs::crypto::team::Op::UpdateKeys, &a),
+        Cmd::Rotate(a) => team_cmd(valuesfs::crypto::team::Op::Rotate, &a),
         Cmd::Reconcile(args) => std::process::exit(reconcile::run(&args)),
         Cmd::Crd => {
             print!("{}", valuesfs::reconcile::crd_yaml());
@@ -630,8 +620,10 @@ fn rule_params(file: &str) -> Result<CreationParams> {
     })
 }
 
-/// End the process with `code` when it is not 0 (the report is already printed).
-fn exit_with(code: i32) -> Result<()> {
+/// `updatekeys` or `rotate`; ends the process with the report's exit code when it is
+/// not 0 (the report is already printed).
+fn team_cmd(op: valuesfs::crypto::team::Op, a: &TeamArgs) -> Result<()> {
+    let code = team::run(op, &a.paths, a.dry_run, a.mount.as_deref())?;
     if code != 0 {
         std::process::exit(code);
     }
