@@ -285,9 +285,10 @@ fn a_bad_manifest_stops_the_run_prunes_nothing_and_says_where() {
         .as_str()
         .is_some_and(|e| e.contains("bad.yaml#1")));
     assert!(data(&api, "extra").is_some(), "a failed run pruned");
-    assert_eq!(
-        ctl.metrics.failures.load(Ordering::Relaxed),
-        1,
+    // Counted; the same bad input may fail twice (the watch event of the controller's own
+    // status write can start a second run before this reads the counter).
+    assert!(
+        ctl.metrics.failures.load(Ordering::Relaxed) >= 1,
         "{}",
         ctl.metrics.render()
     );
