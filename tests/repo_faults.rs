@@ -222,6 +222,69 @@ fn push_time_conflict_keeps_the_remote_version() {
     assert_eq!(st.ahead, 0);
 }
 
+/// A power cut loses what only the page cache held; the journal, synced once per batch,
+/// does not. Modelled by copying the state dir as it was at a checkpoint, then putting
+/// the journal the master had after more acknowledged batches into that copy: a master
+/// started on the copy has every acknowledged session, pushes each once, and leaves a
+/// repository git fsck accepts, with the journal emptied and the objects packed.
+#[test]
+fn batches_lost_from_the_page_cache_come_back_from_the_journal() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    let url = remote.to_str().expect("utf8").to_string();
+    cli_commit(tmp.path(), &url, &[("README", "r\n")], "seed");
+    let state = tmp.path().join("state");
+    let mut cfg = config(&url, &state);
+    // No checkpoint while the test runs: the acknowledged batches live in the journal.
+    cfg.checkpoint_every = usize::MAX;
+    cfg.checkpoint_idle = Duration::from_secs(3600);
+    Master::start(cfg.clone()).expect("start").shutdown();
+    let copy = tmp.path().join("copy");
+    let cp = Command::new("cp")
+        .args([
+            "-a",
+            state.to_str().expect("utf8"),
+            copy.to_str().expect("utf8"),
+        ])
+        .status()
+        .expect("cp");
+    assert!(cp.success());
+    let loose_count = |repo: &std::path::Path| {
+        git(repo, &["count-objects", "-v"])
+            .lines()
+            .find_map(|l| l.strip_prefix("count: ").map(str::to_string))
+            .expect("count")
+    };
+    let loose_before = loose_count(&copy.join("repo.git"));
+
+    // The remote is away, so nothing leaves this master: only the journal has them.
+    let away = tmp.path().join("away.git");
+    std::fs::rename(&remote, &away).expect("rename away");
+    let m = Master::start(cfg.clone()).expect("restart");
+    let acked = submit_files(&m, "j", 5);
+    let journal = std::fs::read(state.join("journal")).expect("journal");
+    assert!(
+        !journal.is_empty(),
+        "acknowledged batches are in the journal"
+    );
+    drop(acked);
+    m.shutdown();
+    drop(m);
+    std::fs::write(copy.join("journal"), &journal).expect("journal into the copy");
+    std::fs::rename(&away, &remote).expect("rename back");
+
+    let m = Master::start(config(&url, &copy)).expect("start on the copy");
+    m.flush(T).expect("pushed from the copy");
+    m.shutdown();
+    assert_files(tmp.path(), &url, "j", 5);
+    assert_eq!(git(&remote, &["rev-list", "--count", "main"]).trim(), "6");
+    let repo = copy.join("repo.git");
+    fsck(&repo);
+    assert_eq!(std::fs::metadata(copy.join("journal")).expect("j").len(), 0);
+    // The replayed objects went into a pack: no loose object was left behind.
+    assert_eq!(loose_count(&repo), loose_before);
+}
+
 /// The child process of the kill -9 tests. Each of those tests re-executes this test
 /// binary with `--exact <its own name>` and these variables set; the test then sees them
 /// and becomes the child (see `child_master_process`) instead of the parent. No test is a

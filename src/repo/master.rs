@@ -1,9 +1,11 @@
 //! The master thread, its handle and tickets.
 //!
 //! The master drains its channel in batches: every session of a batch becomes one
-//! commit in memory (objects fsynced as written), then the local branch ref is written
-//! once (fsynced) and only then are the sessions acknowledged *committed* (group
-//! commit). Before any non-session message the pending batch is flushed, so remote
+//! commit in memory, then the batch's objects and new head are appended to the journal
+//! with one sync (see `journal`), and only then are the sessions acknowledged
+//! *committed* (group commit); the objects and the ref reach the repository unsynced and
+//! are checkpointed (one fsynced pack, the ref fsynced) when idle or every
+//! `checkpoint_every` batches. Before any non-session message the pending batch is flushed, so remote
 //! integration always starts from a durable head.
 //!
 //! Children: `batch` (sessions into commits, the batch's ref write and publication),
@@ -38,6 +40,7 @@ use super::tree::{apply_overlay, changed_paths, diff_overlay, empty_tree, Overla
 use super::{transport, Config, ConflictDetail, Error, Result};
 
 mod batch;
+mod journal;
 mod remote;
 mod store;
 pub(crate) use store::without_deltas;
@@ -410,6 +413,7 @@ impl Master {
         let conflicts_dir = cfg.state_dir.join("conflicts");
         fs::create_dir_all(&conflicts_dir)?;
 
+        let journal = journal::recover(&repo, &cfg.state_dir, &local_ref)?;
         let mut head = ref_id(&repo, &local_ref)?;
         let mut known_remote = None;
         let mut verified = HashSet::new();
@@ -472,6 +476,7 @@ impl Master {
             .spawn(move || syncer.run())?;
         let state = State {
             mem: None,
+            journal,
             repo,
             local_ref,
             head,
@@ -539,6 +544,8 @@ struct State {
     /// Declared before `repo` so it is dropped first. `None` (if it could not be set up)
     /// means plain fsynced loose objects.
     mem: Option<MemObjects>,
+    /// Batches synced but not yet checkpointed into the repository (see `journal`).
+    journal: journal::Journal,
     cfg: Config,
     repo: Repository,
     local_ref: String,
@@ -594,10 +601,24 @@ impl State {
             Ok(m) => self.mem = Some(m),
             Err(e) => tracing::warn!("no in-memory odb, writing loose objects: {e}"),
         }
+        // A journal replayed at start is made durable in the repository first.
+        self.checkpoint_or_log();
         loop {
-            let first = match rx.recv() {
-                Ok(r) => r,
-                Err(_) => break,
+            // Checkpoint when idle, so a burst of batches shares one pack and ref fsync.
+            let first = if self.journal.records > 0 {
+                match rx.recv_timeout(self.cfg.checkpoint_idle) {
+                    Ok(r) => r,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.checkpoint_or_log();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
             };
             let mut reqs = vec![first];
             while reqs.len() < MAX_BATCH {
@@ -624,11 +645,15 @@ impl State {
                 }
             }
             self.flush(HeadChangeCause::Sessions);
+            if self.journal.records >= self.cfg.checkpoint_every.max(1) {
+                self.checkpoint_or_log();
+            }
             if stop {
                 break;
             }
         }
         self.flush(HeadChangeCause::Sessions);
+        self.checkpoint_or_log();
         self.sync_tx = None;
     }
 

@@ -47,11 +47,13 @@
 //! * History is linear on our side: each session is one commit whose parent is the
 //!   local head at the time it is applied. A session built on an older base is merged
 //!   per path (see [`merge`]) and still committed on top of the head.
-//! * The local branch `refs/heads/<branch>` is the journal of acknowledged work: a
-//!   session is acknowledged *committed* only after its objects and that ref are
-//!   fsynced. Objects of a batch are collected in an in-memory odb and written as one
-//!   pack (fsynced) before the ref moves (group commit); `packs.rs` keeps the pack
-//!   count small. Unpushed work = commits reachable from the branch but not from the
+//! * The local branch `refs/heads/<branch>` (with `state_dir/journal`) is the record of
+//!   acknowledged work: a session is acknowledged *committed* only after its batch's
+//!   objects and new head are appended to the journal and synced (one `fdatasync` per
+//!   batch). The objects and the ref then reach the repository unsynced, and a
+//!   checkpoint writes them as one fsynced pack and an fsynced ref before the journal
+//!   is emptied; a start after a crash replays the journal first. `packs.rs` keeps the
+//!   pack count small. Unpushed work = commits reachable from the branch but not from the
 //!   remote head. After a crash the next start fetches and pushes exactly those
 //!   commits (by id), so nothing is pushed twice and nothing acknowledged is lost.
 //! * The remote ref only ever moves by compare-and-swap from the value our push was
@@ -241,6 +243,10 @@ pub struct Config {
     /// Connect and read timeout of network transports (git://, ssh, https): a remote
     /// that accepts the connection and never answers fails the attempt after this.
     pub net_timeout: Duration,
+    /// Batches journaled before they are checkpointed into the repository as one pack.
+    pub checkpoint_every: usize,
+    /// Idle time after which the journaled batches are checkpointed anyway.
+    pub checkpoint_idle: Duration,
 }
 
 impl Config {
@@ -257,6 +263,8 @@ impl Config {
             merger: Arc::new(NoSemanticMerge),
             credentials: Credentials::default(),
             net_timeout: Duration::from_secs(30),
+            checkpoint_every: 128,
+            checkpoint_idle: Duration::from_millis(100),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Sessions into commits: each session is merged onto the head in memory; a batch ends
-//! with one ref write (objects persisted first), then the snapshot and the status are
+//! with one journal record (objects and head, synced once), then the snapshot and the status are
 //! published and the acks sent, and a push is requested.
 
 use super::*;
@@ -124,20 +124,7 @@ impl State {
     /// Makes the in-memory head durable and published; acknowledges the batch.
     pub(super) fn flush(&mut self, cause: HeadChangeCause) {
         if self.head != self.disk_head {
-            let tips: Vec<Oid> = self.head.into_iter().collect();
-            // Commits already on disk: the old head and the remote head we built on.
-            let hide: Vec<Oid> = self.disk_head.into_iter().chain(self.remote).collect();
-            let res = persist(&mut self.mem, &self.repo, &tips, &hide, false).and_then(|()| {
-                match self.head {
-                    Some(h) => self
-                        .repo
-                        .reference(&self.local_ref, h, true, "valuesfs")
-                        .map(|_| ())
-                        .map_err(Error::from),
-                    None => Ok(()),
-                }
-            });
-            if let Err(e) = res {
+            if let Err(e) = self.commit_head() {
                 tracing::error!("writing {}: {e}", self.local_ref);
                 self.head = self.disk_head;
                 let keep = self.durable_unpushed;

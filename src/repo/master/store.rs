@@ -165,29 +165,36 @@ impl MemObjects {
         }
         let mut pb = repo.packbuilder()?;
         pb.insert_walk(&mut walk)?;
-        if pb.object_count() > 0 {
-            // Streamed chunk by chunk: a batch with a large file never holds the whole
-            // pack in memory besides the objects themselves.
-            let mut w = self.odb.packwriter()?;
-            let mut failed = None;
-            pb.foreach(|chunk| match w.write_all(chunk) {
-                Ok(()) => true,
-                Err(e) => {
-                    failed = Some(e);
-                    false
-                }
-            })?;
-            if let Some(e) = failed {
-                return Err(e.into());
-            }
-            w.commit()?;
-        }
+        write_pack(&self.odb, &mut pb)?;
         if !keep {
             self.mempack.reset()?;
             self.dirty = false;
         }
         Ok(())
     }
+}
+
+/// Writes what `pb` holds as one pack (fsynced by libgit2), if anything. Streamed chunk
+/// by chunk: a batch with a large file never holds the whole pack in memory besides the
+/// objects themselves.
+pub(super) fn write_pack(odb: &git2::Odb<'_>, pb: &mut git2::PackBuilder<'_>) -> Result<()> {
+    if pb.object_count() == 0 {
+        return Ok(());
+    }
+    let mut w = odb.packwriter()?;
+    let mut failed = None;
+    pb.foreach(|chunk| match w.write_all(chunk) {
+        Ok(()) => true,
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    w.commit()?;
+    Ok(())
 }
 
 pub(super) fn persist(
