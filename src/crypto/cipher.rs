@@ -2,7 +2,7 @@
 //! path of keys as additional data. `ENC[AES256_GCM,data:..,iv:..,tag:..,type:..]`.
 
 use aes_gcm::aead::consts::U32;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::aes::Aes256;
 use aes_gcm::AesGcm;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -15,8 +15,8 @@ type Gcm32 = AesGcm<Aes256, U32>;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     pub data: Vec<u8>,
-    pub iv: Vec<u8>,
-    pub tag: Vec<u8>,
+    pub iv: [u8; 32],
+    pub tag: [u8; 16],
     pub kind: String,
 }
 
@@ -36,8 +36,17 @@ pub fn parse_envelope(s: &str) -> Result<Envelope, String> {
     let mut iv = None;
     let mut tag = None;
     let mut kind = None;
-    for part in inner.split(',') {
-        let (k, v) = part.split_once(':').ok_or("envelope field without ':'")?;
+    // Split on bytes with memchr: `str::split` with a char pattern costs more here than
+    // the decryption of a short value.
+    let mut rest = Some(inner);
+    while let Some(r) = rest {
+        let (part, next) = match memchr::memchr(b',', r.as_bytes()) {
+            Some(i) => (&r[..i], Some(&r[i + 1..])),
+            None => (r, None),
+        };
+        rest = next;
+        let colon = memchr::memchr(b':', part.as_bytes()).ok_or("envelope field without ':'")?;
+        let (k, v) = (&part[..colon], &part[colon + 1..]);
         let slot = match k {
             "data" => &mut data,
             "iv" => &mut iv,
@@ -49,29 +58,35 @@ pub fn parse_envelope(s: &str) -> Result<Envelope, String> {
             return Err(format!("duplicate envelope field {k:?}"));
         }
     }
-    let dec = |name: &str, v: Option<&str>| -> Result<Vec<u8>, String> {
-        let v = v.ok_or_else(|| format!("envelope without {name}"))?;
-        B64.decode(v)
-            .map_err(|_| format!("envelope {name} is not base64"))
-    };
+    fn field<'a>(name: &str, v: Option<&'a str>) -> Result<&'a str, String> {
+        v.ok_or_else(|| format!("envelope without {name}"))
+    }
+    let not_b64 = |name: &str| format!("envelope {name} is not base64");
+    let data = B64
+        .decode(field("data", data)?)
+        .map_err(|_| not_b64("data"))?;
+    // The IV and tag decode into fixed buffers (with room for base64's size estimate):
+    // thousands of values per file, no allocation for either.
+    let mut iv_buf = [0u8; 48];
+    let n = B64
+        .decode_slice(field("iv", iv)?, &mut iv_buf)
+        .map_err(|_| not_b64("iv"))?;
+    let iv: [u8; 32] = iv_buf[..n]
+        .try_into()
+        .map_err(|_| format!("envelope IV is {n} bytes, expected 32"))?;
+    let mut tag_buf = [0u8; 32];
+    let n = B64
+        .decode_slice(field("tag", tag)?, &mut tag_buf)
+        .map_err(|_| not_b64("tag"))?;
+    let tag: [u8; 16] = tag_buf[..n]
+        .try_into()
+        .map_err(|_| format!("envelope tag is {n} bytes, expected 16"))?;
     let env = Envelope {
-        data: dec("data", data)?,
-        iv: dec("iv", iv)?,
-        tag: dec("tag", tag)?,
+        data,
+        iv,
+        tag,
         kind: kind.ok_or("envelope without type")?.to_string(),
     };
-    if env.iv.len() != 32 {
-        return Err(format!(
-            "envelope IV is {} bytes, expected 32",
-            env.iv.len()
-        ));
-    }
-    if env.tag.len() != 16 {
-        return Err(format!(
-            "envelope tag is {} bytes, expected 16",
-            env.tag.len()
-        ));
-    }
     Ok(env)
 }
 
@@ -131,18 +146,15 @@ pub fn open(key: &[u8; 32], env: &Envelope, aad: &str) -> Option<Vec<u8>> {
 }
 
 fn open_with(gcm: &Gcm32, env: &Envelope, aad: &str) -> Option<Vec<u8>> {
-    let mut ct = Vec::with_capacity(env.data.len() + 16);
-    ct.extend_from_slice(&env.data);
-    ct.extend_from_slice(&env.tag);
-    let iv: &[u8; 32] = env.iv.as_slice().try_into().ok()?;
-    gcm.decrypt(
-        iv.into(),
-        Payload {
-            msg: &ct,
-            aad: aad.as_bytes(),
-        },
+    let mut buf = env.data.clone();
+    gcm.decrypt_in_place_detached(
+        (&env.iv).into(),
+        aad.as_bytes(),
+        &mut buf,
+        (&env.tag).into(),
     )
-    .ok()
+    .ok()?;
+    Some(buf)
 }
 
 #[cfg(test)]

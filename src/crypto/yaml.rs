@@ -232,10 +232,7 @@ impl<'a> Parser<'a> {
 
     /// The text from here to the end of the line (without the line break).
     fn rest_of_line(&self) -> &'a str {
-        let end = self.b[self.pos..]
-            .iter()
-            .position(|&c| c == b'\n')
-            .map_or(self.b.len(), |i| self.pos + i);
+        let end = memchr::memchr(b'\n', &self.b[self.pos..]).map_or(self.b.len(), |i| self.pos + i);
         self.s[self.pos..end].trim_end_matches('\r')
     }
 
@@ -397,7 +394,7 @@ impl<'a> Parser<'a> {
     /// Does a mapping key (`key:` followed by a blank or the end of line) start here?
     fn looks_like_key(&self) -> bool {
         let rest = &self.b[self.pos..];
-        let line_end = rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len());
+        let line_end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
         let line = &rest[..line_end];
         // A key may carry a tag or an anchor (`!!merge <<:`, `!!str 1:`).
         let props = properties_len(line);
@@ -804,17 +801,15 @@ impl<'a> Parser<'a> {
     /// One line's worth of a plain scalar (block context): up to ` #`, `: ` or EOL.
     fn plain_line(&mut self) -> String {
         let line = self.rest_of_line().as_bytes();
-        let mut i = 0;
-        while i < line.len() {
-            let c = line[i];
-            if c == b'#' && i > 0 && is_blank(line[i - 1]) {
-                break;
-            }
-            if c == b':' && ends_key(line, i + 1) {
-                break;
-            }
-            i += 1;
-        }
+        let i = memchr::memchr2_iter(b'#', b':', line)
+            .find(|&i| {
+                if line[i] == b'#' {
+                    i > 0 && is_blank(line[i - 1])
+                } else {
+                    ends_key(line, i + 1)
+                }
+            })
+            .unwrap_or(line.len());
         let text = std::str::from_utf8(&line[..i])
             .unwrap_or("")
             .trim_end_matches(BLANKS);
@@ -1355,6 +1350,17 @@ fn first_special(s: &str) -> Option<(usize, char)> {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
+        // Most text is printable ASCII: rule out 32 bytes at a time (no early exit, so
+        // the test compiles to vector instructions).
+        if let Some(chunk) = b.get(i..i + 32) {
+            let odd = chunk.iter().fold(false, |acc, &c| {
+                acc | (c < 0x20 && c != b'\t' && c != b'\n' && c != b'\r') | (c >= 0x7f)
+            });
+            if !odd {
+                i += 32;
+                continue;
+            }
+        }
         let c = b[i];
         if c < 0x80 {
             if (c < 0x20 && c != b'\t' && c != b'\n' && c != b'\r') || c == 0x7f {

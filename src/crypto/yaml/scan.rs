@@ -65,6 +65,9 @@ struct SimpleKey {
 /// Scanner state; tokens and comments are kept whole (the parser reads them by index).
 pub(super) struct Scanner {
     c: Vec<char>,
+    /// The text when it is all ASCII (then char and byte offsets agree), for copying
+    /// comment text in one piece.
+    ascii: Option<String>,
     pos: usize,
     mark: Mark,
     newlines: usize,
@@ -76,7 +79,9 @@ pub(super) struct Scanner {
     indents: Vec<i64>,
     simple_key_allowed: bool,
     simple_keys: Vec<SimpleKey>,
-    by_tok: std::collections::HashMap<usize, usize>,
+    /// Token number -> index in `simple_keys` of each possible simple key (a handful:
+    /// one per flow level), searched linearly.
+    by_tok: Vec<(usize, usize)>,
     flow_level: usize,
     stream_start: bool,
     stream_end: bool,
@@ -110,7 +115,14 @@ impl Scanner {
     pub fn new(text: &str) -> Scanner {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         Scanner {
-            c: text.chars().collect(),
+            // ASCII (most files, and all of an encrypted one but its comments) widens
+            // byte by byte, which compiles to vector code; UTF-8 decoding does not.
+            c: if text.is_ascii() {
+                text.bytes().map(char::from).collect()
+            } else {
+                text.chars().collect()
+            },
+            ascii: text.is_ascii().then(|| text.to_string()),
             pos: 0,
             mark: Mark::default(),
             newlines: 0,
@@ -122,7 +134,7 @@ impl Scanner {
             indents: Vec::new(),
             simple_key_allowed: false,
             simple_keys: Vec::new(),
-            by_tok: Default::default(),
+            by_tok: Vec::new(),
             flow_level: 0,
             stream_start: false,
             stream_end: false,
@@ -159,6 +171,43 @@ impl Scanner {
         self.mark.column = 0;
         self.mark.line += 1;
         self.newlines += 1;
+    }
+
+    fn tok_key(&self, tok: usize) -> Option<usize> {
+        self.by_tok.iter().find(|(t, _)| *t == tok).map(|&(_, i)| i)
+    }
+
+    fn untrack(&mut self, tok: usize) {
+        self.by_tok.retain(|(t, _)| *t != tok);
+    }
+
+    /// `skip` of the next `n` characters, none of them a line break, at once; the first
+    /// is not blank (so pending line breaks are forgotten, as `skip` would).
+    fn skip_run(&mut self, n: usize) {
+        if n > 0 {
+            debug_assert!(!blank(self.c[self.pos]));
+            self.newlines = 0;
+        }
+        self.mark.index += n as i64;
+        self.mark.column += n as i64;
+        self.pos += n;
+    }
+
+    /// Appends the next `n` characters to `text` and skips them (a comment's text).
+    fn read_run(&mut self, n: usize, text: &mut String) {
+        match &self.ascii {
+            Some(a) => text.push_str(&a[self.pos..self.pos + n]),
+            None => text.extend(&self.c[self.pos..self.pos + n]),
+        }
+        self.skip_run(n);
+    }
+
+    /// The characters from here to the next line break (or the end).
+    fn run_to_break(&self) -> usize {
+        self.c[self.pos..]
+            .iter()
+            .position(|&c| breakz(c))
+            .unwrap_or(self.c.len() - self.pos)
     }
 
     /// `read` of go-yaml: like skip, the text is kept by the caller when needed.
@@ -200,7 +249,7 @@ impl Scanner {
     pub fn fetch_more(&mut self) -> SResult<()> {
         loop {
             if self.head + 2 < self.tokens.len() {
-                match self.by_tok.get(&self.head).copied() {
+                match self.tok_key(self.head) {
                     None => break,
                     Some(i) => {
                         if !self.key_valid(i)? {
@@ -327,7 +376,7 @@ impl Scanner {
                 if self.flow_level > 0 {
                     self.flow_level -= 1;
                     if let Some(k) = self.simple_keys.pop() {
-                        self.by_tok.remove(&k.token_number);
+                        self.untrack(k.token_number);
                     }
                 }
                 self.simple_key_allowed = false;
@@ -479,7 +528,7 @@ impl Scanner {
                 k.mark,
             );
             self.simple_keys[i].possible = false;
-            self.by_tok.remove(&k.token_number);
+            self.untrack(k.token_number);
             self.simple_key_allowed = false;
         } else {
             if self.flow_level == 0 {
@@ -508,7 +557,8 @@ impl Scanner {
             self.remove_simple_key()?;
             let i = self.simple_keys.len() - 1;
             self.simple_keys[i] = k;
-            self.by_tok.insert(k.token_number, i);
+            self.untrack(k.token_number);
+            self.by_tok.push((k.token_number, i));
         }
         Ok(())
     }
@@ -521,7 +571,7 @@ impl Scanner {
             }
             self.simple_keys[i].possible = false;
             let n = self.simple_keys[i].token_number;
-            self.by_tok.remove(&n);
+            self.untrack(n);
         }
         Ok(())
     }
@@ -631,7 +681,8 @@ impl Scanner {
                         if text.is_empty() {
                             start = self.mark;
                         }
-                        self.read(&mut text);
+                        let n = self.run_to_break();
+                        self.read_run(n, &mut text);
                     } else {
                         self.skip();
                     }
@@ -763,7 +814,8 @@ impl Scanner {
                     }
                     self.skip_line();
                 } else if self.mark.index >= seen {
-                    self.read(&mut text);
+                    let n = self.run_to_break();
+                    self.read_run(n, &mut text);
                 } else {
                     self.skip();
                 }

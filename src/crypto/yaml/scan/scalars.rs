@@ -128,15 +128,21 @@ impl Scanner {
             if self.doc_indicator_here() || self.cur() == '#' {
                 break;
             }
-            while !blankz(self.cur()) {
-                let c = self.cur();
-                if (c == ':' && blankz(self.at(1)))
-                    || (self.flow_level > 0 && matches!(c, ',' | '?' | '[' | ']' | '{' | '}'))
-                {
-                    break;
-                }
+            // The scalar's characters up to a blank, a break or an indicator, at once.
+            let flow = self.flow_level > 0;
+            let rest = &self.c[self.pos..];
+            let n = rest
+                .iter()
+                .enumerate()
+                .position(|(i, &c)| {
+                    blankz(c)
+                        || (c == ':' && rest.get(i + 1).is_none_or(|&d| blankz(d)))
+                        || (flow && matches!(c, ',' | '?' | '[' | ']' | '{' | '}'))
+                })
+                .unwrap_or(rest.len());
+            if n > 0 {
                 leading_blanks = false;
-                self.skip();
+                self.skip_run(n);
             }
             if !(blank(self.cur()) || brk(self.cur())) {
                 break;
