@@ -130,16 +130,12 @@ impl Scanner {
             }
             // The scalar's characters up to a blank, a break or an indicator, at once.
             let flow = self.flow_level > 0;
-            let rest = &self.c[self.pos..];
-            let n = rest
-                .iter()
-                .enumerate()
-                .position(|(i, &c)| {
-                    blankz(c)
-                        || (c == ':' && rest.get(i + 1).is_none_or(|&d| blankz(d)))
-                        || (flow && matches!(c, ',' | '?' | '[' | ']' | '{' | '}'))
-                })
-                .unwrap_or(rest.len());
+            let text = &self.c;
+            let n = text.run(self.pos, |i, c| {
+                blankz(c)
+                    || (c == ':' && text.get(i + 1).is_none_or(blankz))
+                    || (flow && matches!(c, ',' | '?' | '[' | ']' | '{' | '}'))
+            });
             if n > 0 {
                 leading_blanks = false;
                 self.skip_run(n);
