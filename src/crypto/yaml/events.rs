@@ -55,8 +55,8 @@ enum St {
     End,
 }
 
-pub(super) struct Parser {
-    s: Scanner,
+pub(super) struct Parser<'a> {
+    s: Scanner<'a>,
     state: St,
     states: Vec<St>,
     head_comment: String,
@@ -73,8 +73,8 @@ fn append(to: &mut String, s: &str) {
     to.push_str(s);
 }
 
-impl Parser {
-    pub fn new(text: &str) -> Parser {
+impl<'a> Parser<'a> {
+    pub fn new(text: &'a str) -> Parser<'a> {
         Parser {
             s: Scanner::new(text),
             state: St::StreamStart,

@@ -63,17 +63,17 @@ struct SimpleKey {
 }
 
 /// The input, indexed by character as go-yaml's marks count. All-ASCII text (most files,
-/// and all of an encrypted one but some comments) is kept as it is: a quarter of the
-/// memory of one `char` each, searched with memchr, copied in slices.
-enum Text {
-    Ascii(String),
+/// and all of an encrypted one but some comments) is borrowed as it is: no copy, and a
+/// quarter of the memory of one `char` each, searched with memchr, copied in slices.
+enum Text<'a> {
+    Ascii(&'a str),
     Wide(Vec<char>),
 }
 
-impl Text {
-    fn new(s: &str) -> Text {
+impl<'a> Text<'a> {
+    fn new(s: &'a str) -> Text<'a> {
         if s.is_ascii() {
-            Text::Ascii(s.to_string())
+            Text::Ascii(s)
         } else {
             Text::Wide(s.chars().collect())
         }
@@ -130,8 +130,8 @@ impl Text {
 }
 
 /// Scanner state; tokens and comments are kept whole (the parser reads them by index).
-pub(super) struct Scanner {
-    c: Text,
+pub(super) struct Scanner<'a> {
+    c: Text<'a>,
     pos: usize,
     mark: Mark,
     newlines: usize,
@@ -175,13 +175,13 @@ fn alpha(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
-impl Scanner {
-    pub fn new(text: &str) -> Scanner {
+impl<'a> Scanner<'a> {
+    pub fn new(text: &'a str) -> Scanner<'a> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         Self::over(Text::new(text))
     }
 
-    fn over(c: Text) -> Scanner {
+    fn over(c: Text<'a>) -> Scanner<'a> {
         let len = c.len();
         Scanner {
             c,
@@ -905,7 +905,7 @@ impl Scanner {
 mod tests {
     use super::*;
 
-    fn scan(mut s: Scanner) -> (Vec<(Tok, Mark, String)>, Vec<String>) {
+    fn scan(mut s: Scanner<'_>) -> (Vec<(Tok, Mark, String)>, Vec<String>) {
         while !s.stream_end {
             s.fetch_more().expect("scans");
             s.head += 1;

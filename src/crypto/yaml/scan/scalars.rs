@@ -4,7 +4,7 @@
 
 use super::{blank, blankz, breakz, brk, SResult, Scanner, Tok};
 
-impl Scanner {
+impl Scanner<'_> {
     pub(super) fn flow_scalar(&mut self, single: bool) -> SResult<()> {
         let start = self.mark;
         self.skip();
