@@ -370,3 +370,74 @@ fn fetch_merges_remote_changes_and_tells_subscribers() {
     assert!(st.last_fetch.is_some());
     assert_eq!(st.behind, 0);
 }
+
+/// A first start from a local remote copies its packs and loose objects as they are (the
+/// remote's pack name is in the state dir: nothing was re-packed), the state repository
+/// passes git fsck, and the head reads. A remote that borrows objects through alternates
+/// is fetched the normal way and reads just as well.
+#[test]
+fn a_first_start_from_a_local_remote_copies_its_packs() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let remote = bare(tmp.path(), "r.git");
+    let url = remote.to_str().expect("utf8").to_string();
+    cli_commit(
+        tmp.path(),
+        &url,
+        &[("a.txt", "a\n"), ("d/b.txt", "b\n")],
+        "one",
+    );
+    git(&remote, &["repack", "-q", "-a", "-d"]);
+    cli_commit(tmp.path(), &url, &[("c.txt", "c\n")], "two (loose)");
+    let packs = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir.join("objects/pack"))
+            .expect("pack dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".pack"))
+            .collect()
+    };
+    let remote_packs = packs(&remote);
+    assert_eq!(remote_packs.len(), 1);
+
+    let state = tmp.path().join("state");
+    let m = Master::start(config(&url, &state)).expect("start");
+    let snap = m.snapshot();
+    let reader = m.reader().expect("reader");
+    for (path, want) in [("a.txt", "a\n"), ("d/b.txt", "b\n"), ("c.txt", "c\n")] {
+        let (bytes, _) = reader.read(&snap, path).expect("read").expect("present");
+        assert_eq!(bytes, want.as_bytes(), "{path}");
+    }
+    m.shutdown();
+    let ours = packs(&state.join("repo.git"));
+    assert!(
+        ours.contains(&remote_packs[0]),
+        "{ours:?} lacks {remote_packs:?}"
+    );
+    fsck(&state.join("repo.git"));
+
+    // Alternates: the objects live elsewhere, so nothing is copied; the fetch brings them.
+    let borrower = tmp.path().join("borrower.git");
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            "--shared",
+            &url,
+            borrower.to_str().expect("utf8"),
+        ],
+    );
+    let state2 = tmp.path().join("state2");
+    let m = Master::start(config(borrower.to_str().expect("utf8"), &state2)).expect("start");
+    let snap = m.snapshot();
+    let (bytes, _) = m
+        .reader()
+        .expect("reader")
+        .read(&snap, "c.txt")
+        .expect("read")
+        .expect("present");
+    assert_eq!(bytes, b"c\n");
+    m.shutdown();
+    assert!(!packs(&state2.join("repo.git")).contains(&remote_packs[0]));
+    fsck(&state2.join("repo.git"));
+}

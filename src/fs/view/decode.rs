@@ -141,18 +141,20 @@ impl Fs {
         };
         let d = Arc::new(decoded);
         let mut c = lock(&self.cache);
-        c.bytes += d.data.len();
-        c.lru.put(key, d.clone());
+        c.bytes += cached_size(&d);
+        if let Some(old) = c.lru.put(key, d.clone()) {
+            c.bytes = c.bytes.saturating_sub(cached_size(&old));
+        }
         while c.bytes > self.cfg.cache_bytes && c.lru.len() > 1 {
             match c.lru.pop_lru() {
-                Some((_, old)) => c.bytes = c.bytes.saturating_sub(old.data.len()),
+                Some((_, old)) => c.bytes = c.bytes.saturating_sub(cached_size(&old)),
                 None => break,
             }
         }
         Ok(d)
     }
 
-    /// Decoded bytes currently held by the cache.
+    /// Bytes the decoded cache holds (content plus the cost of an entry).
     pub fn cache_bytes(&self) -> usize {
         lock(&self.cache).bytes
     }
@@ -201,4 +203,10 @@ impl Fs {
             dir = parent_of(&dir).to_string();
         }
     }
+}
+
+/// What one cache entry counts against `cache_bytes`: its content and the entry itself
+/// (key, node, `Arc`), so a cache of many tiny files stays bounded too.
+fn cached_size(d: &Decoded) -> usize {
+    d.data.len() + 160
 }

@@ -19,12 +19,13 @@
 //!   the middle of an append) was never acknowledged: it is dropped.
 //! * Each object's id is recomputed from its bytes when read back; a record that does
 //!   not match is refused with an error, never half applied.
-//! * The journal holds git objects, which are what the repository holds: SOPS files
-//!   encrypted, never their plaintext.
+//! * The journal holds git objects in their loose form (compressed, as in the
+//!   repository): SOPS files encrypted, never their plaintext.
 
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::os::unix::fs::PermissionsExt as _;
 
+use flate2::read::ZlibDecoder;
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
 use git2::ObjectType;
@@ -33,8 +34,9 @@ use super::*;
 
 const MAGIC: &[u8; 4] = b"VFJ1";
 
-/// One object of a record: its id, kind and raw (uncompressed) bytes.
-pub(super) type Object = (Oid, ObjectType, Vec<u8>);
+/// One object of a record: its id and its loose-object form (zlib of `<kind> <len>\0`
+/// and the bytes), which is what the journal holds and what is written to the repository.
+pub(super) type Object = (Oid, Vec<u8>);
 
 /// One batch as the journal holds it.
 #[derive(Debug, PartialEq)]
@@ -53,37 +55,38 @@ pub(super) struct Journal {
     pub loose: Vec<Oid>,
 }
 
-fn kind_byte(k: ObjectType) -> u8 {
-    match k {
-        ObjectType::Commit => 1,
-        ObjectType::Tree => 2,
-        ObjectType::Blob => 3,
-        ObjectType::Tag => 4,
-        ObjectType::Any => 0,
-    }
+/// The loose-object form of an object (what git stores in `objects/xx/...`).
+pub(super) fn loose_form(kind: ObjectType, data: &[u8]) -> Result<Vec<u8>> {
+    let mut z = ZlibEncoder::new(Vec::with_capacity(data.len() / 2 + 64), Compression::fast());
+    z.write_all(format!("{} {}\0", kind.str(), data.len()).as_bytes())?;
+    z.write_all(data)?;
+    Ok(z.finish()?)
 }
 
-fn byte_kind(b: u8) -> Option<ObjectType> {
-    Some(match b {
-        1 => ObjectType::Commit,
-        2 => ObjectType::Tree,
-        3 => ObjectType::Blob,
-        4 => ObjectType::Tag,
-        _ => return None,
-    })
+/// The id of a loose-object form, recomputed from its bytes (`None` if it is not one).
+fn loose_id(bytes: &[u8]) -> Option<Oid> {
+    let mut raw = Vec::new();
+    ZlibDecoder::new(bytes).read_to_end(&mut raw).ok()?;
+    let nul = memchr::memchr(0, &raw)?;
+    let header = std::str::from_utf8(&raw[..nul]).ok()?;
+    let (kind, len) = header.split_once(' ')?;
+    let kind = ObjectType::from_str(kind)?;
+    let data = &raw[nul + 1..];
+    (len.parse::<usize>().ok()? == data.len())
+        .then(|| Oid::hash_object(kind, data).ok())
+        .flatten()
 }
 
 pub(super) fn encode(head: Oid, objects: &[Object]) -> Vec<u8> {
-    let size: usize = objects.iter().map(|o| 25 + o.2.len()).sum();
+    let size: usize = objects.iter().map(|o| 24 + o.1.len()).sum();
     let mut out = Vec::with_capacity(28 + size);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(head.as_bytes());
     out.extend_from_slice(&(objects.len() as u32).to_le_bytes());
-    for (oid, kind, data) in objects {
+    for (oid, bytes) in objects {
         out.extend_from_slice(oid.as_bytes());
-        out.push(kind_byte(*kind));
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        out.extend_from_slice(data);
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(bytes);
     }
     out
 }
@@ -124,20 +127,19 @@ pub(super) fn decode(buf: &[u8]) -> Result<(Vec<Record>, usize)> {
         };
         let mut objects = Vec::new();
         for _ in 0..n {
-            let (Some(oid), Some(kind), Some(len)) = (cur.oid(), cur.take(1), cur.u32()) else {
+            let (Some(oid), Some(len)) = (cur.oid(), cur.u32()) else {
                 return Ok((records, start));
             };
-            let Some(data) = cur.take(len as usize) else {
+            let Some(bytes) = cur.take(len as usize) else {
                 return Ok((records, start));
             };
-            let kind = byte_kind(kind[0]).ok_or_else(|| bad(start, "unknown object kind"))?;
-            if Oid::hash_object(kind, data)? != oid {
+            if loose_id(bytes) != Some(oid) {
                 return Err(bad(
                     start,
                     &format!("object {oid} does not match its bytes"),
                 ));
             }
-            objects.push((oid, kind, data.to_vec()));
+            objects.push((oid, bytes.to_vec()));
         }
         records.push(Record { head, objects });
     }
@@ -226,7 +228,7 @@ impl Journal {
 
 /// Writes one loose object (not synced: the journal holds it). False if it was there.
 pub(super) fn write_loose(objects: &Path, obj: &Object) -> Result<bool> {
-    let (oid, kind, data) = obj;
+    let (oid, bytes) = obj;
     let hex = oid.to_string();
     let dir = objects.join(&hex[..2]);
     let path = dir.join(&hex[2..]);
@@ -234,12 +236,8 @@ pub(super) fn write_loose(objects: &Path, obj: &Object) -> Result<bool> {
         return Ok(false);
     }
     fs::create_dir_all(&dir)?;
-    let mut z = ZlibEncoder::new(Vec::with_capacity(data.len() / 2 + 64), Compression::fast());
-    z.write_all(format!("{} {}\0", kind.str(), data.len()).as_bytes())?;
-    z.write_all(data)?;
-    let bytes = z.finish()?;
     let tmp = dir.join(format!("tmp_valuesfs_{}", &hex[2..]));
-    fs::write(&tmp, &bytes)?;
+    fs::write(&tmp, bytes)?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))?;
     fs::rename(&tmp, &path)?;
     Ok(true)
@@ -348,7 +346,7 @@ impl State {
         ids.into_iter()
             .map(|id| {
                 let o = odb.read(id)?;
-                Ok((id, o.kind(), o.data().to_vec()))
+                Ok((id, loose_form(o.kind(), o.data())?))
             })
             .collect()
     }
@@ -435,8 +433,7 @@ mod tests {
     fn obj(kind: ObjectType, data: &[u8]) -> Object {
         (
             Oid::hash_object(kind, data).expect("hash"),
-            kind,
-            data.to_vec(),
+            loose_form(kind, data).expect("deflate"),
         )
     }
 
