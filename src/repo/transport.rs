@@ -16,6 +16,7 @@
 
 use std::cell::RefCell;
 use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -165,6 +166,8 @@ fn seed_from_local(repo: &Repository, remote: &Path, branch: &str) -> Result<()>
         // Under a temporary name first: a crash never leaves a torn file under the real one.
         let tmp = to.with_extension("valuesfs-tmp");
         fs::copy(from, &tmp)?;
+        // `copy` takes the source's mode; the state dir is private whatever the remote's.
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o400))?;
         fs::rename(&tmp, to)?;
         Ok(())
     };

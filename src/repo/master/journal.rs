@@ -238,7 +238,8 @@ pub(super) fn write_loose(objects: &Path, obj: &Object) -> Result<bool> {
     fs::create_dir_all(&dir)?;
     let tmp = dir.join(format!("tmp_valuesfs_{}", &hex[2..]));
     fs::write(&tmp, bytes)?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))?;
+    // Read-only, and private like everything in the state dir (whatever the umask).
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o400))?;
     fs::rename(&tmp, &path)?;
     Ok(true)
 }
