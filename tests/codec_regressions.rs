@@ -943,3 +943,37 @@ fn a_multi_line_string_starting_with_a_tab_prints_as_sops_prints_it() {
         sops_made(tmp.path(), &key, &keys, plain);
     }
 }
+
+/// A comment after a flow collection that ends an `_unencrypted` list is written by sops
+/// at column 0 inside its `sops:` block. An edit must still find the block's `lastmodified`
+/// and `mac` to replace (it took the comment's column for the block's indentation, kept
+/// the old `lastmodified` and failed its own MAC check). Found by the soak (seed 194).
+#[test]
+fn an_edit_of_a_file_with_a_comment_inside_the_sops_block_lands() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let keys = keyring();
+    for plain in [
+        "args: v1\nsecurityContext_unencrypted: !Seq\n- { args: null }\n# c\n",
+        "args: v1\nsc_unencrypted:\n- [x]\n# c\n",
+    ] {
+        let (enc, shown) = sops_made(tmp.path(), &key, &keys, plain);
+        assert!(
+            String::from_utf8_lossy(&enc).contains("sops:\n# c\n"),
+            "{plain:?}: sops no longer writes the comment into its block"
+        );
+        let opened = crypto::decrypt(&enc, Format::Yaml, &keys).expect("decrypt");
+        let edited = String::from_utf8_lossy(&shown).replace("args: v1", "args: v2");
+        let again = opened
+            .reencrypt(edited.as_bytes())
+            .unwrap_or_else(|e| panic!("{plain:?}: edit refused: {e}"));
+        let back = crypto::decrypt(&again, Format::Yaml, &keys).expect("our edit reads");
+        assert_eq!(
+            String::from_utf8_lossy(&back.plaintext),
+            edited,
+            "{plain:?}"
+        );
+        let (theirs, err) = sops_d(&write(tmp.path(), "edited.yaml", &again), &key);
+        assert_eq!(String::from_utf8_lossy(&theirs), edited, "{plain:?}: {err}");
+    }
+}

@@ -1799,9 +1799,11 @@ fn new_meta_value(
 
 /// The indentation of a YAML `sops:` block's entries (its first non-blank child line).
 fn block_indent(raw: &str) -> usize {
+    // Comment lines do not count: sops may leave a comment of the data at column 0 inside
+    // its block (one after a flow collection ending an `_unencrypted` list).
     raw.lines()
         .skip(1)
-        .find(|l| !l.trim().is_empty())
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
         .map(|l| l.len() - l.trim_start().len())
         .unwrap_or(4)
 }
