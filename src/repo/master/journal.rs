@@ -406,7 +406,8 @@ impl State {
             self.repo
                 .reference(&self.local_ref, h, true, "valuesfs: checkpoint")?;
         }
-        self.journal.clear()?;
+        // The loose copies go before the journal is emptied: an empty journal then means
+        // the batches live in packs only (a crash in between rewrites them from the journal).
         let dir = self.repo_path.join("objects");
         for oid in std::mem::take(&mut self.journal.loose) {
             let hex = oid.to_string();
@@ -416,6 +417,7 @@ impl State {
                 Err(e) => tracing::warn!("checkpoint: removing loose object {hex}: {e}"),
             }
         }
+        self.journal.clear()?;
         Ok(())
     }
 
