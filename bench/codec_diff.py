@@ -31,7 +31,9 @@ counted as "sops-refused". Each accepted case then goes through:
       When sops's edited file gives two values one ciphertext (its IV stash) and ours does
       not, the case counts as "sops-shares-iv": valuesfs differs there on purpose. When
       sops prints decrypted text that it cannot parse itself (so `sops edit` fails on it
-      too), an edit refused with a parse error counts as "sops-unreadable".
+      too), or parses as other data than it printed (so `sops edit` would silently change
+      values: a literal block holding U+2028, a line break to go-yaml's reader), an edit
+      refused with a parse error counts as "sops-unreadable".
 
 Without --keep-going the first failure is shrunk (greedy deletion of blocks and lines that
 keeps the same failure while sops still accepts the input), printed with repr(), and the
@@ -405,6 +407,12 @@ def check_edit(tools, store, wd, ext, sops_file, dtext, data, fails):
         r = tools.run([tools.sops, "-e", "--age", tools.recipient, rereadf], wd)
         if r.rc != 0 and b"invalid YAML" in e.err:
             return "sops-unreadable"
+        if r.rc == 0 and b"invalid YAML" in e.err:
+            with open(os.path.join(wd, rereadf), "wb") as f:
+                f.write(r.out)
+            back = tools.run([tools.sops, "-d", rereadf], wd)
+            if back.rc == 0 and back.out != expected:
+                return "sops-unreadable"  # sops reads its own text as other data
         fails.append(Failure("edit-error", "error: " + first_line(e.err, wd), None, e.err,
                              extra=where))
         return "done"

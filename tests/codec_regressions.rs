@@ -977,3 +977,30 @@ fn an_edit_of_a_file_with_a_comment_inside_the_sops_block_lands() {
         assert_eq!(String::from_utf8_lossy(&theirs), edited, "{plain:?}: {err}");
     }
 }
+
+/// A string of a sequence ending in U+2028 after a comment character: sops prints it as
+/// a literal block whose U+2028 runs into the next key, text that go-yaml reads back as
+/// other data (`["", ""]` for the string). An edit of that text is refused with a parse
+/// error, never stored as sops would store it, values silently changed.
+#[test]
+fn an_edit_of_text_sops_reads_back_as_other_data_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let keys = keyring();
+    let plain = "command:\n- \"\\n #\\L\" # a comment\nhttpGet:\n host: gamma-9d4efe\n";
+    let (enc, shown) = sops_made(tmp.path(), &key, &keys, plain);
+    assert!(
+        String::from_utf8_lossy(&shown).contains("#\u{2028}httpGet:"),
+        "sops no longer prints the U+2028 into the next line"
+    );
+    // sops itself reads that text as other data.
+    let again = sops_encrypt(&write(tmp.path(), "shown.yaml", &shown), &key);
+    let (reread, _) = sops_d(&write(tmp.path(), "again.yaml", &again), &key);
+    assert_ne!(reread, shown, "sops now reads its text back as printed");
+    let opened = crypto::decrypt(&enc, Format::Yaml, &keys).expect("decrypt");
+    let edited = String::from_utf8_lossy(&shown).replace("gamma-9d4efe", "delta");
+    let err = opened
+        .reencrypt(edited.as_bytes())
+        .expect_err("an edit that cannot keep the values is refused");
+    assert!(err.to_string().contains("invalid YAML"), "{err}");
+}
