@@ -55,15 +55,39 @@ pub struct YamlError {
 
 /// Parse a YAML stream into its documents (each a `Value::Map`, or `Value::Null` if empty).
 pub fn parse(input: &str, limits: Limits) -> Result<Vec<Value>, YamlError> {
-    let docs = parser(input, limits, false).stream()?;
+    parse_with(input, limits, input.len() >= PARALLEL_MODEL_BYTES)
+}
+
+fn parse_with(input: &str, limits: Limits, parallel: bool) -> Result<Vec<Value>, YamlError> {
     if !input.contains('#') {
         // No comment to place: the model (a second, slower reader) has nothing to do.
-        return Ok(docs);
+        return parser(input, limits, false).stream();
     }
     // Comments go where sops 3.11 puts them (go-yaml's reader, then sops's tree); the
-    // column rule above is kept for what that model does not read the same way.
-    Ok(nodes::place_comments(input, &docs).unwrap_or(docs))
+    // column rule above is kept for what that model does not read the same way. A large
+    // text is read by both readers at once, on two threads: neither needs the other.
+    let (docs, model) = if parallel {
+        std::thread::scope(|s| {
+            let model = s.spawn(|| nodes::model(input));
+            let docs = parser(input, limits, false).stream();
+            (docs, model.join().ok().flatten())
+        })
+    } else {
+        let docs = parser(input, limits, false).stream();
+        let model = if docs.is_ok() {
+            nodes::model(input)
+        } else {
+            None
+        };
+        (docs, model)
+    };
+    let docs = docs?;
+    Ok(model.and_then(|m| nodes::place(&m, &docs)).unwrap_or(docs))
 }
+
+/// From this size up, the comment model is built on its own thread (a thread costs tens
+/// of microseconds; the model of 64 KiB takes milliseconds).
+const PARALLEL_MODEL_BYTES: usize = 64 * 1024;
 
 /// Parse a YAML stream as kubectl reads it (sigs.k8s.io/yaml over go-yaml v2, YAML 1.1):
 /// plain `yes`/`no`/`on`/`off`/`y`/`n` are booleans, timestamps stay their text, and keys
@@ -1730,6 +1754,28 @@ mod tests {
 
     fn name(s: &str) -> Key {
         Key::Name(s.into())
+    }
+
+    #[test]
+    fn a_large_text_reads_the_same_with_its_comment_model_on_another_thread() {
+        // Comments in every position the model moves them from: head, line end, foot of
+        // a nested block, between sequence items.
+        let mut text = String::from("# top\n");
+        for i in 0..1500 {
+            text.push_str(&format!(
+                "k{i}: # line {i}\n  a: 1 # a\n  list:\n  # before\n  - x\n  # between\n  - y\n  # foot\n"
+            ));
+        }
+        text.push_str("# end\n");
+        assert!(text.len() >= PARALLEL_MODEL_BYTES);
+        let one = parse_with(&text, Limits::default(), false).expect("parses");
+        let two = parse_with(&text, Limits::default(), true).expect("parses");
+        assert_eq!(one, two);
+        let comments = crate::crypto::yaml::nodes::comment_list(&two[0]);
+        // The count the one-thread reading gives, pinned.
+        assert_eq!(comments.len(), 2 + 1500 * 5, "{:?}", &comments[..8]);
+        let bad = format!("{text}x: [\n");
+        assert!(parse_with(&bad, Limits::default(), true).is_err());
     }
 
     #[test]

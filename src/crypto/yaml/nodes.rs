@@ -267,10 +267,15 @@ impl Conv<'_> {
     }
 }
 
-/// The documents of `text` with comments placed as sops 3.11 places them, given the
-/// documents the main reader found (same values, its own comment placement). `None`
-/// when the model does not see the same structure: the caller keeps its own reading.
-pub(super) fn place_comments(text: &str, docs: &[Value]) -> Option<Vec<Value>> {
+/// go-yaml's node graph of `text`: its nodes and each document's root. It does not need
+/// the main reader's documents, so it can be built beside them (see `super::parse`).
+pub(super) struct Model {
+    nodes: Vec<Node>,
+    roots: Vec<usize>,
+}
+
+/// The model of `text`, or `None` if go-yaml's reader (as modelled) refuses it.
+pub(super) fn model(text: &str) -> Option<Model> {
     let events = Parser::new(text).events(4_000_000).ok()?;
     let mut c = Composer {
         ev: events,
@@ -286,12 +291,22 @@ pub(super) fn place_comments(text: &str, docs: &[Value]) -> Option<Vec<Value>> {
     while c.peek().ok()?.typ != Ev::StreamEnd {
         roots.push(c.parse(0).ok()?);
     }
-    if roots.len() != docs.len() {
+    Some(Model {
+        nodes: c.nodes,
+        roots,
+    })
+}
+
+/// `docs` (the main reader's documents: same values, its own comment placement) with
+/// their comments where sops 3.11 puts them, by `m`, the model of their text. `None`
+/// when the model does not see the same structure: the caller keeps its own reading.
+pub(super) fn place(m: &Model, docs: &[Value]) -> Option<Vec<Value>> {
+    if m.roots.len() != docs.len() {
         return None;
     }
-    let conv = Conv { nodes: &c.nodes };
+    let conv = Conv { nodes: &m.nodes };
     let mut out = Vec::with_capacity(docs.len());
-    for (&r, d) in roots.iter().zip(docs) {
+    for (&r, d) in m.roots.iter().zip(docs) {
         let plain = d.without_comments();
         let mut b = Vec::new();
         conv.branch(r, &mut b, false, &plain)?;
