@@ -68,9 +68,15 @@ fn parse_with(input: &str, limits: Limits, parallel: bool) -> Result<Vec<Value>,
     // text is read by both readers at once, on two threads: neither needs the other.
     let (docs, model) = if parallel {
         std::thread::scope(|s| {
-            let model = s.spawn(|| nodes::model(input));
+            // No thread to be had (a process at its limit): build the model here, after.
+            let model = std::thread::Builder::new().spawn_scoped(s, || nodes::model(input));
             let docs = parser(input, limits, false).stream();
-            (docs, model.join().ok().flatten())
+            let model = match model {
+                Ok(m) => m.join().ok().flatten(),
+                Err(_) if docs.is_ok() => nodes::model(input),
+                Err(_) => None,
+            };
+            (docs, model)
         })
     } else {
         let docs = parser(input, limits, false).stream();
