@@ -377,3 +377,36 @@ fn a_reader_between_a_failed_write_and_its_release_sees_the_committed_version() 
         Kind::TooBig
     );
 }
+
+/// The kernel's FORGET of an old reference can run between a LOOKUP handing out the same
+/// number and the adapter counting the new reference (an entry invalidation after a fetch
+/// does this). The entry the kernel then holds must still work, not be a stale ENOENT.
+#[test]
+fn a_forget_racing_a_lookup_of_the_same_entry_leaves_it_usable() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (fs, _remote) = setup(tmp.path());
+    let first = fs.lookup(ROOT, "notes.txt").expect("lookup");
+    fs.remember(ROOT, "notes.txt", first.ino);
+    // A second LOOKUP gets the number; the FORGET of the first reference lands before
+    // the adapter counts the second.
+    let second = fs.lookup(ROOT, "notes.txt").expect("lookup again");
+    assert_eq!(second.ino, first.ino, "a known path keeps its number");
+    fs.forget(first.ino, 1);
+    fs.remember(ROOT, "notes.txt", second.ino);
+    let a = fs
+        .getattr(second.ino)
+        .expect("getattr of the entry the kernel holds");
+    assert_eq!(a.size, 4);
+    let o = fs.open(second.ino, libc::O_RDONLY).expect("open");
+    assert_eq!(fs.read(o.fh, 0, 100).expect("read"), b"one\n");
+    fs.release(o.fh).expect("release");
+    // Its last reference gone, the number is forgotten for real.
+    fs.forget(second.ino, 1);
+    assert_eq!(
+        fs.getattr(second.ino).expect_err("forgotten").kind,
+        Kind::NotFound
+    );
+    // A new lookup still finds the file.
+    let third = fs.lookup(ROOT, "notes.txt").expect("lookup after forget");
+    assert_eq!(fs.getattr(third.ino).expect("getattr").size, 4);
+}

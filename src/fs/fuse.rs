@@ -165,7 +165,7 @@ impl Filesystem for Adapter {
         };
         match self.fs.lookup(parent.0, name) {
             Ok(a) => {
-                self.fs.remember(a.ino);
+                self.fs.remember(parent.0, name, a.ino);
                 reply.entry(&ttl(&a), &file_attr(&a), Generation(0))
             }
             Err(e) => reply.error(errno(&e)),
@@ -256,7 +256,7 @@ impl Filesystem for Adapter {
         };
         match self.fs.mkdir(parent.0, name) {
             Ok(a) => {
-                self.fs.remember(a.ino);
+                self.fs.remember(parent.0, name, a.ino);
                 reply.entry(&ttl(&a), &file_attr(&a), Generation(0))
             }
             Err(e) => reply.error(errno(&e)),
@@ -310,7 +310,7 @@ impl Filesystem for Adapter {
         self.workers
             .run_timed(t, move || match fs.symlink(parent.0, &name, &target) {
                 Ok(a) => {
-                    fs.remember(a.ino);
+                    fs.remember(parent.0, &name, a.ino);
                     reply.entry(&ttl(&a), &file_attr(&a), Generation(0))
                 }
                 Err(e) => reply.error(errno(&e)),
@@ -600,7 +600,7 @@ impl Filesystem for Adapter {
         };
         match self.fs.create(parent.0, name, flags, mode) {
             Ok((a, r)) => {
-                self.fs.remember(a.ino);
+                self.fs.remember(parent.0, name, a.ino);
                 reply.created(
                     &ttl(&a),
                     &file_attr(&a),

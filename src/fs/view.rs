@@ -494,9 +494,23 @@ impl Fs {
         ino
     }
 
-    /// The kernel took a reference to an inode (an entry reply).
-    pub fn remember(&self, ino: u64) {
-        *lock(&self.state).lookups.entry(ino).or_insert(0) += 1;
+    /// The kernel took a reference to inode `ino`, the entry `name` of `parent` (an
+    /// entry reply). The number was handed out before this call, so a FORGET of the
+    /// kernel's previous reference may have dropped its name in between (an entry
+    /// invalidation after a fetch does exactly that): give it back, or every later
+    /// operation on the entry the kernel now caches would be ENOENT.
+    pub fn remember(&self, parent: u64, name: &str, ino: u64) {
+        let mut st = lock(&self.state);
+        *st.lookups.entry(ino).or_insert(0) += 1;
+        if st.ino_path.contains_key(&ino) {
+            return;
+        }
+        let Some(ppath) = st.ino_path.get(&parent).cloned() else {
+            return;
+        };
+        let path = join(&ppath, name);
+        st.path_ino.entry(path.clone()).or_insert(ino);
+        st.ino_path.insert(ino, path);
     }
 
     /// The kernel dropped `n` references to an inode: forget its number once none are
@@ -522,7 +536,10 @@ impl Fs {
             return;
         }
         if let Some(p) = st.ino_path.remove(&ino) {
-            st.path_ino.remove(&p);
+            // The path may have a newer number by now (see `remember`): keep that one.
+            if st.path_ino.get(&p) == Some(&ino) {
+                st.path_ino.remove(&p);
+            }
         }
         st.cached.remove(&ino);
     }
