@@ -15,6 +15,7 @@ bin=${VALUESFS:-$PWD/target/release/valuesfs}
 copy=$(mktemp)
 trap 'rm -f "$copy"' EXIT
 cp "$bin" "$copy"
+chmod 755 "$copy"
 for seed in $(seq "$first" "$last"); do
   line=$(nice -n 19 python3 bench/codec_diff.py --store "$store" --cases 500 --seed "$seed" \
     --jobs 1 --keep-going --shrink-each 1 --save "$log.d/seed-$seed" --valuesfs "$copy" \
