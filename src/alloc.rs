@@ -109,7 +109,7 @@ mod tests {
         assert!(!unsafe { owned_by_mimalloc(big_before.as_ptr() as *mut u8) });
         let aligned = Layout::from_size_align(4096, 4096).expect("layout");
         let p = unsafe { ALLOC_FOR_TESTS.alloc_zeroed(aligned) };
-        assert!(!p.is_null() && p as usize % 4096 == 0);
+        assert!(!p.is_null() && (p as usize).is_multiple_of(4096));
         assert!(unsafe { std::slice::from_raw_parts(p, 4096) }
             .iter()
             .all(|b| *b == 0));
