@@ -500,3 +500,98 @@ fn selector_regexes_pick_the_keys_sops_picks() {
         );
     }
 }
+
+/// A file with thousands of envelopes has them opened on two threads ahead of the walk,
+/// and its stored text copy opened beside it: it must read as a small file does (the
+/// bytes `sops -d` prints, sops's own encryption included) and be refused as one is.
+#[test]
+fn a_large_file_opened_on_two_threads_reads_and_refuses_as_a_small_one() {
+    let keys = keyring();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = private_key(tmp.path());
+    let mut plain = String::from("# large\nenv:\n");
+    for k in 0..5000 {
+        plain.push_str(&format!(
+            "  KEY_{k}: \"{:032x}\"  # setting {k}\n",
+            k * 7919
+        ));
+    }
+    plain.push_str("list:\n  # before\n  - a\n  # between\n  - b: 1\n    c: [x, y]\n");
+    let params = CreationParams {
+        recipients: vec![VECTOR_RECIPIENT.into()],
+        ..Default::default()
+    };
+    let ours = crypto::encrypt(plain.as_bytes(), Format::Yaml, &params).expect("encrypt");
+    let back = crypto::decrypt(&ours, Format::Yaml, &keys).expect("decrypt ours");
+    assert!(back.plaintext[..] == *plain.as_bytes(), "our own file");
+
+    // sops's own file has no stored text: the documents are rendered.
+    let plain_path = tmp.path().join("plain.yaml");
+    std::fs::write(&plain_path, &plain).expect("write");
+    let out = sops()
+        .env("SOPS_AGE_KEY_FILE", &key)
+        .args(["-e", "--age", VECTOR_RECIPIENT])
+        .arg(&plain_path)
+        .output()
+        .expect("sops -e");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = crypto::decrypt(&out.stdout, Format::Yaml, &keys).expect("decrypt sops's");
+    let theirs_path = tmp.path().join("theirs.yaml");
+    std::fs::write(&theirs_path, &out.stdout).expect("write");
+    let sops_view = sops_decrypt(&theirs_path, &key, &[]);
+    assert!(
+        theirs.plaintext[..] == sops_view[..],
+        "sops-made file: not what sops -d prints"
+    );
+    let ours_path = tmp.path().join("ours.yaml");
+    std::fs::write(&ours_path, &ours).expect("write");
+    assert!(
+        sops_decrypt(&ours_path, &key, &[]) == sops_view,
+        "sops -d of ours: not what it prints for its own"
+    );
+
+    // Two values' ciphertexts swapped: the first one the walk meets is named.
+    let text = String::from_utf8(ours.clone()).expect("utf8");
+    let value_of = |key: &str| {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{key}: ENC[")))
+            .expect("value line");
+        line.split_once(": ").expect("colon").1.to_string()
+    };
+    let (a, b) = (value_of("KEY_10"), value_of("KEY_4000"));
+    let swapped = text.replace(&a, "@@").replace(&b, &a).replace("@@", &b);
+    match crypto::decrypt(swapped.as_bytes(), Format::Yaml, &keys) {
+        Err(crypto::Error::Tampered { path }) => assert_eq!(path, "env:KEY_10:"),
+        Err(e) => panic!("swapped values: {e}"),
+        Ok(_) => panic!("swapped values were accepted"),
+    }
+    // A comment's ciphertext damaged: refused, never passed through.
+    // (sops writes a line comment's envelope on the line below its value.)
+    let comment = text
+        .lines()
+        .skip_while(|l| !l.contains("KEY_2500:"))
+        .nth(1)
+        .and_then(|l| l.split_once("#ENC[AES256_GCM,data:"))
+        .map(|(_, r)| r[..8].to_string())
+        .expect("comment of KEY_2500");
+    let flipped: String = comment
+        .chars()
+        .map(|c| if c == 'A' { 'B' } else { 'A' })
+        .collect();
+    let damaged = text.replacen(
+        &format!("#ENC[AES256_GCM,data:{comment}"),
+        &format!("#ENC[AES256_GCM,data:{flipped}"),
+        1,
+    );
+    assert_ne!(damaged, text);
+    match crypto::decrypt(damaged.as_bytes(), Format::Yaml, &keys) {
+        Err(crypto::Error::Tampered { path }) => assert!(path.ends_with("#comment"), "{path}"),
+        Err(e) => panic!("damaged comment: {e}"),
+        Ok(_) => panic!("a damaged comment was accepted"),
+    }
+}

@@ -113,6 +113,19 @@ impl ValueKey {
     pub fn open(&self, env: &Envelope, aad: &str) -> Option<Vec<u8>> {
         open_with(&self.gcm, env, aad)
     }
+
+    /// Decrypt and authenticate in place: the envelope's buffer becomes the plaintext.
+    pub fn open_owned(&self, mut env: Envelope, aad: &str) -> Option<(String, Vec<u8>)> {
+        self.gcm
+            .decrypt_in_place_detached(
+                (&env.iv).into(),
+                aad.as_bytes(),
+                &mut env.data,
+                (&env.tag).into(),
+            )
+            .ok()?;
+        Some((env.kind, env.data))
+    }
 }
 
 /// Encrypt `plain` under `key` with additional data `aad`; a fresh random IV.

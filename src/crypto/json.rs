@@ -210,9 +210,12 @@ impl P<'_> {
                 }
             }
         }
-        text.parse::<f64>()
-            .map(Value::Float)
-            .map_err(|_| self.err("invalid number"))
+        // Go's encoding/json (and so sops) refuses a number beyond float64's range.
+        match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Value::Float(f)),
+            Ok(_) => Err(self.err("number out of range")),
+            Err(_) => Err(self.err("invalid number")),
+        }
     }
 
     fn string(&mut self) -> Result<String> {
@@ -421,6 +424,21 @@ pub fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_number_beyond_float64_is_refused_as_sops_refuses_it() {
+        let huge_int = format!("1{}", "0".repeat(400));
+        for n in ["1e400", "-1E+999", huge_int.as_str()] {
+            let e = parse(&format!("{{\"a\": {n}}}"), 64)
+                .err()
+                .expect("refused");
+            assert!(e.to_string().contains("out of range"), "{n}: {e}");
+        }
+        assert!(
+            parse("{\"a\": 1e-400}", 64).is_ok(),
+            "underflow is 0, as in Go"
+        );
+    }
 
     #[test]
     fn round_trip_sops_layout() {

@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use super::yaml::{self, Limits};
 
 mod comments;
+mod preopen;
 mod rekey;
 pub use rekey::{file_recipients, rewrap, rotate};
 
@@ -37,6 +38,8 @@ pub const SOPS_VERSION: &str = "3.11.0";
 pub const SOURCE_FIELD: &str = "valuesfs_source";
 /// Largest input the codec accepts, by default.
 pub const DEFAULT_MAX_SIZE: usize = 64 << 20;
+/// From this size of the stored text copy on, it is opened on a thread of its own.
+const PARALLEL_SOURCE_BYTES: usize = 256 << 10;
 
 /// sops's `MACOnlyEncryptedInitialization`: sha256("sops").
 const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
@@ -782,6 +785,8 @@ struct Decrypter<'a> {
     places: Option<Vec<String>>,
     /// Does any document leave an entry in clear (see `holds_clear`)?
     clear_anywhere: Option<bool>,
+    /// Envelopes of `docs` opened ahead, on two threads (large files only).
+    pre: preopen::PreOpened<'a>,
 }
 
 impl Decrypter<'_> {
@@ -819,9 +824,35 @@ impl Decrypter<'_> {
         places.iter().any(|a| self.ctx.vk.open(env, a).is_some())
     }
 
+    /// An encrypted value's type and plaintext, or why it cannot be had.
+    fn open_value(&self, s: &str, path: &[String]) -> Result<(String, Vec<u8>)> {
+        let env = parse_envelope(s).map_err(|e| {
+            if is_envelope(s) {
+                Error::Malformed(format!("value at {:?}: {e}", aad(path)))
+            } else {
+                Error::Malformed(format!(
+                    "value at {:?} should be encrypted but is not",
+                    aad(path)
+                ))
+            }
+        })?;
+        let bytes = self
+            .ctx
+            .vk
+            .open(&env, &aad(path))
+            .ok_or_else(|| Error::Tampered { path: aad(path) })?;
+        Ok((env.kind, bytes))
+    }
+
     fn comment(&mut self, c: &str, path: &[String], stack: &[Vec<String>]) -> Result<String> {
         if !self.ctx.selector.should_encrypt(path, stack, true) || c.is_empty() {
             return Ok(c.to_string());
+        }
+        if let Some((kind, plain)) = self.pre.take(c, path) {
+            if kind == "comment" {
+                return String::from_utf8(plain)
+                    .map_err(|_| Error::Malformed("comment is not UTF-8".into()));
+            }
         }
         // sops passes unauthenticated comments through; we refuse them.
         let env = parse_envelope(c).map_err(|_| Error::Tampered {
@@ -924,19 +955,11 @@ impl Decrypter<'_> {
                     match leaf {
                         Value::Str(s) if s.is_empty() => Value::Str(String::new()),
                         Value::Str(s) => {
-                            let tampered = || Error::Tampered { path: aad(path) };
-                            let env = parse_envelope(s).map_err(|e| {
-                                if is_envelope(s) {
-                                    Error::Malformed(format!("value at {:?}: {e}", aad(path)))
-                                } else {
-                                    Error::Malformed(format!(
-                                        "value at {:?} should be encrypted but is not",
-                                        aad(path)
-                                    ))
-                                }
-                            })?;
-                            let bytes = self.ctx.vk.open(&env, &aad(path)).ok_or_else(tampered)?;
-                            Value::from_leaf(&env.kind, &bytes).map_err(|e| {
+                            let (kind, bytes) = match self.pre.take(s, path) {
+                                Some(opened) => opened,
+                                None => self.open_value(s, path)?,
+                            };
+                            Value::from_leaf(&kind, &bytes).map_err(|e| {
                                 Error::Malformed(format!("value at {:?}: {e}", aad(path)))
                             })?
                         }
@@ -1270,7 +1293,14 @@ fn open_with_key(
         docs: &enc_docs,
         places: None,
         clear_anywhere: None,
+        pre: if format == Format::Binary {
+            preopen::PreOpened::none()
+        } else {
+            preopen::PreOpened::open(&enc_docs, &ctx.vk)
+        },
     };
+    // The copy of the text, once opened (`Some(None)`: there is none, or it did not open).
+    let mut source: Option<Option<Vec<u8>>> = None;
     let (plain_docs, binary) = if format == Format::Binary {
         let data = enc_docs[0]
             .get("data")
@@ -1289,10 +1319,31 @@ fn open_with_key(
         }
         (Vec::new(), Some(bytes))
     } else {
-        let mut docs = Vec::with_capacity(enc_docs.len());
-        for d in &enc_docs {
-            docs.push(dec.value(d, &mut Vec::new(), &mut Vec::new())?);
-        }
+        let walk = |dec: &mut Decrypter| -> Result<Vec<Value>> {
+            let mut docs = Vec::with_capacity(enc_docs.len());
+            for d in &enc_docs {
+                docs.push(dec.value(d, &mut Vec::new(), &mut Vec::new())?);
+            }
+            Ok(docs)
+        };
+        // A large copy of the text is opened beside the walk: it needs nothing from it,
+        // and is used only once the MAC is checked.
+        let docs = if metadata
+            .source
+            .as_ref()
+            .is_some_and(|s| s.len() >= PARALLEL_SOURCE_BYTES)
+        {
+            std::thread::scope(|sc| {
+                let other = std::thread::Builder::new()
+                    .name("valuesfs-source".into())
+                    .spawn_scoped(sc, || open_source(&metadata, &key));
+                let docs = walk(&mut dec);
+                source = other.ok().and_then(|h| h.join().ok());
+                docs
+            })?
+        } else {
+            walk(&mut dec)?
+        };
         (docs, None)
     };
     let computed = mac_hex(dec.mac);
@@ -1308,14 +1359,10 @@ fn open_with_key(
             // The copy is bound to this version's authenticated `mac` envelope (fresh
             // random IV at every write), so it cannot be stale or replayed from another
             // version; `build` checked that it describes exactly this data when it was made.
-            let source = metadata.source.as_deref().and_then(|s| {
-                let env = parse_envelope(s).ok()?;
-                open(
-                    &key,
-                    &env,
-                    &source_aad(&metadata.lastmodified, &metadata.mac),
-                )
-            });
+            let source = match source {
+                Some(opened) => opened,
+                None => open_source(&metadata, &key),
+            };
             match source {
                 Some(b) => b,
                 None => render_styled(format, &plain_docs, style).into_bytes(),
@@ -1332,6 +1379,16 @@ fn open_with_key(
         plain_docs,
         style,
     })
+}
+
+/// The stored copy of the text, if the file has one that opens.
+fn open_source(metadata: &Metadata, key: &[u8; 32]) -> Option<Vec<u8>> {
+    let env = parse_envelope(metadata.source.as_deref()?).ok()?;
+    open(
+        key,
+        &env,
+        &source_aad(&metadata.lastmodified, &metadata.mac),
+    )
 }
 
 fn source_aad(lastmodified: &str, mac: &str) -> String {

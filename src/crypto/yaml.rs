@@ -1571,14 +1571,16 @@ pub fn resolve_plain(s: &str) -> Value {
     if let Some(i) = parse_go_int(&plain) {
         return Value::Int(i);
     }
+    // Go's ParseFloat fails (ErrRange) beyond float64's range, where Rust's gives an
+    // infinity: go-yaml then reads the text as a string.
     if is_yaml_float(&plain) {
-        if let Ok(f) = plain.parse::<f64>() {
+        if let Some(f) = plain.parse::<f64>().ok().filter(|f| f.is_finite()) {
             return Value::Float(f);
         }
     }
     if is_decimal_int(&plain) {
         // Too large for an int: go-yaml falls back to a float.
-        if let Ok(f) = plain.parse::<f64>() {
+        if let Some(f) = plain.parse::<f64>().ok().filter(|f| f.is_finite()) {
             return Value::Float(f);
         }
     }
