@@ -1,10 +1,12 @@
 //! The process's allocator, chosen once per process by its command.
 //!
-//! The one-shot codec commands (`decrypt`, `encrypt`, `edit`) use mimalloc: on a 1 MiB
-//! values file glibc's malloc cost a quarter of the run (its frees, and a page fault per
-//! 4 KiB of a heap that mimalloc backs with huge pages). The daemon keeps glibc's malloc:
-//! with mimalloc its RSS after a 100 000-file mount went from 35 to 69 MiB (its per-thread
-//! heaps hold freed memory), and it has an RSS target.
+//! The one-shot codec commands (`decrypt`, `encrypt`, `edit`) on a large file use
+//! mimalloc: on a 1 MiB values file glibc's malloc cost a quarter of the run (its frees,
+//! and a page fault per 4 KiB of heap, where mimalloc maps transparent huge pages). On a
+//! small file mimalloc's start (zeroing its first huge page) costs more than it saves
+//! (0.3-0.5 ms per process, measured), so the size of the files named decides. The
+//! daemon keeps glibc's malloc: with mimalloc its RSS after a 100 000-file mount went
+//! from 35 to 69 MiB (its per-thread heaps hold freed memory), and it has an RSS target.
 //!
 //! Invariant: the choice only ever goes from glibc to mimalloc. A block is freed (or
 //! grown) by the allocator that owns it: blocks allocated before the switch are glibc's,
@@ -13,20 +15,28 @@
 //! the switch too: switching late is safe, just less useful.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::ffi::{c_void, OsStr};
+use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use libmimalloc_sys as mi;
 
 static MIMALLOC: AtomicBool = AtomicBool::new(false);
 
-/// Switches to mimalloc if `command` is one of the one-shot codec commands. Call first
-/// thing in `main`, while the process has one thread.
-pub fn choose(command: Option<&OsStr>) {
-    if let Some(c) = command.and_then(OsStr::to_str) {
-        if matches!(c, "decrypt" | "encrypt" | "edit") {
-            MIMALLOC.store(true, Ordering::Relaxed);
-        }
+/// From this size of an input file on, mimalloc pays for its start.
+const LARGE_INPUT: u64 = 64 << 10;
+
+/// Switches to mimalloc if `args` (the process's, without the program name) run a
+/// one-shot codec command on a large file. Call first thing in `main`.
+pub fn choose(mut args: impl Iterator<Item = std::ffi::OsString>) {
+    let codec = args
+        .next()
+        .and_then(|c| c.into_string().ok())
+        .is_some_and(|c| matches!(c.as_str(), "decrypt" | "encrypt" | "edit"));
+    // Any argument naming a large regular file: flags and their values stat as nothing.
+    if codec
+        && args.any(|a| std::fs::metadata(a).is_ok_and(|m| m.is_file() && m.len() >= LARGE_INPUT))
+    {
+        MIMALLOC.store(true, Ordering::Relaxed);
     }
 }
 
@@ -98,7 +108,30 @@ mod tests {
         let before: Vec<u64> = (0..1000).collect();
         let mut grown: Vec<u8> = vec![7; 100];
         let big_before = vec![1u8; 1 << 20];
-        choose(Some(OsStr::new("decrypt")));
+        // A small file, or another command, keeps glibc's malloc.
+        let dir = std::env::temp_dir().join(format!("valuesfs-alloc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (small, large) = (dir.join("small.yaml"), dir.join("large.yaml"));
+        std::fs::write(&small, b"a: 1\n").expect("small");
+        std::fs::write(&large, vec![b'#'; LARGE_INPUT as usize]).expect("large");
+        let args = |v: &[&std::path::Path]| {
+            v.iter()
+                .map(|p| p.as_os_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        choose(args(&[std::path::Path::new("decrypt"), &small]).into_iter());
+        assert!(!on_mimalloc(), "a small file");
+        choose(args(&[std::path::Path::new("mount"), &large]).into_iter());
+        assert!(!on_mimalloc(), "not a codec command");
+        choose(
+            args(&[
+                std::path::Path::new("decrypt"),
+                std::path::Path::new("--age"),
+                &large,
+            ])
+            .into_iter(),
+        );
+        std::fs::remove_dir_all(&dir).expect("cleanup");
         assert!(on_mimalloc());
         let after: Vec<u64> = (0..1000).collect();
         // Moved from glibc to mimalloc on growth, contents intact.
@@ -118,8 +151,8 @@ mod tests {
         drop(before);
         drop(big_before);
         drop(grown);
-        // Other commands never switch.
-        choose(Some(OsStr::new("mount")));
+        // The switch is one way.
+        choose(std::iter::empty());
         assert!(on_mimalloc(), "the switch is one way");
     }
 

@@ -7,6 +7,6 @@ mod cli;
 static ALLOC: alloc::Alloc = alloc::Alloc;
 
 fn main() {
-    alloc::choose(std::env::args_os().nth(1).as_deref());
+    alloc::choose(std::env::args_os().skip(1));
     std::process::exit(cli::run());
 }
