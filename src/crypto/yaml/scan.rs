@@ -110,6 +110,35 @@ impl<'a> Text<'a> {
         n.unwrap_or(self.len() - from)
     }
 
+    /// A plain scalar's characters from `from`: up to a blank, a break, a NUL, a `:`
+    /// before one of those (or the end) or, in a flow collection, a flow indicator.
+    fn run_plain(&self, from: usize, flow: bool) -> usize {
+        match self {
+            // The scanner's hottest loop on an encrypted file (its long `ENC[...]`
+            // values): one table lookup per byte.
+            Text::Ascii(s) => {
+                let b = s.as_bytes();
+                let stop = if flow { &PLAIN_STOP_FLOW } else { &PLAIN_STOP };
+                let mut i = from;
+                while i < b.len() {
+                    let c = b[i];
+                    if stop[usize::from(c)]
+                        && (c != b':' || b.get(i + 1).is_none_or(|&n| ASCII_BLANKZ[usize::from(n)]))
+                    {
+                        break;
+                    }
+                    i += 1;
+                }
+                i - from
+            }
+            Text::Wide(_) => self.run(from, |i, c| {
+                blankz(c)
+                    || (c == ':' && self.get(i + 1).is_none_or(blankz))
+                    || (flow && matches!(c, ',' | '?' | '[' | ']' | '{' | '}'))
+            }),
+        }
+    }
+
     /// Characters from `from` to the next line break or NUL (or the end).
     fn run_to_break(&self, from: usize) -> usize {
         match self {
@@ -154,6 +183,23 @@ pub(super) struct Scanner<'a> {
 pub(super) type SResult<T> = Result<T, String>;
 
 mod scalars;
+
+/// ASCII bytes by property, for the byte loops of `Text::Ascii`.
+const fn byte_table(bytes: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < bytes.len() {
+        t[bytes[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+/// `blankz` of an ASCII byte.
+const ASCII_BLANKZ: [bool; 256] = byte_table(b" \t\r\n\0");
+/// Bytes that may end a plain scalar (a `:` only before a blank: checked apart).
+const PLAIN_STOP: [bool; 256] = byte_table(b" \t\r\n\0:");
+const PLAIN_STOP_FLOW: [bool; 256] = byte_table(b" \t\r\n\0:,?[]{}");
 
 fn blank(c: char) -> bool {
     c == ' ' || c == '\t'
@@ -927,6 +973,9 @@ mod tests {
             "k: ENC[AES256_GCM,data:abc=,iv:q,tag:t,type:str] #ENC[AES256_GCM,data:x]\r\n",
             "m: {a: b, c: [d, e]} # flow\nl: |\n  text # not a comment\n\nz: &anc v\ny: *anc\n",
             "p: a:b:c\nq: \"quoted # no\" # yes\n\n\n# end\n",
+            // Plain scalars ending at every stop: `:` before a blank, a tab, the end, a
+            // NUL, and flow indicators only inside a flow collection.
+            "a: x:y # c\nb: v\tw # t\nc: [p,q:r, {s: t?u}] # f\nd: e,f?g[h]{i} # g\ne: z:w",
         ] {
             let fast = scan(Scanner::new(doc));
             let slow = scan(Scanner::over(Text::Wide(doc.chars().collect())));

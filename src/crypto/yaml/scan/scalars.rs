@@ -2,7 +2,7 @@
 //! (position, pending line breaks, whether a simple key may follow). Values are read by
 //! the main parser.
 
-use super::{blank, blankz, breakz, brk, SResult, Scanner, Tok};
+use super::{blank, breakz, brk, SResult, Scanner, Tok};
 
 impl Scanner<'_> {
     pub(super) fn flow_scalar(&mut self, single: bool) -> SResult<()> {
@@ -129,13 +129,7 @@ impl Scanner<'_> {
                 break;
             }
             // The scalar's characters up to a blank, a break or an indicator, at once.
-            let flow = self.flow_level > 0;
-            let text = &self.c;
-            let n = text.run(self.pos, |i, c| {
-                blankz(c)
-                    || (c == ':' && text.get(i + 1).is_none_or(blankz))
-                    || (flow && matches!(c, ',' | '?' | '[' | ']' | '{' | '}'))
-            });
+            let n = self.c.run_plain(self.pos, self.flow_level > 0);
             if n > 0 {
                 leading_blanks = false;
                 self.skip_run(n);
