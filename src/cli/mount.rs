@@ -135,6 +135,14 @@ pub fn run(args: MountArgs) -> Result<()> {
     if !args.foreground {
         return detach(&opts);
     }
+    // glibc gives every thread that allocates an arena of its own (up to 8 per core), and
+    // freed memory stays in each. The daemon's threads mostly wait; with one arena (and
+    // glibc's per-thread caches) its RSS after `find` and 10 000 reads of a 100 000-file
+    // mount was 89 MiB against 103 MiB (bench/fs_scale.sh), reads no slower.
+    // SAFETY: a malloc tuning call, made before this process starts any thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     init_logging(&args.log_format);
     m::block_signals();
     // The API's listener is up before the mount appears.
