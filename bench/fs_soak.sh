@@ -74,7 +74,8 @@ def sample():
     du = int(subprocess.run(["du", "-sk", f"{work}/state"], capture_output=True, text=True).stdout.split()[0])
     status = open(f"{mnt}/.valuesfs/status").read()
     m = re.search(r"^pending_pushes:\s*(\d+)", status, re.M)
-    return kb("VmRSS") / 1024, kb("VmHWM") / 1024, fds, du / 1024, (m.group(1) if m else "?")
+    return (kb("VmRSS") / 1024, kb("VmHWM") / 1024, fds, du / 1024, (m.group(1) if m else "?"),
+            kb("RssAnon") / 1024)
 
 def put(path, data):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -83,10 +84,10 @@ def put(path, data):
     finally:
         os.close(fd)
 
-print("| writes | elapsed s | RSS MiB | peak RSS MiB | open fds | state dir MiB | pending pushes |")
-print("|---:|---:|---:|---:|---:|---:|---:|")
+print("| writes | elapsed s | RSS MiB | anonymous MiB | peak RSS MiB | open fds | state dir MiB | pending pushes |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|")
 r = sample()
-print(f"| 0 | 0.0 | {r[0]:.1f} | {r[1]:.1f} | {r[2]} | {r[3]:.1f} | {r[4]} |", flush=True)
+print(f"| 0 | 0.0 | {r[0]:.1f} | {r[5]:.1f} | {r[1]:.1f} | {r[2]} | {r[3]:.1f} | {r[4]} |", flush=True)
 t0 = time.monotonic()
 new = 0
 peak = r[1]
@@ -108,7 +109,7 @@ for n in range(1, writes + 1):
     if n % step == 0:
         r = sample()
         peak = max(peak, r[1])
-        print(f"| {n} | {time.monotonic() - t0:.1f} | {r[0]:.1f} | {r[1]:.1f} | {r[2]} | {r[3]:.1f} | {r[4]} |", flush=True)
+        print(f"| {n} | {time.monotonic() - t0:.1f} | {r[0]:.1f} | {r[5]:.1f} | {r[1]:.1f} | {r[2]} | {r[3]:.1f} | {r[4]} |", flush=True)
 # Everything pushed: wait for the status to say so.
 end = time.monotonic() + 300
 while time.monotonic() < end:
@@ -116,7 +117,7 @@ while time.monotonic() < end:
     if r[4] == "0":
         break
     time.sleep(0.5)
-print(f"| pushed | {time.monotonic() - t0:.1f} | {r[0]:.1f} | {r[1]:.1f} | {r[2]} | {r[3]:.1f} | {r[4]} |")
+print(f"| pushed | {time.monotonic() - t0:.1f} | {r[0]:.1f} | {r[5]:.1f} | {r[1]:.1f} | {r[2]} | {r[3]:.1f} | {r[4]} |")
 with open(f"{work}/peak", "w") as f:
     f.write(f"{max(peak, r[1]):.1f}\n")
 PY
