@@ -77,7 +77,10 @@ def sample():
     return (kb("VmRSS") / 1024, kb("VmHWM") / 1024, fds, du / 1024, (m.group(1) if m else "?"),
             kb("RssAnon") / 1024)
 
+expected = {}  # path in the repo -> the last bytes written there
+
 def put(path, data):
+    expected[os.path.relpath(path, mnt)] = data.decode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, data)
@@ -118,6 +121,9 @@ while time.monotonic() < end:
         break
     time.sleep(0.5)
 print(f"| pushed | {time.monotonic() - t0:.1f} | {r[0]:.1f} | {r[5]:.1f} | {r[1]:.1f} | {r[2]} | {r[3]:.1f} | {r[4]} |")
+import json
+with open(f"{work}/expected.json", "w") as f:
+    json.dump(expected, f)
 with open(f"{work}/peak", "w") as f:
     f.write(f"{max(peak, r[1]):.1f}\n")
 PY
@@ -130,8 +136,28 @@ git clone -q --bare --no-local "$work/remote.git" "$work/gc.git"
 git --git-dir "$work/gc.git" gc -q --prune=now
 gc_kb=$(du -sk "$work/gc.git" | cut -f1)
 peak=$(cat "$work/peak")
+# Nothing lost: the remote's head holds the last bytes written to every path (SOPS files
+# decrypted with the daemon's own binary, which `sops -d` agrees with in the codec tests).
+git clone -q "$work/remote.git" "$work/check"
+lost=$(SOPS_AGE_KEY_FILE=$work/key.txt python3 - "$work" "$bin" <<'PY'
+import json, subprocess, sys
+work, bin_ = sys.argv[1], sys.argv[2]
+bad = 0
+for path, want in json.load(open(f"{work}/expected.json")).items():
+    f = f"{work}/check/{path}"
+    try:
+        got = (subprocess.run([bin_, "decrypt", f], capture_output=True, check=True).stdout.decode()
+               if path.startswith("secrets/") else open(f).read())
+    except (OSError, subprocess.CalledProcessError):
+        got = None
+    bad += got != want
+print(bad)
+PY
+)
+paths=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))))" "$work/expected.json")
 rss_idle=$(awk '/^VmRSS/{printf "%.1f", $2/1024}' "/proc/$pid/status")
 echo
-echo "$WRITES write-closes, $commits commits on the remote; daemon peak RSS $peak MiB (idle after: $rss_idle MiB);"
+echo "$WRITES write-closes to $paths paths, $commits commits on the remote; paths whose last write is not on the remote: $lost;"
+echo "daemon peak RSS $peak MiB (idle after: $rss_idle MiB);"
 mib() { awk -v k="$1" 'BEGIN{printf "%.1f MiB", k/1024}'; }
 echo "state dir $(mib "$state_kb") against a \`git gc\`'d bare clone of the same history: $(mib "$gc_kb") ($(awk -v a=$state_kb -v b=$gc_kb 'BEGIN{printf "%.1fx", a/b}'))."
