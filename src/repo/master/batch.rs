@@ -172,6 +172,13 @@ impl State {
                     Ok(m) => self.mem = Some(m),
                     Err(e) => tracing::warn!("no in-memory odb, writing loose objects: {e}"),
                 }
+                // A merge builds a pack of everything merged in memory (tens of MiB on a
+                // long history); glibc keeps what it freed unless asked.
+                // SAFETY: malloc_trim only releases free heap pages.
+                #[cfg(target_env = "gnu")]
+                unsafe {
+                    libc::malloc_trim(0);
+                }
             }
             Err(e) => tracing::warn!("merging packs: {e}"),
         }
