@@ -467,9 +467,9 @@ fn selector_regexes_pick_the_keys_sops_picks() {
         ("--encrypted-regex", r"^\w+$"),
         ("--unencrypted-regex", r"^n\d$"),
     ] {
-        let sops_made = sops_e(
-            &[flag, re, "--input-type", "yaml", "--output-type", "yaml"],
+        let sops_made = sops_encrypt(
             &src,
+            &[flag, re, "--input-type", "yaml", "--output-type", "yaml"],
         );
         let field = flag.trim_start_matches("--").replace('-', "_");
         let params = CreationParams {
@@ -521,7 +521,7 @@ fn a_large_file_opened_on_two_threads_reads_and_refuses_as_a_small_one() {
     // sops's own file has no stored text: the documents are rendered.
     let plain_path = tmp.path().join("plain.yaml");
     std::fs::write(&plain_path, &plain).expect("write");
-    let sops_made = sops_e(&[], &plain_path);
+    let sops_made = sops_encrypt(&plain_path, &[]);
     let theirs = crypto::decrypt(&sops_made, Format::Yaml, &keys).expect("decrypt sops's");
     let theirs_path = tmp.path().join("theirs.yaml");
     std::fs::write(&theirs_path, &sops_made).expect("write");
@@ -577,21 +577,4 @@ fn a_large_file_opened_on_two_threads_reads_and_refuses_as_a_small_one() {
         Err(e) => panic!("damaged comment: {e}"),
         Ok(_) => panic!("a damaged comment was accepted"),
     }
-}
-
-/// `sops -e --age VECTOR_RECIPIENT ARGS FILE`: the encrypted bytes, or a panic with sops's
-/// message.
-fn sops_e(args: &[&str], file: &Path) -> Vec<u8> {
-    let out = sops()
-        .args(["-e", "--age", VECTOR_RECIPIENT])
-        .args(args)
-        .arg(file)
-        .output()
-        .expect("sops -e");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }

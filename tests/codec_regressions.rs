@@ -311,7 +311,7 @@ fn sops_made(
     plain: &str,
 ) -> (Vec<u8>, Vec<u8>) {
     let file = write(dir, "a.yaml", plain.as_bytes());
-    let theirs = sops_encrypt(&file, key);
+    let theirs = sops_encrypt(&file, &[]);
     let (expected, _) = sops_d(&write(dir, "sops-a.yaml", &theirs), key);
     let read = crypto::decrypt(&theirs, Format::Yaml, keys)
         .unwrap_or_else(|e| panic!("{plain:?}: sops's file refused: {e}"));
@@ -321,21 +321,6 @@ fn sops_made(
         "{plain:?}: sops's file reads differently"
     );
     (theirs, expected)
-}
-
-fn sops_encrypt(file: &Path, key: &Path) -> Vec<u8> {
-    let out = sops()
-        .env("SOPS_AGE_KEY_FILE", key)
-        .args(["-e", "--age", VECTOR_RECIPIENT])
-        .arg(file)
-        .output()
-        .expect("run sops");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 /// `sops -d` output and stderr.
@@ -365,7 +350,7 @@ fn minimal_cases_match_sops_both_ways() {
         let enc = write(
             tmp.path(),
             &format!("sops-{}", c.file),
-            &sops_encrypt(&plain, &key),
+            &sops_encrypt(&plain, &[]),
         );
         let (expected, _) = sops_d(&enc, &key);
         match crypto::decrypt(&std::fs::read(&enc).expect("read"), format, &keys) {
@@ -456,7 +441,6 @@ fn comments_read_under_another_node_than_written() {
 #[test]
 fn an_edit_keeps_values_whose_printed_text_does_not_read_back() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let key = private_key(tmp.path());
     let keys = keyring();
     for (plain, line) in [
         ("a: -0.0\nb: x\n", "a: "),
@@ -464,7 +448,7 @@ fn an_edit_keeps_values_whose_printed_text_does_not_read_back() {
     ] {
         // sops's own file: its printed text is what the user edits.
         let file = write(tmp.path(), "a.yaml", plain.as_bytes());
-        let enc = sops_encrypt(&file, &key);
+        let enc = sops_encrypt(&file, &[]);
         let opened = crypto::decrypt(&enc, Format::Yaml, &keys).expect("decrypt");
         let shown = String::from_utf8(opened.plaintext.to_vec()).expect("utf8");
         let edited = shown.replace("b: x", "b: y");
@@ -518,7 +502,7 @@ fn a_clear_comment_after_an_unencrypted_subtree_is_read_as_sops_reads_it() {
 fn clear_comment_case(dir: &Path, key: &Path, keys: &valuesfs::crypto::Keyring, plain: &str) {
     let tmp = dir;
     let file = write(tmp, "a.yaml", plain.as_bytes());
-    let theirs = write(tmp, "sops-a.yaml", &sops_encrypt(&file, key));
+    let theirs = write(tmp, "sops-a.yaml", &sops_encrypt(&file, &[]));
     let (expected, _) = sops_d(&theirs, key);
     let read = crypto::decrypt(&std::fs::read(&theirs).expect("read"), Format::Yaml, keys)
         .unwrap_or_else(|e| panic!("{plain:?}: sops's file: {e}"));
@@ -683,7 +667,7 @@ fn an_ini_edit_changes_what_sops_set_changes() {
         "app.ini",
         &std::fs::read(corpus().join("app.ini")).expect("corpus"),
     );
-    let enc = sops_encrypt(&plain, &key);
+    let enc = sops_encrypt(&plain, &[]);
     let enc_path = write(tmp.path(), "enc.ini", &enc);
     // sops set on a copy.
     let set_path = write(tmp.path(), "set.ini", &enc);
@@ -889,7 +873,7 @@ fn an_edit_keeps_comments_sops_prints_elsewhere_where_the_file_has_them() {
         ),
     ] {
         let file = write(tmp.path(), "a.yaml", plain.as_bytes());
-        let enc = sops_encrypt(&file, &key);
+        let enc = sops_encrypt(&file, &[]);
         let opened = crypto::decrypt(&enc, Format::Yaml, &keys).expect("decrypt");
         let shown = String::from_utf8(opened.plaintext.to_vec()).expect("utf8");
         assert!(shown.contains(from), "{plain:?}: shown {shown:?}");
@@ -1007,7 +991,7 @@ fn an_edit_of_text_sops_reads_back_as_other_data_is_refused() {
         "sops no longer prints the U+2028 into the next line"
     );
     // sops itself reads that text as other data.
-    let again = sops_encrypt(&write(tmp.path(), "shown.yaml", &shown), &key);
+    let again = sops_encrypt(&write(tmp.path(), "shown.yaml", &shown), &[]);
     let (reread, _) = sops_d(&write(tmp.path(), "again.yaml", &again), &key);
     assert_ne!(reread, shown, "sops now reads its text back as printed");
     let opened = crypto::decrypt(&enc, Format::Yaml, &keys).expect("decrypt");

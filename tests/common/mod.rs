@@ -81,6 +81,24 @@ pub fn sops_decrypt(file: &Path, key_file: &Path, extra: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// `sops -e --age VECTOR_RECIPIENT ARGS FILE`: the encrypted bytes, or a panic with sops's
+/// message.
+pub fn sops_encrypt(file: &Path, args: &[&str]) -> Vec<u8> {
+    let out = sops()
+        .args(["-e", "--age", VECTOR_RECIPIENT])
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("run sops -e");
+    assert!(
+        out.status.success(),
+        "sops -e {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Type flags sops needs for a file name (binary files are JSON envelopes).
 pub fn sops_type_args(name: &str) -> Vec<&'static str> {
     match valuesfs::crypto::Format::from_path(name) {
