@@ -128,9 +128,19 @@ with open(f"{work}/peak", "w") as f:
     f.write(f"{max(peak, r[1]):.1f}\n")
 PY
 
-# Idle for the background repack to run (checkpoints happen after 100 ms idle).
-sleep 5
+# Idle for the background repack to finish: checkpoints happen after 100 ms idle, merges
+# run on their own thread, merged packs are deleted 10 s after their merge. Settled: the
+# same size for 12 s (at most 120 s).
+t_idle=$SECONDS
 state_kb=$(du -sk "$work/state" | cut -f1)
+same=0
+for _ in $(seq 120); do
+  sleep 1
+  now_kb=$(du -sk "$work/state" | cut -f1)
+  if [ "$now_kb" = "$state_kb" ]; then same=$((same + 1)); else same=0; state_kb=$now_kb; fi
+  [ "$same" -lt 12 ] || break
+done
+settled=$((SECONDS - t_idle))
 commits=$(git --git-dir "$work/remote.git" rev-list --count main)
 git clone -q --bare --no-local "$work/remote.git" "$work/gc.git"
 git --git-dir "$work/gc.git" gc -q --prune=now
@@ -156,8 +166,15 @@ PY
 )
 paths=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))))" "$work/expected.json")
 rss_idle=$(awk '/^VmRSS/{printf "%.1f", $2/1024}' "/proc/$pid/status")
+# CPU seconds of the daemon, and of its finished children (the pack merges).
+cpu=$(python3 -c "
+import os, sys
+f = open('/proc/%s/stat' % sys.argv[1]).read().rsplit(')', 1)[1].split()
+hz = os.sysconf('SC_CLK_TCK')
+print('%.1f s, pack merge children %.1f s' % ((int(f[11]) + int(f[12])) / hz, (int(f[13]) + int(f[14])) / hz))
+" "$pid")
 echo
 echo "$WRITES write-closes to $paths paths, $commits commits on the remote; paths whose last write is not on the remote: $lost;"
-echo "daemon peak RSS $peak MiB (idle after: $rss_idle MiB);"
+echo "daemon peak RSS $peak MiB (idle after: $rss_idle MiB); daemon CPU $cpu;"
 mib() { awk -v k="$1" 'BEGIN{printf "%.1f MiB", k/1024}'; }
-echo "state dir $(mib "$state_kb") against a \`git gc\`'d bare clone of the same history: $(mib "$gc_kb") ($(awk -v a=$state_kb -v b=$gc_kb 'BEGIN{printf "%.1fx", a/b}'))."
+echo "state dir $(mib "$state_kb") against a \`git gc\`'d bare clone of the same history: $(mib "$gc_kb") ($(awk -v a=$state_kb -v b=$gc_kb 'BEGIN{printf "%.1fx", a/b}')), settled after $settled s idle."

@@ -291,15 +291,30 @@ fn a_conflict_inside_a_batch_keeps_the_rest_of_the_batch() {
 
 #[test]
 fn readers_survive_pack_merges_and_old_snapshots_stay_readable() {
+    readers_survive_pack_merges(None);
+}
+
+/// The daemon's way: each merge runs in a child process (`valuesfs merge-packs`).
+#[test]
+fn readers_survive_pack_merges_made_by_a_child_process() {
+    readers_survive_pack_merges(Some(env!("CARGO_BIN_EXE_valuesfs").into()));
+}
+
+fn readers_survive_pack_merges(exe: Option<std::path::PathBuf>) {
     let tmp = tempfile::tempdir().expect("tmp");
     let remote = bare(tmp.path(), "r.git");
     let url = remote.to_str().expect("utf8");
     cli_commit(tmp.path(), url, &[("keep.txt", "old\n")], "seed");
-    let m = Master::start(config(url, &tmp.path().join("state"))).expect("start");
+    let mut cfg = config(url, &tmp.path().join("state"));
+    // One checkpoint (= one pack) per batch, merged packs deleted at once.
+    cfg.checkpoint_every = 1;
+    cfg.pack_merge_exe = exe;
+    cfg.merged_pack_grace = Duration::ZERO;
+    let m = Master::start(cfg).expect("start");
     let sub = m.subscribe().expect("subscribe");
     let old = m.snapshot();
     let reader = m.reader().expect("reader");
-    // One batch (= one pack) per session: enough to merge packs several times.
+    // One batch per session: enough to merge packs several times.
     for i in 0..120 {
         let mut s = Session::new(m.snapshot().commit);
         s.write("keep.txt", format!("v{i}\n"));
@@ -323,6 +338,18 @@ fn readers_survive_pack_merges_and_old_snapshots_stay_readable() {
         })
         .count();
     assert!(packs <= 40, "{packs} packs: merging does not keep up");
+    // A merged pack holds many sessions' objects (a checkpoint pack holds one's).
+    let biggest = std::fs::read_dir(tmp.path().join("state/repo.git/objects/pack"))
+        .expect("pack dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "idx"))
+        .map(|e| e.metadata().expect("stat").len())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        biggest > 8 + 1024 + 16 * 28,
+        "no pack was merged ({biggest} bytes of index)"
+    );
     let fresh = m.reader().expect("reader");
     for r in [&reader, &fresh] {
         assert_eq!(

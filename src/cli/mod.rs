@@ -144,6 +144,9 @@ enum Cmd {
         /// A new (or empty) folder.
         dir: PathBuf,
     },
+    /// Internal: the daemon merges its packs in a child process running this.
+    #[command(hide = true)]
+    MergePacks { repo: PathBuf, idx: Vec<PathBuf> },
 }
 
 #[derive(Subcommand)]
@@ -392,6 +395,7 @@ pub fn run() -> i32 {
         Cmd::Completions { .. } => "completions".into(),
         Cmd::Man { .. } => "man".into(),
         Cmd::Demo { dir } => dir.display().to_string(),
+        Cmd::MergePacks { repo, .. } => repo.display().to_string(),
     };
     match dispatch(cli.cmd) {
         Ok(()) => 0,
@@ -529,6 +533,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Demo { dir } => demo::run(&dir),
+        Cmd::MergePacks { repo, idx } => Ok(valuesfs::repo::merge_packs(&repo, &idx)?),
         Cmd::Conflicts { mount, action } => {
             let cmd = match action {
                 None => "conflicts".to_string(),

@@ -52,6 +52,8 @@ pub struct MountOptions {
     pub cache_bytes: usize,
     /// Largest file decrypted, served or accepted.
     pub max_file: usize,
+    /// See [`Config::pack_merge_exe`].
+    pub pack_merge_exe: Option<PathBuf>,
 }
 
 impl MountOptions {
@@ -72,6 +74,7 @@ impl MountOptions {
             allow_plaintext: Vec::new(),
             cache_bytes: 256 << 20,
             max_file: crate::crypto::sops::DEFAULT_MAX_SIZE,
+            pack_merge_exe: None,
         }
     }
 }
@@ -187,6 +190,7 @@ pub fn mount(opts: &MountOptions) -> Result<Mounted, MountError> {
     cfg.net_timeout = opts.net_timeout;
     cfg.credentials = opts.credentials.clone();
     cfg.merger = Arc::new(ValuesMerge::new(keys.clone()));
+    cfg.pack_merge_exe = opts.pack_merge_exe.clone();
     let master = Master::start(cfg)?;
 
     let mut fcfg = FsConfig::new(state_dir.clone());

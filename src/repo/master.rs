@@ -291,7 +291,7 @@ fn set_net_timeout(t: Duration) {
 
 /// Makes libgit2 fsync object files, packs and refs (process-wide; git2 has no wrapper)
 /// and skips hash verification of objects read (process-wide too).
-fn enable_fsync() {
+pub(crate) fn enable_fsync() {
     FSYNC.call_once(|| {
         libgit2_sys::init();
         // SAFETY: GIT_OPT_ENABLE_FSYNC_GITDIR takes one int; libgit2 is initialised above.
@@ -331,6 +331,18 @@ fn enable_fsync() {
         };
         if rc != 0 {
             tracing::warn!("could not bound libgit2's object cache (rc {rc})");
+        }
+        // libgit2 maps packs in windows of 1 GiB and keeps up to 8 GiB mapped; every page
+        // it touched counts in the daemon's RSS until unmapped. 4 MiB windows, 32 MiB in
+        // all: least recently used windows are unmapped (the page cache keeps the bytes).
+        // SAFETY: plain libgit2 option calls after init.
+        unsafe {
+            if let Err(e) = git2::opts::set_mwindow_size(4 << 20) {
+                tracing::warn!("could not set libgit2's pack window size: {e}");
+            }
+            if let Err(e) = git2::opts::set_mwindow_mapped_limit(32 << 20) {
+                tracing::warn!("could not bound libgit2's mapped pack windows: {e}");
+            }
         }
     });
 }
@@ -517,8 +529,12 @@ impl Master {
             sync_tx: Some(sync_tx),
             empty_tree: empty,
             repo_path: repo_path.clone(),
-            generation: generation.clone(),
-            doomed_packs: Vec::new(),
+            packs: packs::Maintenance::new(
+                &repo_path,
+                generation.clone(),
+                cfg.pack_merge_exe.clone(),
+                cfg.merged_pack_grace,
+            ),
             batches_since_pack_check: 0,
             verified,
             refused,
@@ -594,9 +610,8 @@ struct State {
     sync_tx: Option<Sender<SyncCmd>>,
     empty_tree: Oid,
     repo_path: PathBuf,
-    generation: Generation,
-    /// Packs merged in the last round, deleted at the next one.
-    doomed_packs: Vec<PathBuf>,
+    /// Merges packs on its own thread; bumps the readers' generation when one finished.
+    packs: packs::Maintenance,
     batches_since_pack_check: u32,
     /// Trees that passed the fsck of fetched heads (this run).
     verified: HashSet<Oid>,
@@ -625,6 +640,16 @@ impl State {
                     Ok(r) => r,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         self.checkpoint_or_log();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else if self.packs.busy() {
+                // A merge to collect or merged packs to delete: look again when idle.
+                match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(r) => r,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.tend_packs();
                         continue;
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,

@@ -98,6 +98,7 @@ use std::time::Duration;
 pub use duration::parse_duration;
 pub use master::{Master, MasterHandle, Ticket};
 pub use merge::{ConflictDetail, NoSemanticMerge, SemanticMerge};
+pub use packs::merge_packs;
 pub use session::{Change, FileMode, Session};
 pub use snapshot::{
     listing, DirEntry, EntryKind, HeadChange, HeadChangeCause, Listing, Reader, Snapshot,
@@ -247,6 +248,13 @@ pub struct Config {
     pub checkpoint_every: usize,
     /// Idle time after which the journaled batches are checkpointed anyway.
     pub checkpoint_idle: Duration,
+    /// Packs are merged by running this program as `PROGRAM merge-packs REPO IDX...` (the
+    /// daemon passes its own binary), so the merge's memory is never the daemon's; `None`:
+    /// on a thread of this process.
+    pub pack_merge_exe: Option<PathBuf>,
+    /// How long packs replaced by a merge are kept before deletion (readers still using
+    /// an older handle finish first); default 10 s.
+    pub merged_pack_grace: Duration,
 }
 
 impl Config {
@@ -265,6 +273,8 @@ impl Config {
             net_timeout: Duration::from_secs(30),
             checkpoint_every: 128,
             checkpoint_idle: Duration::from_millis(100),
+            pack_merge_exe: None,
+            merged_pack_grace: Duration::from_secs(10),
         }
     }
 }

@@ -151,36 +151,36 @@ impl State {
         self.maybe_merge_packs();
     }
 
-    /// Every few batches, merges packs if there are too many, then reopens the
-    /// repository so libgit2 forgets the merged ones.
+    /// Every few batches, lets the pack maintenance go on (it merges on its own thread)
+    /// and reopens the repository after a merge so libgit2 forgets the merged packs.
     pub(super) fn maybe_merge_packs(&mut self) {
         self.batches_since_pack_check += 1;
         if self.batches_since_pack_check < 4 {
             return;
         }
         self.batches_since_pack_check = 0;
-        match packs::maybe_merge(&self.repo, &mut self.doomed_packs, &self.generation) {
-            Ok(false) => {}
-            Ok(true) => {
-                // The mempack is empty here (flush persisted it); drop it before the odb.
-                self.mem = None;
-                match Repository::open_bare(&self.repo_path) {
-                    Ok(r) => self.repo = r,
-                    Err(e) => tracing::error!("reopening after pack merge: {e}"),
-                }
-                match MemObjects::new(&self.repo) {
-                    Ok(m) => self.mem = Some(m),
-                    Err(e) => tracing::warn!("no in-memory odb, writing loose objects: {e}"),
-                }
-                // A merge builds a pack of everything merged in memory (tens of MiB on a
-                // long history); glibc keeps what it freed unless asked.
-                // SAFETY: malloc_trim only releases free heap pages.
-                #[cfg(target_env = "gnu")]
-                unsafe {
-                    libc::malloc_trim(0);
-                }
+        self.tend_packs();
+    }
+
+    /// Collects a finished merge (then reopens), deletes old merged packs, starts a merge.
+    pub(super) fn tend_packs(&mut self) {
+        if self.packs.poll() {
+            // The mempack is empty here (flush persisted it); drop it before the odb.
+            self.mem = None;
+            match Repository::open_bare(&self.repo_path) {
+                Ok(r) => self.repo = r,
+                Err(e) => tracing::error!("reopening after pack merge: {e}"),
             }
-            Err(e) => tracing::warn!("merging packs: {e}"),
+            match MemObjects::new(&self.repo) {
+                Ok(m) => self.mem = Some(m),
+                Err(e) => tracing::warn!("no in-memory odb, writing loose objects: {e}"),
+            }
+            // A merge reads every object it merges; glibc keeps what was freed unless asked.
+            // SAFETY: malloc_trim only releases free heap pages.
+            #[cfg(target_env = "gnu")]
+            unsafe {
+                libc::malloc_trim(0);
+            }
         }
     }
 
