@@ -104,6 +104,10 @@ pub struct Metrics {
     pub pushes: AtomicU64,
     pub push_failures: AtomicU64,
     pub push_rejections: AtomicU64,
+    /// This master's unpushed commits published to its inbox ref after a rejection.
+    pub inbox_pushes: AtomicU64,
+    /// Other masters' sessions this master put into its push targets.
+    pub sessions_helped: AtomicU64,
     /// Time of each push attempt.
     pub push_seconds: Histogram,
     pub fetches: AtomicU64,
@@ -174,6 +178,16 @@ impl Metrics {
                 "push_rejections",
                 "pushes refused as not fast-forward",
                 &self.push_rejections,
+            ),
+            (
+                "inbox_pushes",
+                "unpushed commits published to this master's inbox ref",
+                &self.inbox_pushes,
+            ),
+            (
+                "sessions_helped",
+                "other masters' sessions carried in this master's pushes",
+                &self.sessions_helped,
             ),
             ("fetches", "fetches that succeeded", &self.fetches),
             (

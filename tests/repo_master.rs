@@ -468,3 +468,111 @@ fn a_first_start_from_a_local_remote_copies_its_packs() {
     assert!(!packs(&state2.join("repo.git")).contains(&remote_packs[0]));
     fsck(&state2.join("repo.git"));
 }
+
+/// Helping (a fleet on one remote): a master whose pushes keep failing publishes its
+/// sessions to its inbox ref; another master carries them in its own push. They land
+/// once, and their owner sees them landed instead of pushing them again.
+#[test]
+fn another_master_lands_the_inbox_of_a_master_whose_pushes_are_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let base = tmp.path().join("srv");
+    std::fs::create_dir(&base).expect("mkdir");
+    let remote = bare(&base, "r.git");
+    cli_commit(
+        tmp.path(),
+        remote.to_str().expect("utf8"),
+        &[("seed.txt", "s\n")],
+        "seed",
+    );
+    // The remote refuses a main whose tip was committed by "blocked" (B's own pushes).
+    // B's inbox, and A's pushes (A commits what it carries), go through.
+    let hook = remote.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nwhile read old new ref; do\n  if [ \"$ref\" = refs/heads/main ] && \
+         [ \"$(git log -1 --format=%cn \"$new\")\" = blocked ]; then\n    \
+         echo 'main refused for blocked' >&2; exit 1\n  fi\ndone\n",
+    )
+    .expect("hook");
+    std::process::Command::new("chmod")
+        .args(["755", hook.to_str().expect("utf8")])
+        .status()
+        .expect("chmod");
+    let d = Daemon::start(&base);
+    let url = d.url("r.git");
+    let mut cb = config(&url, &tmp.path().join("b"));
+    cb.author = ("blocked".into(), "b@example.com".into());
+    let b = Master::start(cb).expect("start b");
+    let a = Master::start(config(&url, &tmp.path().join("a"))).expect("start a");
+
+    let mut s = Session::new(b.snapshot().commit);
+    s.write("from-b.txt", "b\n");
+    let mut tb = b.submit(s).expect("submit b");
+    tb.wait_committed().expect("committed on b");
+    let deadline = std::time::Instant::now() + T;
+    while git(&remote, &["for-each-ref", "refs/valuesfs/inbox/"]).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b never published its inbox"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        git(&remote, &["log", "--format=%H", "main"])
+            .lines()
+            .count(),
+        1,
+        "b's own push was refused"
+    );
+
+    // A learns of the inbox with a fetch, then lands its own session and b's.
+    a.fetch_now().expect("fetch");
+    let mut s = Session::new(a.snapshot().commit);
+    s.write("from-a.txt", "a\n");
+    a.submit(s)
+        .expect("submit a")
+        .wait_pushed(T)
+        .expect("a pushed");
+    let b_landed = tb.wait_pushed(T).expect("b told its session landed");
+    let names = git(&remote, &["log", "--format=", "--name-only", "main"]);
+    let count = |f: &str| names.lines().filter(|l| *l == f).count();
+    assert_eq!(count("from-b.txt"), 1, "{names}");
+    assert_eq!(count("from-a.txt"), 1, "{names}");
+    let main = git(&remote, &["rev-parse", "main"]);
+    assert!(
+        git_ok(
+            &remote,
+            &[
+                "merge-base",
+                "--is-ancestor",
+                &b_landed.to_string(),
+                main.trim()
+            ]
+        ),
+        "b was told a commit that is on main"
+    );
+    // B has nothing left to push, and pushes nothing more.
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        b.fetch_now().expect("fetch b");
+        if b.status().expect("status").pending_pushes == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b still has sessions to push"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let names = git(&remote, &["log", "--format=", "--name-only", "main"]);
+    assert_eq!(names.lines().filter(|l| *l == "from-b.txt").count(), 1);
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("b").join("id"))
+            .expect("b's id")
+            .trim()
+            .len(),
+        24
+    );
+    fsck(&remote);
+}

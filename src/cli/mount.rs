@@ -68,11 +68,10 @@ fn options(args: &MountArgs) -> Result<MountOptions> {
         .state_dir
         .clone()
         .or_else(|| text("state_dir").map(PathBuf::from));
-    // Our own binary, even if it was replaced or deleted since start (upgrades).
-    o.pack_merge_exe = if Path::new("/proc/self/exe").exists() {
-        Some(PathBuf::from("/proc/self/exe"))
-    } else {
-        std::env::current_exe().ok()
+    // Our own binary; through /proc if it was deleted since (an upgrade in place).
+    o.pack_merge_exe = match std::env::current_exe() {
+        Ok(p) if p.exists() => Some(p),
+        _ => Some(PathBuf::from("/proc/self/exe")),
     };
     o.allow_other = args.allow_other || matches!(cfg.get("allow_other"), Some(Value::Bool(true)));
     match args.push.clone().or_else(|| text("push")).as_deref() {

@@ -40,6 +40,7 @@ use super::tree::{apply_overlay, changed_paths, diff_overlay, empty_tree, Overla
 use super::{transport, Config, ConflictDetail, Error, Result};
 
 mod batch;
+mod helping;
 mod journal;
 mod remote;
 mod store;
@@ -347,6 +348,21 @@ pub(crate) fn enable_fsync() {
     });
 }
 
+/// This master's id (its inbox name on the remote), made once per state dir.
+fn master_id(state_dir: &Path) -> Result<String> {
+    let f = state_dir.join("id");
+    match fs::read_to_string(&f) {
+        Ok(s) if !s.trim().is_empty() && s.trim().bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(s.trim().to_string())
+        }
+        Ok(_) | Err(_) => {
+            let id = helping::new_session_id();
+            fs::write(&f, format!("{id}\n"))?;
+            Ok(id)
+        }
+    }
+}
+
 fn lock_state_dir(dir: &Path) -> Result<File> {
     let f = File::options()
         .create(true)
@@ -497,6 +513,7 @@ impl Master {
             rx: sync_rx,
             known: known_remote,
             push_state: push_state.clone(),
+            id: master_id(&cfg.state_dir)?,
         };
         let sync_thread = std::thread::Builder::new()
             .name("valuesfs-sync".into())
@@ -536,6 +553,9 @@ impl Master {
                 cfg.merged_pack_grace,
             ),
             batches_since_pack_check: 0,
+            inboxes: Vec::new(),
+            inbox_done: HashSet::new(),
+            combined: None,
             verified,
             refused,
             cfg,
@@ -612,6 +632,12 @@ struct State {
     repo_path: PathBuf,
     /// Merges packs on its own thread; bumps the readers' generation when one finished.
     packs: packs::Maintenance,
+    /// Other masters' inbox tips at the last fetch (see `helping`).
+    inboxes: Vec<Oid>,
+    /// Inbox tips with nothing left to carry.
+    inbox_done: HashSet<Oid>,
+    /// The last push target built from (head, remote, inboxes).
+    combined: Option<(helping::TargetKey, Oid)>,
     batches_since_pack_check: u32,
     /// Trees that passed the fsck of fetched heads (this run).
     verified: HashSet<Oid>,

@@ -24,6 +24,8 @@ pub(crate) enum SyncCmd {
     Push {
         target: Oid,
         base: Option<Option<Oid>>,
+        /// The master's own head (its sessions only), for its inbox.
+        own: Oid,
     },
     /// Fetch now; the token comes back in [`SyncEvent::Fetched`].
     Fetch(u64),
@@ -33,6 +35,8 @@ pub(crate) enum SyncEvent {
     /// A fetch finished (`head` is the remote head when `result` is Ok).
     Fetched {
         head: Option<Oid>,
+        /// Other masters' inbox tips.
+        inboxes: Vec<Oid>,
         result: Result<(), String>,
         tokens: Vec<u64>,
     },
@@ -69,11 +73,15 @@ pub(crate) struct Syncer {
     /// Remote head as last seen; `None` until the first successful fetch.
     pub known: Option<Option<Oid>>,
     pub push_state: std::sync::Arc<std::sync::Mutex<PushState>>,
+    /// This master's id: its inbox is `transport::INBOX_PREFIX` + id.
+    pub id: String,
 }
 
 impl Syncer {
     pub fn run(mut self) {
         let mut target: Option<(Oid, Option<Option<Oid>>)> = None;
+        let mut own: Option<Oid> = None;
+        let mut inbox_pushed: Option<Oid> = None;
         let mut next_fetch = Instant::now(); // fetch at once: pushes what a crash left behind
         let mut retry_at = Instant::now();
         let mut fail_backoff = self.backoff_min;
@@ -103,12 +111,12 @@ impl Syncer {
                 .rx
                 .recv_timeout(deadline.saturating_duration_since(now))
             {
-                Ok(cmd) => Self::on_cmd(cmd, &mut target, &mut tokens),
+                Ok(cmd) => Self::on_cmd(cmd, &mut target, &mut own, &mut tokens),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             while let Ok(cmd) = self.rx.try_recv() {
-                Self::on_cmd(cmd, &mut target, &mut tokens);
+                Self::on_cmd(cmd, &mut target, &mut own, &mut tokens);
             }
             let now = Instant::now();
             if !tokens.is_empty() || now >= next_fetch {
@@ -199,6 +207,26 @@ impl Syncer {
                     let spread =
                         Duration::from_millis(2u64 << reject_streak.min(10)).min(self.backoff_max);
                     retry_at = Instant::now() + self.jittered_full(spread);
+                    // Publish our sessions where the masters that beat us find them:
+                    // whoever lands next carries them too (see `master::helping`).
+                    if let Some(o) = own.filter(|o| inbox_pushed != Some(*o)) {
+                        let inbox = format!("{}{}", transport::INBOX_PREFIX, self.id);
+                        match transport::push_inbox(
+                            &self.repo,
+                            &self.url,
+                            &inbox,
+                            o,
+                            expected,
+                            &self.creds,
+                        ) {
+                            Ok(()) => {
+                                crate::metrics::inc(&m.inbox_pushes);
+                                inbox_pushed = Some(o);
+                            }
+                            // Only a shortcut for the others: ours retries anyway.
+                            Err(e) => tracing::debug!("publishing {inbox}: {e}"),
+                        }
+                    }
                     if self.fetch(Vec::new()) {
                         target = None; // the master answers the fetch with a new target
                     }
@@ -227,22 +255,37 @@ impl Syncer {
     fn on_cmd(
         cmd: SyncCmd,
         target: &mut Option<(Oid, Option<Option<Oid>>)>,
+        own: &mut Option<Oid>,
         tokens: &mut Vec<u64>,
     ) {
         match cmd {
-            SyncCmd::Push { target: t, base } => *target = Some((t, base)),
+            SyncCmd::Push {
+                target: t,
+                base,
+                own: o,
+            } => {
+                *target = Some((t, base));
+                *own = Some(o);
+            }
             SyncCmd::Fetch(tok) => tokens.push(tok),
         }
     }
 
     /// Fetches and reports; true on success.
     fn fetch(&mut self, tokens: Vec<u64>) -> bool {
-        match transport::fetch(&self.repo, &self.url, &self.branch, &self.creds) {
-            Ok(head) => {
+        match transport::fetch_with_inboxes(&self.repo, &self.url, &self.branch, &self.creds, true)
+        {
+            Ok((head, tips)) => {
                 crate::metrics::inc(&crate::metrics::global().fetches);
                 self.known = Some(head);
+                let inboxes = tips
+                    .into_iter()
+                    .filter(|(id, _)| *id != self.id)
+                    .map(|(_, tip)| tip)
+                    .collect();
                 self.send(SyncEvent::Fetched {
                     head,
+                    inboxes,
                     result: Ok(()),
                     tokens,
                 });
@@ -253,6 +296,7 @@ impl Syncer {
                 tracing::warn!("fetch failed: {e}");
                 self.send(SyncEvent::Fetched {
                     head: None,
+                    inboxes: Vec::new(),
                     result: Err(e.to_string()),
                     tokens,
                 });

@@ -101,12 +101,32 @@ fn callbacks<'a>(creds: &'a Credentials, tries: &'a RefCell<u32>) -> RemoteCallb
 
 /// Fetches `branch` (also into `refs/remotes/origin/<branch>`) and returns the remote's head
 /// (`None` if the remote has no such branch).
+/// Where other masters publish their unpushed commits on the remote (`<prefix><id>`),
+/// and where a fetch copies them to.
+pub const INBOX_PREFIX: &str = "refs/valuesfs/inbox/";
+const INBOXES_LOCAL: &str = "refs/valuesfs/inboxes/";
+
+/// The remote branch's head, and the tips of the other masters' inboxes.
 pub fn fetch(
     repo: &Repository,
     url: &str,
     branch: &str,
     creds: &Credentials,
 ) -> Result<Option<Oid>> {
+    fetch_with_inboxes(repo, url, branch, creds, false).map(|f| f.0)
+}
+
+/// Inbox tips on the remote: (master id, commit).
+pub type InboxTips = Vec<(String, Oid)>;
+
+/// [`fetch`], also fetching every inbox when `inboxes`: returns the head and the tips.
+pub fn fetch_with_inboxes(
+    repo: &Repository,
+    url: &str,
+    branch: &str,
+    creds: &Credentials,
+    inboxes: bool,
+) -> Result<(Option<Oid>, InboxTips)> {
     // The remote head is read back from a scratch ref the fetch (re)creates, which tells
     // "no such branch" apart (git2's `Remote::list` is unsound on empty remotes).
     const SCRATCH: &str = "refs/valuesfs/fetched";
@@ -128,8 +148,14 @@ pub fn fetch(
     fo.download_tags(AutotagOption::None);
     // Forced only for our own scratch ref; pushes are never forced.
     let spec = format!("+refs/heads/{branch}:{SCRATCH}");
+    // Inbox refs move back and forth (each master rewrites its own): forced too.
+    let inbox_spec = format!("+{INBOX_PREFIX}*:{INBOXES_LOCAL}*");
+    let mut specs = vec![spec.as_str()];
+    if inboxes {
+        specs.push(inbox_spec.as_str());
+    }
     remote
-        .fetch(&[spec.as_str()], Some(&mut fo), None)
+        .fetch(&specs, Some(&mut fo), None)
         .map_err(remote_err)?;
     let head = match repo.refname_to_id(SCRATCH) {
         Ok(id) => Some(id),
@@ -140,7 +166,65 @@ pub fn fetch(
         let tracking = format!("refs/remotes/origin/{branch}");
         repo.reference(&tracking, h, true, "valuesfs: fetch")?;
     }
-    Ok(head)
+    let mut tips = Vec::new();
+    if inboxes {
+        for r in repo.references_glob(&format!("{INBOXES_LOCAL}*"))? {
+            let r = r?;
+            if let (Some(name), Some(id)) = (r.name(), r.target()) {
+                if let Some(owner) = name.strip_prefix(INBOXES_LOCAL) {
+                    tips.push((owner.to_string(), id));
+                }
+            }
+        }
+    }
+    Ok((head, tips))
+}
+
+/// Publishes `target` (this master's own head) as its inbox `refname` on the remote,
+/// for other masters to land with theirs. The inbox is this master's alone, so it is
+/// overwritten; `have` is a commit the remote has (its branch head).
+pub fn push_inbox(
+    repo: &Repository,
+    url: &str,
+    refname: &str,
+    target: Oid,
+    have: Option<Oid>,
+    creds: &Credentials,
+) -> Result<()> {
+    match local_path(url) {
+        Some(path) => {
+            let remote = Repository::open(&path).map_err(remote_err)?;
+            copy_objects(repo, &remote, target, have)?;
+            remote
+                .reference(refname, target, true, "valuesfs: inbox")
+                .map_err(remote_err)?;
+            Ok(())
+        }
+        None => {
+            const INBOX_PUSH_REF: &str = "refs/valuesfs/inbox-push";
+            repo.reference(INBOX_PUSH_REF, target, true, "valuesfs: inbox")?;
+            let tries = RefCell::new(0);
+            let failed: RefCell<Option<String>> = RefCell::new(None);
+            let mut remote = repo.remote_anonymous(url)?;
+            let mut cb = callbacks(creds, &tries);
+            cb.push_update_reference(|name, status| {
+                if let Some(s) = status {
+                    *failed.borrow_mut() = Some(format!("{name}: {s}"));
+                }
+                Ok(())
+            });
+            let mut po = PushOptions::new();
+            po.remote_callbacks(cb);
+            let spec = format!("+{INBOX_PUSH_REF}:{refname}");
+            let res = remote.push(&[spec.as_str()], Some(&mut po));
+            drop(po);
+            res.map_err(remote_err)?;
+            match failed.into_inner() {
+                Some(why) => Err(Error::Remote(why)),
+                None => Ok(()),
+            }
+        }
+    }
 }
 
 /// The first fetch from a local remote: its packs and loose objects are copied as they

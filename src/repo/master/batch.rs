@@ -75,6 +75,7 @@ impl State {
             .message
             .clone()
             .unwrap_or_else(|| Session::default_message(&paths));
+        let message = helping::with_trailer(&message, &helping::new_session_id());
         let author = self.signature(s.author.as_ref())?;
         let committer = self.signature(None)?;
         let tree = match tree {
@@ -186,16 +187,18 @@ impl State {
 
     /// Hands the sync thread the head to push, with the remote head it builds on (the
     /// sync thread drops targets built on a remote head it no longer sees).
-    pub(super) fn request_push(&self) {
+    pub(super) fn request_push(&mut self) {
         if self.refused.is_some() {
             // Anything pushed now would build on a head we refused: hold it.
             return;
         }
         if let Some(h) = self.head {
             if self.head != self.remote {
+                let target = self.push_target(h);
                 self.to_sync(SyncCmd::Push {
-                    target: h,
+                    target,
                     base: self.remote_known.then_some(self.remote),
+                    own: h,
                 });
             }
         }

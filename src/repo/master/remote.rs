@@ -8,11 +8,13 @@ impl State {
         match ev {
             SyncEvent::Fetched {
                 head,
+                inboxes,
                 result,
                 tokens,
             } => {
                 let res = match result {
                     Ok(()) => {
+                        self.inboxes = inboxes;
                         self.last_fetch = Some(now_rfc3339());
                         self.last_fetch_error = None;
                         self.integrate(head)
@@ -132,11 +134,23 @@ impl State {
             self.request_push();
             return Ok(());
         }
-        // Diverged: the remote stands; replay ours on top, oldest first.
+        // Diverged: the remote stands; replay ours on top, oldest first. Sessions another
+        // master already landed for us (see `helping`) are done, not replayed.
+        let landed = self.session_ids(r, head, usize::MAX)?.unwrap_or_default();
         let mut moved: HashMap<Oid, std::result::Result<Oid, ConflictInfo>> = HashMap::new();
         let mut new_head = r;
         let mut replayed = Vec::new();
         for c in ours {
+            if !landed.is_empty() {
+                let msg = self.repo.find_commit(c)?;
+                if helping::session_id(msg.message_raw_bytes())
+                    .is_some_and(|id| landed.contains(&id))
+                {
+                    // Its waiter is told "pushed" below: `r` is not unpushed.
+                    moved.insert(c, Ok(r));
+                    continue;
+                }
+            }
             match self.replay(c, new_head)? {
                 Ok(n) => {
                     if n != new_head {
@@ -200,12 +214,33 @@ impl State {
         }
     }
 
-    /// Cherry-picks commit `c` onto `onto`: its own diff, merged path by path.
+    /// Cherry-picks commit `c` onto `onto`, parking it as a conflict if it does not merge.
     pub(super) fn replay(
         &mut self,
         c: Oid,
         onto: Oid,
     ) -> Result<std::result::Result<Oid, ConflictInfo>> {
+        match self.cherry_pick(c, onto)? {
+            Ok(n) => Ok(Ok(n)),
+            Err(pc) => Ok(Err(park(
+                &self.repo,
+                &mut self.mem,
+                &self.conflicts_dir,
+                &mut self.conflicts,
+                c,
+                pc,
+                "push",
+            )?)),
+        }
+    }
+
+    /// Commit `c`'s own diff merged onto `onto`, path by path, as a new commit with
+    /// `c`'s author and message (`onto` itself when that changes nothing).
+    pub(super) fn cherry_pick(
+        &mut self,
+        c: Oid,
+        onto: Oid,
+    ) -> Result<std::result::Result<Oid, PathConflict>> {
         if let Some(m) = &mut self.mem {
             m.dirty = true;
         }
@@ -251,15 +286,7 @@ impl State {
                 )?;
                 Ok(Ok(n))
             }
-            Err(pc) => Ok(Err(park(
-                &self.repo,
-                &mut self.mem,
-                &self.conflicts_dir,
-                &mut self.conflicts,
-                c,
-                pc,
-                "push",
-            )?)),
+            Err(pc) => Ok(Err(pc)),
         }
     }
 }
