@@ -18,6 +18,9 @@ use super::packs::Generation;
 use super::transport::{self, PushOutcome};
 use super::Credentials;
 
+/// After a rejection, pushes publish our inbox for this long (see `master::helping`).
+const CONTENDED_FOR: Duration = Duration::from_secs(60);
+
 pub(crate) enum SyncCmd {
     /// Make the remote branch `target`, which the master built on remote head `base`
     /// (`None`: before the master heard of any fetch; `Some(None)`: empty remote).
@@ -82,6 +85,8 @@ impl Syncer {
         let mut target: Option<(Oid, Option<Option<Oid>>)> = None;
         let mut own: Option<Oid> = None;
         let mut inbox_pushed: Option<Oid> = None;
+        let mut last_rejection: Option<Instant> = None;
+        let inbox = format!("{}{}", transport::INBOX_PREFIX, self.id);
         let mut next_fetch = Instant::now(); // fetch at once: pushes what a crash left behind
         let mut retry_at = Instant::now();
         let mut fail_backoff = self.backoff_min;
@@ -156,15 +161,27 @@ impl Syncer {
             let m = crate::metrics::global();
             crate::metrics::inc(&m.push_attempts);
             let started = Instant::now();
-            let res = transport::push(
-                &self.repo,
-                &self.url,
-                &self.branch,
-                t,
+            // While others race us for the branch, every attempt also publishes our own
+            // head to our inbox (same connection), so whoever wins can carry it. An
+            // uncontended master never makes an inbox ref.
+            let contended = last_rejection.is_some_and(|at| at.elapsed() < CONTENDED_FOR);
+            let with_inbox = own
+                .filter(|o| contended && inbox_pushed != Some(*o))
+                .map(|o| (inbox.as_str(), o));
+            let req = transport::PushRequest {
+                branch: &self.branch,
+                target: t,
                 expected,
-                &self.creds,
-                &mut cache,
-            );
+                inbox: with_inbox,
+            };
+            let res = transport::push(&self.repo, &self.url, req, &self.creds, &mut cache);
+            let res = res.map(|(outcome, inbox_done)| {
+                if inbox_done {
+                    crate::metrics::inc(&m.inbox_pushes);
+                    inbox_pushed = with_inbox.map(|x| x.1);
+                }
+                outcome
+            });
             m.push_seconds.observe(started.elapsed());
             crate::metrics::inc(match &res {
                 Ok(PushOutcome::Pushed) => &m.pushes,
@@ -203,14 +220,14 @@ impl Syncer {
                 Ok(PushOutcome::Rejected(why)) => {
                     tracing::debug!(%t, %why, "push rejected; fetching");
                     reject_streak += 1;
+                    last_rejection = Some(Instant::now());
                     // Racing writers: retry soon, with growing random spread.
                     let spread =
-                        Duration::from_millis(2u64 << reject_streak.min(10)).min(self.backoff_max);
+                        Duration::from_millis(2u64 << reject_streak.min(7)).min(self.backoff_max);
                     retry_at = Instant::now() + self.jittered_full(spread);
                     // Publish our sessions where the masters that beat us find them:
                     // whoever lands next carries them too (see `master::helping`).
                     if let Some(o) = own.filter(|o| inbox_pushed != Some(*o)) {
-                        let inbox = format!("{}{}", transport::INBOX_PREFIX, self.id);
                         match transport::push_inbox(
                             &self.repo,
                             &self.url,

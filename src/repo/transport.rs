@@ -201,7 +201,6 @@ pub fn push_inbox(
             Ok(())
         }
         None => {
-            const INBOX_PUSH_REF: &str = "refs/valuesfs/inbox-push";
             repo.reference(INBOX_PUSH_REF, target, true, "valuesfs: inbox")?;
             let tries = RefCell::new(0);
             let failed: RefCell<Option<String>> = RefCell::new(None);
@@ -319,30 +318,44 @@ fn remote_err(e: git2::Error) -> Error {
 #[derive(Default)]
 pub struct RemoteCache(Option<Repository>);
 
-/// Pushes `target` to `branch`, moving it only from `expected` (`None`: the branch must
-/// not exist yet). `target` must descend from `expected`.
+/// One push: `target` onto `branch`, moving it only from `expected` (`None`: the branch
+/// must not exist yet; `target` must descend from `expected`), and optionally our own
+/// head to our inbox ref `(name, commit)` in the same connection.
+pub struct PushRequest<'a> {
+    pub branch: &'a str,
+    pub target: Oid,
+    pub expected: Option<Oid>,
+    pub inbox: Option<(&'a str, Oid)>,
+}
+
+/// Makes a [`PushRequest`]; true in the result when the inbox ref was updated too.
 pub fn push(
     repo: &Repository,
     url: &str,
-    branch: &str,
-    target: Oid,
-    expected: Option<Oid>,
+    req: PushRequest<'_>,
     creds: &Credentials,
     cache: &mut RemoteCache,
-) -> Result<PushOutcome> {
+) -> Result<(PushOutcome, bool)> {
+    let PushRequest {
+        branch,
+        target,
+        expected,
+        inbox,
+    } = req;
     match local_path(url) {
         Some(path) => {
             let remote = match cache.0.take() {
                 Some(r) => r,
                 None => Repository::open(&path).map_err(remote_err)?,
             };
+            // A local remote is cheap to write twice: the inbox goes separately.
             let res = push_local(repo, &remote, branch, target, expected);
             if res.is_ok() {
                 cache.0 = Some(remote);
             }
-            res
+            res.map(|o| (o, false))
         }
-        None => push_network(repo, url, branch, target, creds),
+        None => push_network(repo, url, branch, target, inbox, creds),
     }
 }
 
@@ -548,36 +561,55 @@ fn push_network(
     url: &str,
     branch: &str,
     target: Oid,
+    inbox: Option<(&str, Oid)>,
     creds: &Credentials,
-) -> Result<PushOutcome> {
+) -> Result<(PushOutcome, bool)> {
     repo.reference(PUSH_REF, target, true, "valuesfs: push target")?;
+    if let Some((_, own)) = inbox {
+        repo.reference(INBOX_PUSH_REF, own, true, "valuesfs: inbox")?;
+    }
     let tries = RefCell::new(0);
     let rejected: RefCell<Option<String>> = RefCell::new(None);
+    let inbox_failed = RefCell::new(false);
+    let branch_ref = format!("refs/heads/{branch}");
     let mut remote = repo.remote_anonymous(url)?;
     let mut cb = callbacks(creds, &tries);
     cb.push_update_reference(|name, status| {
         if let Some(s) = status {
-            *rejected.borrow_mut() = Some(format!("{name}: {s}"));
+            if name == branch_ref {
+                *rejected.borrow_mut() = Some(format!("{name}: {s}"));
+            } else {
+                *inbox_failed.borrow_mut() = true;
+            }
         }
         Ok(())
     });
     let mut po = PushOptions::new();
     po.remote_callbacks(cb);
-    // No leading '+': the server applies it only from the old value it advertised.
-    let spec = format!("{PUSH_REF}:refs/heads/{branch}");
-    let res = remote.push(&[spec.as_str()], Some(&mut po));
+    // No leading '+': the server applies it only from the old value it advertised. The
+    // inbox is ours alone, so it is overwritten.
+    let mut specs = vec![format!("{PUSH_REF}:{branch_ref}")];
+    if let Some((name, _)) = inbox {
+        specs.push(format!("+{INBOX_PUSH_REF}:{name}"));
+    }
+    let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
+    let res = remote.push(&specs, Some(&mut po));
     drop(po);
+    let inbox_done = inbox.is_some() && res.is_ok() && !inbox_failed.into_inner();
     match res {
         Ok(()) => match rejected.into_inner() {
-            Some(why) => Ok(PushOutcome::Rejected(why)),
-            None => Ok(PushOutcome::Pushed),
+            Some(why) => Ok((PushOutcome::Rejected(why), inbox_done)),
+            None => Ok((PushOutcome::Pushed, inbox_done)),
         },
+        // Found before sending anything (the advertised head is not our base).
         Err(e) if e.code() == git2::ErrorCode::NotFastForward => {
-            Ok(PushOutcome::Rejected(e.message().to_string()))
+            Ok((PushOutcome::Rejected(e.message().to_string()), false))
         }
         Err(e) => Err(remote_err(e)),
     }
 }
+
+const INBOX_PUSH_REF: &str = "refs/valuesfs/inbox-push";
 
 #[cfg(test)]
 mod tests {
