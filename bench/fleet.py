@@ -173,7 +173,7 @@ def check(git_dir, results, metrics_dir):
     for r in acked:
         per[r["mount"]] = per.get(r["mount"], 0) + 1
     masters = sorted({r["mount"] for r in recs})
-    attempts, pushes, push_s, push_n = 0.0, 0.0, 0.0, 0.0
+    attempts, pushes, push_s, push_n, inbox, helped = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     per_master_attempts = []
     for mi in masters:
         p = os.path.join(metrics_dir, f"m{mi:02}.prom")
@@ -183,6 +183,8 @@ def check(git_dir, results, metrics_dir):
         pushes += metric(text, "valuesfs_pushes_total")
         push_s += metric(text, "valuesfs_push_seconds_sum")
         push_n += metric(text, "valuesfs_push_seconds_count")
+        inbox += metric(text, "valuesfs_inbox_pushes_total")
+        helped += metric(text, "valuesfs_sessions_helped_total")
         per_master_attempts.append(a)
     lat = [r["latency"] for r in acked]
     landed = [per.get(mi, 0) for mi in masters]
@@ -193,7 +195,8 @@ def check(git_dir, results, metrics_dir):
           f"| {max(landed) / max(1, min(landed)):.2f} | {attempts / max(1, len(acked)):.2f} "
           f"| {min(per_master_attempts or [0]):.0f}-{max(per_master_attempts or [0]):.0f} |")
     print(f"\npushes that landed: {pushes:.0f} ({len(acked) / max(1, pushes):.1f} sessions each); "
-          f"mean push attempt {push_s / max(1, push_n) * 1000:.0f} ms")
+          f"mean push attempt {push_s / max(1, push_n) * 1000:.0f} ms; inbox publications {inbox:.0f}; "
+          f"sessions carried by another master's push target {helped:.0f}")
     if failed:
         print(f"\nfirst failure: {failed[0]['path']}: {failed[0]['error']}")
     bad = lost or dup or wrong

@@ -81,12 +81,19 @@ for i in $(seq 0 $((N - 1))); do
   [ -f "$work/m$i/mnt/README.yml" ] || { echo "mount $i did not come up:"; tail -5 "$work/m$i/state/daemon.log"; ls -la "$work/m$i/mnt"; exit 1; }
 done
 
+cpu_idle() { awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+read -r idle0 total0 < <(cpu_idle)
 python3 "$fleet" drive "$SECONDS_RUN" "$RATE" "${mounts[@]}" > "$work/results.jsonl"
+read -r idle1 total1 < <(cpu_idle)
 mkdir -p "$work/metrics"
 for i in $(seq 0 $((N - 1))); do
   nsenter --net="/run/netns/vfsfleet$i" -- curl -s -H "Authorization: Bearer secret-token" \
     http://127.0.0.1:8080/metrics > "$work/metrics/m$(printf %02d "$i").prom" || true
 done
 echo "Fleet: N=$N masters, $RATE session/s each for ${SECONDS_RUN}s, ${RTT_MS} ms round trip to git daemon."
+echo
+# The whole machine (masters, git daemon and its git processes, relay) during the drive:
+# a run with no idle CPU measures this machine's cores, not the protocol.
+echo "machine CPU idle during the run: $(awk -v a=$((idle1 - idle0)) -v b=$((total1 - total0)) 'BEGIN{printf "%.0f%%", 100 * a / b}') of $(nproc) cores"
 echo
 python3 "$fleet" check "$work/remote.git" "$work/results.jsonl" "$work/metrics"

@@ -36,6 +36,10 @@ const WALK_LIMIT: usize = 1000;
 /// What a push target was built from: our head, the remote head, the inbox tips.
 pub(super) type TargetKey = (Oid, Oid, Vec<Oid>);
 
+/// At most this many sessions of others are carried in one push target: every rejected
+/// target is rebuilt, so carrying costs its cherry-picks again at each attempt.
+const MAX_CARRIED: u64 = 48;
+
 /// A new random session id.
 pub(super) fn new_session_id() -> String {
     use rand::Rng;
@@ -117,6 +121,9 @@ impl State {
         let mut carried: HashSet<String> = HashSet::new();
         let mut helped = 0u64;
         for tip in self.inboxes.clone() {
+            if helped >= MAX_CARRIED {
+                break;
+            }
             if self.inbox_done.contains(&tip) {
                 continue;
             }
@@ -162,6 +169,9 @@ impl State {
                 all_landed = false;
                 if carried.contains(&id) {
                     continue;
+                }
+                if helped >= MAX_CARRIED {
+                    break;
                 }
                 match self.cherry_pick(c, target)? {
                     Ok(n) => {

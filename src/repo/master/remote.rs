@@ -14,6 +14,9 @@ impl State {
             } => {
                 let res = match result {
                     Ok(()) => {
+                        // A random order: under the carry limit, no inbox always comes last.
+                        let mut inboxes = inboxes;
+                        rand::seq::SliceRandom::shuffle(&mut inboxes[..], &mut rand::thread_rng());
                         self.inboxes = inboxes;
                         self.last_fetch = Some(now_rfc3339());
                         self.last_fetch_error = None;
