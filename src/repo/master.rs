@@ -44,8 +44,8 @@ mod helping;
 mod journal;
 mod remote;
 mod store;
-pub(crate) use store::without_deltas;
 use store::*;
+pub(crate) use store::{without_deltas, write_pack};
 
 type Reply<T> = SyncSender<Result<T>>;
 

@@ -331,20 +331,7 @@ fn merge(repo_path: &Path, victims: &[PathBuf]) -> Result<()> {
             pb.insert_object(oid, None)?;
         }
     }
-    let odb = repo.odb()?;
-    let mut w = odb.packwriter()?;
-    let mut failed = None;
-    pb.foreach(|chunk| match std::io::Write::write_all(&mut w, chunk) {
-        Ok(()) => true,
-        Err(e) => {
-            failed = Some(e);
-            false
-        }
-    })?;
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
-    w.commit()?;
+    super::master::write_pack(&repo.odb()?, &mut pb)?;
     tracing::debug!("merged {} packs", victims.len());
     Ok(())
 }

@@ -177,7 +177,7 @@ impl MemObjects {
 /// Writes what `pb` holds as one pack (fsynced by libgit2), if anything. Streamed chunk
 /// by chunk: a batch with a large file never holds the whole pack in memory besides the
 /// objects themselves.
-pub(super) fn write_pack(odb: &git2::Odb<'_>, pb: &mut git2::PackBuilder<'_>) -> Result<()> {
+pub(crate) fn write_pack(odb: &git2::Odb<'_>, pb: &mut git2::PackBuilder<'_>) -> Result<()> {
     if pb.object_count() == 0 {
         return Ok(());
     }
