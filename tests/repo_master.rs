@@ -576,3 +576,40 @@ fn another_master_lands_the_inbox_of_a_master_whose_pushes_are_refused() {
     );
     fsck(&remote);
 }
+
+/// A remote whose hook refuses refs outside the branches (all or nothing, as pre-receive
+/// hooks are) still takes a contended master's sessions: the inbox is given up, not
+/// retried with every push.
+#[test]
+fn a_remote_that_refuses_inbox_refs_still_takes_the_branch() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let base = tmp.path().join("srv");
+    std::fs::create_dir(&base).expect("mkdir");
+    let remote = bare(&base, "r.git");
+    let path = remote.to_str().expect("utf8").to_string();
+    cli_commit(tmp.path(), &path, &[("seed.txt", "s\n")], "seed");
+    let hook = remote.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nwhile read old new ref; do\n  case \"$ref\" in refs/valuesfs/*) \
+         echo \"$ref: branches only\" >&2; exit 1;; esac\ndone\n",
+    )
+    .expect("hook");
+    std::process::Command::new("chmod")
+        .args(["755", hook.to_str().expect("utf8")])
+        .status()
+        .expect("chmod");
+    let d = Daemon::start(&base);
+    let m = Master::start(config(&d.url("r.git"), &tmp.path().join("state"))).expect("start");
+    // The branch moves behind the master's back: its first push is rejected, which makes
+    // it publish its inbox (refused) and count as contended.
+    cli_commit(tmp.path(), &path, &[("other.txt", "o\n")], "elsewhere");
+    let mut s = Session::new(m.snapshot().commit);
+    s.write("mine.txt", "m\n");
+    m.submit(s).expect("submit").wait_pushed(T).expect("pushed");
+    let names = git(&remote, &["log", "--format=", "--name-only", "main"]);
+    for f in ["mine.txt", "other.txt", "seed.txt"] {
+        assert_eq!(names.lines().filter(|l| *l == f).count(), 1, "{names}");
+    }
+    assert_eq!(git(&remote, &["for-each-ref", "refs/valuesfs/"]), "");
+}

@@ -21,6 +21,9 @@ use super::Credentials;
 /// After a rejection, pushes publish our inbox for this long (see `master::helping`).
 const CONTENDED_FOR: Duration = Duration::from_secs(60);
 
+/// How long a master stops publishing its inbox after the remote refused it.
+const INBOX_OFF_FOR: Duration = Duration::from_secs(600);
+
 pub(crate) enum SyncCmd {
     /// Make the remote branch `target`, which the master built on remote head `base`
     /// (`None`: before the master heard of any fetch; `Some(None)`: empty remote).
@@ -86,6 +89,9 @@ impl Syncer {
         let mut own: Option<Oid> = None;
         let mut inbox_pushed: Option<Oid> = None;
         let mut last_rejection: Option<Instant> = None;
+        // A remote that refuses our inbox ref (a hook allowing branches only) is not
+        // asked again for a while: a push that includes a refused ref may fail whole.
+        let mut inbox_off_until: Option<Instant> = None;
         let inbox = format!("{}{}", transport::INBOX_PREFIX, self.id);
         let mut next_fetch = Instant::now(); // fetch at once: pushes what a crash left behind
         let mut retry_at = Instant::now();
@@ -165,8 +171,9 @@ impl Syncer {
             // head to our inbox (same connection), so whoever wins can carry it. An
             // uncontended master never makes an inbox ref.
             let contended = last_rejection.is_some_and(|at| at.elapsed() < CONTENDED_FOR);
+            let inbox_on = inbox_off_until.is_none_or(|until| Instant::now() >= until);
             let with_inbox = own
-                .filter(|o| contended && inbox_pushed != Some(*o))
+                .filter(|o| contended && inbox_on && inbox_pushed != Some(*o))
                 .map(|o| (inbox.as_str(), o));
             let req = transport::PushRequest {
                 branch: &self.branch,
@@ -176,9 +183,16 @@ impl Syncer {
             };
             let res = transport::push(&self.repo, &self.url, req, &self.creds, &mut cache);
             let res = res.map(|(outcome, inbox_done)| {
-                if inbox_done {
-                    crate::metrics::inc(&m.inbox_pushes);
-                    inbox_pushed = with_inbox.map(|x| x.1);
+                match inbox_done {
+                    Some(true) => {
+                        crate::metrics::inc(&m.inbox_pushes);
+                        inbox_pushed = with_inbox.map(|x| x.1);
+                    }
+                    Some(false) => {
+                        tracing::info!("the remote refuses {inbox}: not publishing it for now");
+                        inbox_off_until = Some(Instant::now() + INBOX_OFF_FOR);
+                    }
+                    None => {}
                 }
                 outcome
             });
@@ -227,7 +241,8 @@ impl Syncer {
                     retry_at = Instant::now() + self.jittered_full(spread);
                     // Publish our sessions where the masters that beat us find them:
                     // whoever lands next carries them too (see `master::helping`).
-                    if let Some(o) = own.filter(|o| inbox_pushed != Some(*o)) {
+                    let inbox_on = inbox_off_until.is_none_or(|until| Instant::now() >= until);
+                    if let Some(o) = own.filter(|o| inbox_on && inbox_pushed != Some(*o)) {
                         match transport::push_inbox(
                             &self.repo,
                             &self.url,
@@ -241,7 +256,10 @@ impl Syncer {
                                 inbox_pushed = Some(o);
                             }
                             // Only a shortcut for the others: ours retries anyway.
-                            Err(e) => tracing::debug!("publishing {inbox}: {e}"),
+                            Err(e) => {
+                                tracing::debug!("publishing {inbox}: {e}");
+                                inbox_off_until = Some(Instant::now() + INBOX_OFF_FOR);
+                            }
                         }
                     }
                     if self.fetch(Vec::new()) {

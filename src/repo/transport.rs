@@ -328,14 +328,15 @@ pub struct PushRequest<'a> {
     pub inbox: Option<(&'a str, Oid)>,
 }
 
-/// Makes a [`PushRequest`]; true in the result when the inbox ref was updated too.
+/// Makes a [`PushRequest`]. The second value says what became of the inbox: `None` not
+/// sent, `Some(true)` updated, `Some(false)` refused by the remote.
 pub fn push(
     repo: &Repository,
     url: &str,
     req: PushRequest<'_>,
     creds: &Credentials,
     cache: &mut RemoteCache,
-) -> Result<(PushOutcome, bool)> {
+) -> Result<(PushOutcome, Option<bool>)> {
     let PushRequest {
         branch,
         target,
@@ -353,7 +354,7 @@ pub fn push(
             if res.is_ok() {
                 cache.0 = Some(remote);
             }
-            res.map(|o| (o, false))
+            res.map(|o| (o, None))
         }
         None => push_network(repo, url, branch, target, inbox, creds),
     }
@@ -563,7 +564,7 @@ fn push_network(
     target: Oid,
     inbox: Option<(&str, Oid)>,
     creds: &Credentials,
-) -> Result<(PushOutcome, bool)> {
+) -> Result<(PushOutcome, Option<bool>)> {
     repo.reference(PUSH_REF, target, true, "valuesfs: push target")?;
     if let Some((_, own)) = inbox {
         repo.reference(INBOX_PUSH_REF, own, true, "valuesfs: inbox")?;
@@ -595,7 +596,7 @@ fn push_network(
     let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
     let res = remote.push(&specs, Some(&mut po));
     drop(po);
-    let inbox_done = inbox.is_some() && res.is_ok() && !inbox_failed.into_inner();
+    let inbox_done = inbox.map(|_| !inbox_failed.into_inner());
     match res {
         Ok(()) => match rejected.into_inner() {
             Some(why) => Ok((PushOutcome::Rejected(why), inbox_done)),
@@ -603,7 +604,7 @@ fn push_network(
         },
         // Found before sending anything (the advertised head is not our base).
         Err(e) if e.code() == git2::ErrorCode::NotFastForward => {
-            Ok((PushOutcome::Rejected(e.message().to_string()), false))
+            Ok((PushOutcome::Rejected(e.message().to_string()), None))
         }
         Err(e) => Err(remote_err(e)),
     }
