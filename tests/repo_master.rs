@@ -475,30 +475,14 @@ fn a_first_start_from_a_local_remote_copies_its_packs() {
 #[test]
 fn another_master_lands_the_inbox_of_a_master_whose_pushes_are_refused() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let base = tmp.path().join("srv");
-    std::fs::create_dir(&base).expect("mkdir");
-    let remote = bare(&base, "r.git");
-    cli_commit(
-        tmp.path(),
-        remote.to_str().expect("utf8"),
-        &[("seed.txt", "s\n")],
-        "seed",
-    );
     // The remote refuses a main whose tip was committed by "blocked" (B's own pushes).
     // B's inbox, and A's pushes (A commits what it carries), go through.
-    let hook = remote.join("hooks/pre-receive");
-    std::fs::write(
-        &hook,
-        "#!/bin/sh\nwhile read old new ref; do\n  if [ \"$ref\" = refs/heads/main ] && \
+    let (remote, d) = hooked_remote(
+        tmp.path(),
+        "while read old new ref; do\n  if [ \"$ref\" = refs/heads/main ] && \
          [ \"$(git log -1 --format=%cn \"$new\")\" = blocked ]; then\n    \
          echo 'main refused for blocked' >&2; exit 1\n  fi\ndone\n",
-    )
-    .expect("hook");
-    std::process::Command::new("chmod")
-        .args(["755", hook.to_str().expect("utf8")])
-        .status()
-        .expect("chmod");
-    let d = Daemon::start(&base);
+    );
     let url = d.url("r.git");
     let mut cb = config(&url, &tmp.path().join("b"));
     cb.author = ("blocked".into(), "b@example.com".into());
@@ -583,23 +567,12 @@ fn another_master_lands_the_inbox_of_a_master_whose_pushes_are_refused() {
 #[test]
 fn a_remote_that_refuses_inbox_refs_still_takes_the_branch() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let base = tmp.path().join("srv");
-    std::fs::create_dir(&base).expect("mkdir");
-    let remote = bare(&base, "r.git");
-    let path = remote.to_str().expect("utf8").to_string();
-    cli_commit(tmp.path(), &path, &[("seed.txt", "s\n")], "seed");
-    let hook = remote.join("hooks/pre-receive");
-    std::fs::write(
-        &hook,
-        "#!/bin/sh\nwhile read old new ref; do\n  case \"$ref\" in refs/valuesfs/*) \
+    let (remote, d) = hooked_remote(
+        tmp.path(),
+        "while read old new ref; do\n  case \"$ref\" in refs/valuesfs/*) \
          echo \"$ref: branches only\" >&2; exit 1;; esac\ndone\n",
-    )
-    .expect("hook");
-    std::process::Command::new("chmod")
-        .args(["755", hook.to_str().expect("utf8")])
-        .status()
-        .expect("chmod");
-    let d = Daemon::start(&base);
+    );
+    let path = remote.to_str().expect("utf8").to_string();
     let m = Master::start(config(&d.url("r.git"), &tmp.path().join("state"))).expect("start");
     // The branch moves behind the master's back: its first push is rejected, which makes
     // it publish its inbox (refused) and count as contended.
@@ -612,4 +585,26 @@ fn a_remote_that_refuses_inbox_refs_still_takes_the_branch() {
         assert_eq!(names.lines().filter(|l| *l == f).count(), 1, "{names}");
     }
     assert_eq!(git(&remote, &["for-each-ref", "refs/valuesfs/"]), "");
+}
+
+/// A bare remote under `dir/srv` holding one seed commit (`seed.txt`), with `hook_body` as
+/// its pre-receive hook, served by `git daemon` (which runs the hooks).
+fn hooked_remote(dir: &std::path::Path, hook_body: &str) -> (std::path::PathBuf, Daemon) {
+    let base = dir.join("srv");
+    std::fs::create_dir(&base).expect("mkdir");
+    let remote = bare(&base, "r.git");
+    cli_commit(
+        dir,
+        remote.to_str().expect("utf8"),
+        &[("seed.txt", "s\n")],
+        "seed",
+    );
+    let hook = remote.join("hooks/pre-receive");
+    std::fs::write(&hook, format!("#!/bin/sh\n{hook_body}")).expect("hook");
+    std::process::Command::new("chmod")
+        .args(["755", hook.to_str().expect("utf8")])
+        .status()
+        .expect("chmod");
+    let d = Daemon::start(&base);
+    (remote, d)
 }
