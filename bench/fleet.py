@@ -12,6 +12,11 @@
       on the remote). Each session runs in its own thread. Writes JSON lines (mount, path,
       content, ok, latency) to stdout.
 
+  fleet.py cpu GROUP=PID,PID... ...
+      Prints one line "GROUP SELF CHILDREN" per group: CPU seconds (user + system) the
+      processes used themselves and in children they have reaped (git daemon reaps the git
+      processes it starts; a master reaps its pack-merge children).
+
   fleet.py check REMOTE_GIT_DIR RESULTS METRICS_DIR
       Checks every acknowledged session with git (its file on main with its bytes, in exactly
       one non-merge commit) and prints the markdown table.
@@ -132,6 +137,23 @@ def drive(seconds, rate, mounts):
         t.join()
 
 
+def cpu(groups):
+    tick = os.sysconf("SC_CLK_TCK")
+    for g in groups:
+        name, pids = g.split("=", 1)
+        own = kids = 0
+        for pid in filter(None, pids.split(",")):
+            try:
+                stat = open(f"/proc/{pid}/stat").read()
+            except OSError:
+                continue
+            # Fields after the command name, which may hold spaces: utime is field 14.
+            f = stat.rsplit(")", 1)[1].split()
+            own += int(f[11]) + int(f[12])
+            kids += int(f[13]) + int(f[14])
+        print(f"{name} {own / tick:.2f} {kids / tick:.2f}")
+
+
 def pct(xs, p):
     xs = sorted(xs)
     if not xs:
@@ -211,6 +233,8 @@ if __name__ == "__main__":
         proxy(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])
     elif cmd == "drive":
         drive(float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:])
+    elif cmd == "cpu":
+        cpu(sys.argv[2:])
     elif cmd == "check":
         check(sys.argv[2], sys.argv[3], sys.argv[4])
     else:

@@ -45,9 +45,10 @@ git -C "$seed" init -q -b main
 echo "fleet: true" > "$seed/README.yml"
 git -C "$seed" add . && git -C "$seed" -c user.name=b -c user.email=b@b commit -qm seed
 git -C "$seed" push -q "$work/remote.git" main
-git daemon --reuseaddr --listen=127.0.0.1 --port=$port --base-path="$work" --export-all \
+"$(git --exec-path)/git-daemon" --reuseaddr --listen=127.0.0.1 --port=$port --base-path="$work" --export-all \
   --enable=receive-pack "$work" > "$work/daemon.log" 2>&1 &
 pids+=($!)
+daemon_pid=$!
 
 listens=()
 for i in $(seq 0 $((N - 1))); do
@@ -64,16 +65,19 @@ for i in $(seq 0 $((N - 1))); do
 done
 python3 "$fleet" proxy $((RTT_MS / 2)) "$port" "${listens[@]}" > "$work/proxy.log" 2>&1 &
 pids+=($!)
+relay_pid=$!
 for _ in $(seq 50); do grep -q ready "$work/proxy.log" && break; sleep 0.1; done
 
 echo secret-token > "$work/token"
 mounts=()
+master_pids=()
 for i in $(seq 0 $((N - 1))); do
   mkdir -p "$work/m$i/mnt"
   nsenter --net="/run/netns/vfsfleet$i" -- "$bin" mount "git://10.201.$i.1:9500/remote.git" "$work/m$i/mnt" \
-    --state-dir "$work/m$i/state" --push sync --push-timeout 120s \
+    --state-dir "$work/m$i/state" --push sync --push-timeout 120s --foreground \
     --http 127.0.0.1:8080 --http-token-file "$work/token" > "$work/m$i/log" 2>&1 &
   pids+=($!)
+  master_pids+=($!)
   mounts+=("$work/m$i/mnt")
 done
 for i in $(seq 0 $((N - 1))); do
@@ -82,9 +86,12 @@ for i in $(seq 0 $((N - 1))); do
 done
 
 cpu_idle() { awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+groups=("masters=$(IFS=,; echo "${master_pids[*]}")" "git-daemon=$daemon_pid" "relay=$relay_pid")
+python3 "$fleet" cpu "${groups[@]}" > "$work/cpu0"
 read -r idle0 total0 < <(cpu_idle)
 python3 "$fleet" drive "$SECONDS_RUN" "$RATE" "${mounts[@]}" > "$work/results.jsonl"
 read -r idle1 total1 < <(cpu_idle)
+python3 "$fleet" cpu "${groups[@]}" > "$work/cpu1"
 mkdir -p "$work/metrics"
 for i in $(seq 0 $((N - 1))); do
   nsenter --net="/run/netns/vfsfleet$i" -- curl -s -H "Authorization: Bearer secret-token" \
@@ -95,5 +102,18 @@ echo
 # The whole machine (masters, git daemon and its git processes, relay) during the drive:
 # a run with no idle CPU measures this machine's cores, not the protocol.
 echo "machine CPU idle during the run: $(awk -v a=$((idle1 - idle0)) -v b=$((total1 - total0)) 'BEGIN{printf "%.0f%%", 100 * a / b}') of $(nproc) cores"
+# Where the busy CPU went (seconds of CPU during the drive, from /proc/PID/stat): the
+# masters themselves, their pack-merge children, the git processes git daemon ran for
+# every fetch and push, the relay; the rest is the driver and the kernel's own work.
+busy=$(( (total1 - total0) - (idle1 - idle0) ))
+paste "$work/cpu0" "$work/cpu1" | awk -v busy="$busy" -v tck="$(getconf CLK_TCK)" '
+  { own[$1] = $5 - $2; kids[$1] = $6 - $3 }
+  END {
+    b = busy / tck
+    printf "busy CPU %.1f s: masters %.0f%%, their merge children %.0f%%, git daemon'"'"'s git processes %.0f%%, relay %.0f%%, other %.0f%%\n",
+      b, 100 * own["masters"] / b, 100 * kids["masters"] / b, 100 * (own["git-daemon"] + kids["git-daemon"]) / b,
+      100 * own["relay"] / b, 100 * (b - own["masters"] - kids["masters"] - own["git-daemon"] - kids["git-daemon"] - own["relay"]) / b
+  }'
+
 echo
 python3 "$fleet" check "$work/remote.git" "$work/results.jsonl" "$work/metrics"

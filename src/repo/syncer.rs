@@ -235,9 +235,13 @@ impl Syncer {
                     tracing::debug!(%t, %why, "push rejected; fetching");
                     reject_streak += 1;
                     last_rejection = Some(Instant::now());
-                    // Racing writers: retry soon, with growing random spread.
+                    // Racing writers: the branch takes about one push per round trip from
+                    // all of them, so the random spread grows in units of our own attempt's
+                    // time (1, 2, 4, 8 of them), not in milliseconds: retrying sooner only
+                    // loses again and costs the remote a process and us a fetch.
+                    let unit = started.elapsed().max(Duration::from_millis(4));
                     let spread =
-                        Duration::from_millis(2u64 << reject_streak.min(7)).min(self.backoff_max);
+                        (unit * (1u32 << (reject_streak - 1).min(3))).min(self.backoff_max);
                     retry_at = Instant::now() + self.jittered_full(spread);
                     // Publish our sessions where the masters that beat us find them:
                     // whoever lands next carries them too (see `master::helping`).
