@@ -1,8 +1,7 @@
 //! The generator-based differential test against the real `sops` (bench/codec_diff.py):
 //! random JSON and dotenv files, each encrypted by sops and by valuesfs, decrypted by
 //! both, and edited by `sops set` and by `valuesfs edit`, must agree byte for byte.
-//! (The YAML generator still finds differences in where comments land: see the issue
-//! notes; run `python3 bench/codec_diff.py --store yaml` to reproduce them.)
+//! (YAML runs in the soak, `bench/codec_soak.sh`, which takes too long for CI.)
 
 mod common;
 
