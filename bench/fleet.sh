@@ -8,8 +8,9 @@
 # no netem qdisc), RTT_MS round trip. Mounts run with --push sync, so a session's fsync
 # returns once it is on the remote: that time is submit-to-remote. Each master gets RATE
 # sessions/s for SECONDS. Reports sessions landed, p50/p99, fairness, push attempts per
-# session (from each daemon's /metrics), and checks with git that every acknowledged
-# session is on the remote exactly once with its bytes (exit 1 otherwise).
+# session (from each daemon's /metrics), the machine's idle CPU and where the busy CPU
+# went, and checks with git that every acknowledged session is on the remote exactly once
+# with its bytes (exit 1 otherwise). Mounts run in the foreground: their logs are m<i>/log.
 #
 # Env: N (default 20), RATE (1), SECONDS_RUN (30), RTT_MS (100), NO_BUILD=1. Needs root.
 set -euo pipefail
@@ -82,7 +83,7 @@ for i in $(seq 0 $((N - 1))); do
 done
 for i in $(seq 0 $((N - 1))); do
   for _ in $(seq 200); do [ -f "$work/m$i/mnt/README.yml" ] && break; sleep 0.1; done
-  [ -f "$work/m$i/mnt/README.yml" ] || { echo "mount $i did not come up:"; tail -5 "$work/m$i/state/daemon.log"; ls -la "$work/m$i/mnt"; exit 1; }
+  [ -f "$work/m$i/mnt/README.yml" ] || { echo "mount $i did not come up:"; tail -5 "$work/m$i/log"; ls -la "$work/m$i/mnt"; exit 1; }
 done
 
 cpu_idle() { awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
